@@ -1,0 +1,82 @@
+"""Timing and peak-memory helpers shared by the benchmarks.
+
+Every measurement runs in a fresh subprocess so that one implementation's
+allocator caches cannot flatter or penalise the next one. Peak memory is the
+rise of the peak resident set (CPU, via /proc/self/clear_refs + VmHWM) or of
+``torch.cuda.max_memory_allocated`` (CUDA) above the level before the call.
+"""
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from typing import Callable
+
+import torch
+
+
+def _rss_bytes(field: str) -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"{field} not found in /proc/self/status")
+
+
+def _reset_cpu_peak() -> None:
+    with open("/proc/self/clear_refs", "w") as clear_refs:
+        clear_refs.write("5")  # resets VmHWM to the current RSS
+
+
+def peak_memory(fn: Callable[[], None], device: str) -> int:
+    """Bytes by which the peak memory rises while ``fn()`` runs."""
+    if device == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        fn()
+        torch.cuda.synchronize()
+        return torch.cuda.max_memory_allocated() - base
+    _reset_cpu_peak()
+    base = _rss_bytes("VmRSS")
+    fn()
+    return _rss_bytes("VmHWM") - base
+
+
+def median_seconds(fn: Callable[[], None], device: str, repeats: int, warmup: int = 1) -> float:
+    """Median wall time of ``fn()`` over ``repeats`` runs after ``warmup`` runs."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        if device == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def run_isolated(module: str, case: dict, timeout: float = 1800) -> dict:
+    """Runs ``python -m <module> --case <json>`` and returns the JSON it prints last."""
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    result = subprocess.run(
+        [sys.executable, "-m", module, "--case", json.dumps(case)],
+        capture_output=True, text=True, timeout=timeout, env=env,
+    )
+    if result.returncode != 0:
+        return {**case, "error": (result.stderr.strip().splitlines() or ["failed"])[-1]}
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def write_json_atomic(payload: dict, path: str) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    temp = path + ".tmp"
+    with open(temp, "w") as handle:
+        json.dump(payload, handle, indent=2)
+    os.replace(temp, path)

@@ -1,0 +1,145 @@
+"""Benchmark of the two operators: compiled extension vs pure-PyTorch reference.
+
+For each operator, shape and implementation it measures forward+backward
+time (median) and peak memory, side by side in one run, and reports the
+extension/reference ratios. Shapes: ``davis`` is 480p DAVIS at 1/4
+resolution (120x214 features, C=64, window 13) read from 5 reference frames,
+one after another; ``small`` is a 32x32 map.
+
+    python -m benchmarks.ops                    # CPU, both shapes
+    python -m benchmarks.ops --device cuda      # on a GPU
+    python -m benchmarks.ops --shapes small --out results.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+
+import torch
+
+from benchmarks._measure import median_seconds, peak_memory, run_isolated, write_json_atomic
+
+SHAPES = {
+    # name: (references, C, H, W, window)
+    "small": (5, 16, 32, 32, 13),
+    "davis": (5, 64, 120, 214, 13),
+}
+IMPLEMENTATIONS = ("extension", "reference")
+OPERATORS = ("local_correlation", "window_sample")
+
+
+def _inputs(operator: str, channels: int, height: int, width: int, device: str):
+    generator = torch.Generator().manual_seed(0)
+    features = torch.randn(1, channels, height, width, generator=generator).to(device)
+    if operator == "local_correlation":
+        other = torch.randn(1, channels, height, width, generator=generator).to(device)
+        return features.requires_grad_(), other.requires_grad_()
+    shift = torch.randn(1, 2, height, width, generator=generator) * 3
+    ys, xs = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
+    centers = torch.stack((xs, ys)).unsqueeze(0).float() + shift
+    return features.requires_grad_(), centers.to(device).requires_grad_()
+
+
+def _step(operator: str, implementation: str, window: int):
+    import mast.ops as ops
+
+    if operator == "local_correlation":
+        fn = ops.local_correlation if implementation == "extension" else ops.local_correlation_reference
+
+        def step(a, b):
+            out = fn(a, b, window, 1)
+            out.masked_fill(torch.isinf(out), 0).sum().backward()
+    else:
+        fn = ops.window_sample if implementation == "extension" else ops.window_sample_reference
+
+        def step(a, b):
+            out, _ = fn(a, b, window, 1.0)
+            out.sum().backward()
+    return step
+
+
+def measure_case(case: dict) -> dict:
+    """Runs one (operator, implementation, shape) case in this process."""
+    references, channels, height, width, window = SHAPES[case["shape"]]
+    device = case["device"]
+    step = _step(case["operator"], case["implementation"], window)
+    inputs = [_inputs(case["operator"], channels, height, width, device) for _ in range(references)]
+
+    def run_all_references():
+        for a, b in inputs:
+            step(a, b)
+            a.grad = b.grad = None
+
+    memory = peak_memory(lambda: step(*inputs[0]), device)
+    seconds = median_seconds(run_all_references, device, repeats=case["repeats"])
+    return {**case, "seconds": seconds, "peak_bytes": memory}
+
+
+def _table(rows: list[dict]) -> str:
+    lines = [f"{'operator':<18} {'shape':<6} {'impl':<10} {'fwd+bwd ms':>11} {'peak MiB':>9} {'speed-up':>9} {'mem ratio':>9}"]
+    for row in rows:
+        if "error" in row:
+            lines.append(f"{row['operator']:<18} {row['shape']:<6} {row['implementation']:<10} error: {row['error']}")
+            continue
+        speed = f"{row['speedup']:.2f}x" if "speedup" in row else ""
+        ratio = f"{row['memory_ratio']:.3f}" if "memory_ratio" in row else ""
+        lines.append(
+            f"{row['operator']:<18} {row['shape']:<6} {row['implementation']:<10} "
+            f"{row['seconds'] * 1e3:>11.1f} {row['peak_bytes'] / 2**20:>9.1f} {speed:>9} {ratio:>9}"
+        )
+    return "\n".join(lines)
+
+
+def _add_ratios(rows: list[dict]) -> None:
+    """speed-up = reference time / extension time; memory ratio = extension peak / reference peak."""
+    by_key = {(r["operator"], r["shape"], r["implementation"]): r for r in rows if "error" not in r}
+    for (operator, shape, implementation), row in by_key.items():
+        reference = by_key.get((operator, shape, "reference"))
+        if implementation == "extension" and reference:
+            row["speedup"] = reference["seconds"] / row["seconds"]
+            row["memory_ratio"] = row["peak_bytes"] / max(reference["peak_bytes"], 1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    parser.add_argument("--shapes", default="small,davis", help="comma-separated subset of: " + ", ".join(SHAPES))
+    parser.add_argument("--repeats", type=int, default=3, help="timed repetitions per case (median reported)")
+    parser.add_argument("--out", default=None, help="JSON output (default benchmarks/results/ops-<device>.json)")
+    parser.add_argument("--case", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.case:
+        print(json.dumps(measure_case(json.loads(args.case))))
+        return 0
+
+    import mast.ops as ops
+
+    if ops.backend(args.device) != "extension":
+        parser.error(f"the extension has no {args.device} kernels here (backend: {ops.backend(args.device)})")
+    rows = []
+    for shape in args.shapes.split(","):
+        if shape not in SHAPES:
+            parser.error(f"--shapes: unknown shape {shape!r}; choose from {', '.join(SHAPES)}")
+        for operator in OPERATORS:
+            for implementation in IMPLEMENTATIONS:
+                case = dict(operator=operator, implementation=implementation, shape=shape,
+                            device=args.device, repeats=args.repeats)
+                rows.append(run_isolated("benchmarks.ops", case))
+                print(f"  measured {operator} / {implementation} / {shape}", flush=True)
+    _add_ratios(rows)
+    print(_table(rows))
+    out = args.out or f"benchmarks/results/ops-{args.device}.json"
+    environment = {
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "machine": platform.processor() or platform.machine(),
+        "gpu": torch.cuda.get_device_name() if args.device == "cuda" else None,
+    }
+    write_json_atomic({"environment": environment, "shapes": SHAPES, "results": rows}, out)
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

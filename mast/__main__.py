@@ -1,0 +1,5 @@
+import sys
+
+from mast.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,41 @@
+"""The ``mast`` command line: one entry point, one sub-command per job.
+
+Each sub-command lives in its own module of this package and exposes
+``register(subparsers)``, which adds its parser and sets ``func`` (a callable
+taking the parsed arguments and returning an exit code).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from mast._version import __version__
+
+SUBCOMMANDS = ("demo", "evaluate")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mast",
+        description="Self-supervised dense correspondence learning from raw video "
+        "(MAST / CorrFlow): pretrain, fine-tune, propagate masks, evaluate on DAVIS.",
+    )
+    parser.add_argument("--version", action="version", version=f"mast {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in SUBCOMMANDS:
+        importlib.import_module(f"mast.cli.{name}").register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

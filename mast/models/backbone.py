@@ -1,0 +1,157 @@
+"""The shared feature extractor: a ResNet-18 family encoder written here.
+
+MAST's configuration (SPEC section 1): conv1 7x7 stride 2 without max-pool,
+layer2 stride 2, layers 3-4 stride 1 -> output stride 4, 256 channels, then a
+3x3 conv to 64-d features. ``output_stride=8`` strides layer3 as well (the
+Siamese baselines and the CRW protocol). Every model of the library builds on
+this module, so comparisons between them are like for like.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class BackboneConfig:
+    """Attributes:
+    in_channels: 3 for LAB or RGB frames.
+    output_stride: 4 (MAST) or 8.
+    feature_dim: channels of the output features (64 in MAST).
+    widths: channels of layer1..layer4.
+    blocks: basic blocks per layer (2, 2, 2, 2 is ResNet-18).
+    """
+
+    in_channels: int = 3
+    output_stride: int = 4
+    feature_dim: int = 64
+    widths: tuple[int, int, int, int] = (64, 128, 256, 256)
+    blocks: tuple[int, int, int, int] = (2, 2, 2, 2)
+
+    def __post_init__(self) -> None:
+        if self.output_stride not in (4, 8):
+            raise ValueError(f"output_stride must be 4 or 8, got {self.output_stride}")
+        if self.feature_dim < 1 or self.in_channels < 1:
+            raise ValueError("feature_dim and in_channels must be >= 1")
+        object.__setattr__(self, "widths", tuple(self.widths))
+        object.__setattr__(self, "blocks", tuple(self.blocks))
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convs with a residual connection (ResNet-18/34 block)."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(out_channels)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_channels)
+        self.relu = nn.ReLU(inplace=True)
+        self.shortcut = nn.Identity()
+        if stride != 1 or in_channels != out_channels:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_channels, out_channels, 1, stride, bias=False), nn.BatchNorm2d(out_channels)
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + self.shortcut(x))
+
+
+class ResNetBackbone(nn.Module):
+    """ResNet-18 family encoder with a configurable output stride and feature size.
+
+    ``forward``: ``(B, in_channels, H, W)`` -> ``(B, feature_dim, ceil(H/s), ceil(W/s))``
+    with ``s = output_stride``. ``stages`` gives the intermediate maps for
+    heads that need a pyramid (baselines).
+    """
+
+    def __init__(self, config: BackboneConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or BackboneConfig()
+        cfg = self.config
+        self.stem = nn.Sequential(
+            nn.Conv2d(cfg.in_channels, cfg.widths[0], 7, 2, 3, bias=False),
+            nn.BatchNorm2d(cfg.widths[0]),
+            nn.ReLU(inplace=True),
+        )
+        strides = (1, 2, 2 if cfg.output_stride == 8 else 1, 1)
+        layers, in_channels = [], cfg.widths[0]
+        for width, count, stride in zip(cfg.widths, cfg.blocks, strides):
+            blocks = [BasicBlock(in_channels, width, stride)]
+            blocks += [BasicBlock(width, width) for _ in range(count - 1)]
+            layers.append(nn.Sequential(*blocks))
+            in_channels = width
+        self.layers = nn.ModuleList(layers)
+        self.head = nn.Conv2d(in_channels, cfg.feature_dim, 3, 1, 1)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.BatchNorm2d):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+
+    def stages(self, frames: torch.Tensor) -> list[torch.Tensor]:
+        """Outputs of layer1..layer4: strides 2, 4, 4 (8), 4 (8)."""
+        x = self.stem(frames)
+        outputs = []
+        for layer in self.layers:
+            x = layer(x)
+            outputs.append(x)
+        return outputs
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        if frames.dim() != 4 or frames.shape[1] != self.config.in_channels:
+            raise ValueError(
+                f"frames must have shape (B, {self.config.in_channels}, H, W), got {tuple(frames.shape)}"
+            )
+        return self.head(self.stages(frames)[-1])
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Writes config and weights atomically (temp file + rename)."""
+        save_checkpoint({"backbone_config": asdict(self.config), "state_dict": self.state_dict()}, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, map_location: str | torch.device = "cpu") -> "ResNetBackbone":
+        """Loads a backbone written by :meth:`save` (``weights_only=True``)."""
+        try:
+            payload = torch.load(path, map_location=map_location, weights_only=True)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"backbone checkpoint not found: {path}") from None
+        except Exception as error:
+            raise ValueError(f"cannot read backbone checkpoint {path}: {error}") from error
+        if not isinstance(payload, dict) or "state_dict" not in payload or "backbone_config" not in payload:
+            raise ValueError(f"{path} is not a mast backbone checkpoint (no backbone_config/state_dict)")
+        model = cls(BackboneConfig(**payload["backbone_config"]))
+        try:
+            model.load_state_dict(payload["state_dict"])
+        except RuntimeError as error:
+            raise ValueError(f"{path} does not match the backbone architecture: {error}") from error
+        return model
+
+
+def save_checkpoint(payload: dict, path: str | os.PathLike) -> None:
+    """``torch.save`` to a temp file in the target folder, then rename over ``path``,
+    so a crash never leaves a half-written checkpoint."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    handle, temp_path = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".pt")
+    os.close(handle)
+    try:
+        torch.save(payload, temp_path)
+        os.replace(temp_path, path)
+    except BaseException:
+        if os.path.exists(temp_path):
+            os.remove(temp_path)
+        raise

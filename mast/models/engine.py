@@ -1,0 +1,211 @@
+"""The reconstruction engine: a query frame read out of its reference frames.
+
+For every query pixel the keys of all references are pooled and one softmax
+over them weighs the references' values (MAST; thesis Eq. 4.2-4.3):
+
+* a *near* reference (``distance <= near_range``) offers the ``P x P`` keys
+  around the pixel itself;
+* a *far* reference first localises a region of interest: a dilated
+  ``P x P`` correlation, softmaxed, gives an expected sub-pixel centre
+  (Eq. 4.1); it then offers ``P x P`` keys and values bilinearly sampled
+  around that centre. Gradients flow through the centre.
+
+Memory stays ``O(HW x refs x P^2)`` scores: no ``(HW x HW)`` affinity, and the
+``C x P^2`` key windows of far references are only ever built for one tile
+of rows at a time.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mast.models.memory import Reference
+from mast.ops import local_correlation, window_sample
+from mast.ops.reference import window_offsets
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Knobs of :class:`ReconstructionEngine`.
+
+    Attributes:
+        window: side ``P`` of every attention window (13 in training, 25 at test).
+        near_range: references at most this many frames away skip ROI localisation.
+        max_dilation: cap on the ROI-localisation dilation ``min(cap, dt // near_range + 1)``.
+        roi_localisation: if False every reference is treated as near (CRW protocol).
+        temperature: softmax temperature ``tau``.
+        topk: keep only the ``k`` highest scores per pixel (None: all).
+        normalize: L2-normalise features (cosine similarity) instead of raw dot products.
+        tile_elements: budget, in elements, for the per-tile key and value windows.
+    """
+
+    window: int = 13
+    near_range: int = 15
+    max_dilation: int = 4
+    roi_localisation: bool = True
+    temperature: float = 1.0
+    topk: int | None = None
+    normalize: bool = False
+    tile_elements: int = 1 << 25
+
+    def __post_init__(self) -> None:
+        if self.window < 1 or self.window % 2 == 0:
+            raise ValueError(f"window must be an odd int >= 1, got {self.window}")
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if self.topk is not None and self.topk < 1:
+            raise ValueError(f"topk must be >= 1 or None, got {self.topk}")
+        if self.near_range < 1 or self.max_dilation < 1 or self.tile_elements < 1:
+            raise ValueError("near_range, max_dilation and tile_elements must be >= 1")
+
+    def dilation(self, distance: int) -> int:
+        """ROI-localisation dilation for a reference ``distance`` frames away."""
+        return min(self.max_dilation, distance // self.near_range + 1)
+
+    def is_far(self, distance: int) -> bool:
+        return self.roi_localisation and distance > self.near_range
+
+
+def accumulation_dtype(tensor: torch.Tensor) -> torch.dtype:
+    """Softmaxes and sums run in float32 for half-precision inputs, else in the input dtype."""
+    return torch.float64 if tensor.dtype == torch.float64 else torch.float32
+
+
+def pixel_grid(batch: int, height: int, width: int, like: torch.Tensor, top: int = 0) -> torch.Tensor:
+    """``(B, 2, H, W)`` holding each pixel's own ``(x, y)`` coordinates, rows
+    starting at ``top``; float64 for float64 inputs, float32 otherwise."""
+    dtype = accumulation_dtype(like)
+    ys = torch.arange(top, top + height, device=like.device, dtype=dtype)
+    xs = torch.arange(width, device=like.device, dtype=dtype)
+    grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
+    return torch.stack((grid_x, grid_y)).unsqueeze(0).expand(batch, -1, -1, -1)
+
+
+class ReconstructionEngine(nn.Module):
+    """Reconstructs a query frame's values from a memory of reference frames.
+
+    Has no parameters: what it learns through is the features it is given.
+    """
+
+    def __init__(self, config: EngineConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or EngineConfig()
+
+    def forward(self, query: torch.Tensor, references: list[Reference]) -> torch.Tensor:
+        """
+        Args:
+            query: ``(B, C, h, w)`` features of the query frame.
+            references: each with features ``(B, C, h, w)``, values ``(B, K, h, w)``.
+
+        Returns:
+            ``(B, K, h, w)`` reconstructed values.
+        """
+        self._check(query, references)
+        if self.config.normalize:
+            query = F.normalize(query, dim=1)
+            references = [Reference(F.normalize(r.features, dim=1), r.values, r.distance) for r in references]
+        near_scores, centers = self._whole_frame_pass(query, references)
+        rows = self._rows_per_tile(query, references)
+        tiles = [
+            self._reconstruct_rows(query, references, near_scores, centers, top, min(top + rows, query.shape[-2]))
+            for top in range(0, query.shape[-2], rows)
+        ]
+        return torch.cat(tiles, dim=-2)
+
+    def roi_centers(self, query: torch.Tensor, keys: torch.Tensor, distance: int) -> torch.Tensor:
+        """Expected ROI centre in a far reference for every query pixel (Eq. 4.1).
+
+        Args:
+            query: ``(B, C, h, w)``; keys: ``(B, C, h, w)``.
+
+        Returns:
+            ``(B, 2, h, w)`` sub-pixel ``(x, y)`` centres in the reference.
+        """
+        window, dilation = self.config.window, self.config.dilation(distance)
+        scores = local_correlation(query, keys, window, dilation)
+        attention = torch.softmax(scores.to(accumulation_dtype(scores)) / self.config.temperature, dim=1)
+        dy, dx = window_offsets(window, float(dilation), attention)
+        shift_x = torch.einsum("bphw,p->bhw", attention, dx)
+        shift_y = torch.einsum("bphw,p->bhw", attention, dy)
+        batch, _, height, width = query.shape
+        return pixel_grid(batch, height, width, attention) + torch.stack((shift_x, shift_y), dim=1)
+
+    def _whole_frame_pass(self, query, references):
+        """Near scores ``(B, P^2, h, w)`` and far ROI centres ``(B, 2, h, w)``:
+        both cost ``O(P^2 h w)`` memory, so no tiling is needed for them."""
+        near_scores, centers = [], []
+        for reference in references:
+            if self.config.is_far(reference.distance):
+                near_scores.append(None)
+                centers.append(self.roi_centers(query, reference.features, reference.distance))
+            else:
+                near_scores.append(local_correlation(query, reference.features, self.config.window, 1))
+                centers.append(None)
+        return near_scores, centers
+
+    def _rows_per_tile(self, query, references) -> int:
+        batch, channels, _, width = query.shape
+        values = sum(r.values.shape[1] + 1 for r in references)
+        keys = channels if any(self.config.is_far(r.distance) for r in references) else 0
+        per_row = batch * width * self.config.window**2 * (values + keys)
+        return max(1, self.config.tile_elements // max(per_row, 1))
+
+    def _reconstruct_rows(self, query, references, near_scores, centers, top, bottom):
+        """Reconstruction of query rows ``[top, bottom)``: ``(B, K, rows, w)``."""
+        window = self.config.window
+        query_rows = query[:, :, top:bottom]
+        all_scores, all_values = [], []
+        for reference, scores, center in zip(references, near_scores, centers):
+            if center is None:
+                rows_center = pixel_grid(query.shape[0], bottom - top, query.shape[-1], query, top)
+                scores = scores[:, :, top:bottom]
+            else:
+                rows_center = center[:, :, top:bottom]
+                keys, valid = window_sample(reference.features, rows_center, window)
+                scores = torch.einsum("bchw,bcphw->bphw", query_rows, keys.to(query_rows.dtype))
+                scores = scores.masked_fill(~valid, float("-inf"))
+            values, _ = window_sample(reference.values, rows_center, window)
+            all_scores.append(scores)
+            all_values.append(values)
+        return self._attend(torch.cat(all_scores, dim=1), torch.cat(all_values, dim=2))
+
+    def _attend(self, scores: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        """Softmax over pooled keys. scores ``(B, N, h, w)``, values ``(B, K, N, h, w)`` -> ``(B, K, h, w)``."""
+        dtype = accumulation_dtype(scores)
+        scores = scores.to(dtype) / self.config.temperature
+        values = values.to(dtype)
+        if self.config.topk is not None and self.config.topk < scores.shape[1]:
+            scores, index = scores.topk(self.config.topk, dim=1)
+            values = values.gather(2, index.unsqueeze(1).expand(-1, values.shape[1], -1, -1, -1))
+        attention = torch.softmax(scores, dim=1)
+        return torch.einsum("bnhw,bknhw->bkhw", attention, values)
+
+    @staticmethod
+    def _check(query: torch.Tensor, references: list[Reference]) -> None:
+        if query.dim() != 4:
+            raise ValueError(f"query must have shape (B, C, h, w), got {tuple(query.shape)}")
+        if not references:
+            raise ValueError("at least one reference frame is needed to reconstruct a query")
+        for i, reference in enumerate(references):
+            if reference.features.shape != query.shape:
+                raise ValueError(
+                    f"references[{i}].features has shape {tuple(reference.features.shape)}, "
+                    f"expected the query's {tuple(query.shape)}"
+                )
+            if reference.values.dim() != 4 or reference.values.shape[0] != query.shape[0] or (
+                reference.values.shape[-2:] != query.shape[-2:]
+            ):
+                raise ValueError(
+                    f"references[{i}].values has shape {tuple(reference.values.shape)}, "
+                    f"expected (B, K, h, w) = ({query.shape[0]}, K, {query.shape[2]}, {query.shape[3]})"
+                )
+            if reference.values.shape[1] != references[0].values.shape[1]:
+                raise ValueError(
+                    f"references[{i}].values has {reference.values.shape[1]} channels but references[0] "
+                    f"has {references[0].values.shape[1]}; all references must carry the same K"
+                )
+            if reference.distance < 1:
+                raise ValueError(f"references[{i}].distance must be >= 1, got {reference.distance}")

@@ -1,0 +1,68 @@
+"""Loads the compiled extension ``mast._C`` and reports which path is live."""
+from __future__ import annotations
+
+import os
+import warnings
+
+import torch
+
+_LOAD_ERROR: str | None = None
+_WARNED = False
+
+if os.environ.get("MAST_DISABLE_EXTENSION", "0") == "1":
+    _LOAD_ERROR = "disabled by MAST_DISABLE_EXTENSION=1"
+else:
+    try:
+        from mast import _C  # noqa: F401  (importing registers torch.ops.mast.*)
+    except ImportError as error:
+        _LOAD_ERROR = f"{type(error).__name__}: {error}"
+
+
+def extension_loaded() -> bool:
+    """True when ``mast._C`` was imported and its operators are registered."""
+    return _LOAD_ERROR is None
+
+
+def _kernel_device_types() -> frozenset[str]:
+    if not extension_loaded():
+        return frozenset()
+    return frozenset(
+        device_type
+        for device_type, dispatch_key in (("cpu", "CPU"), ("cuda", "CUDA"))
+        if torch._C._dispatch_has_kernel_for_dispatch_key("mast::local_correlation", dispatch_key)
+    )
+
+
+# Looked up once: a plain set membership test is also what torch.compile can trace.
+_KERNEL_DEVICE_TYPES = _kernel_device_types()
+
+
+def has_kernel(device_type: str) -> bool:
+    """True when the extension has kernels for ``device_type`` ('cpu', 'cuda')."""
+    return device_type in _KERNEL_DEVICE_TYPES
+
+
+def backend(device: torch.device | str = "cpu") -> str:
+    """Which implementation serves tensors on ``device``.
+
+    Returns:
+        ``"extension"`` (compiled kernels) or ``"pytorch"`` (pure-PyTorch
+        reference implementations).
+    """
+    return "extension" if has_kernel(torch.device(device).type) else "pytorch"
+
+
+def warn_fallback_once(device: torch.device) -> None:
+    """Warns, once per process, that the slower pure-PyTorch path is running."""
+    global _WARNED
+    if _WARNED:
+        return
+    _WARNED = True
+    reason = _LOAD_ERROR or f"the extension was built without {device.type.upper()} kernels"
+    warnings.warn(
+        f"mast: compiled operators unavailable ({reason}); using the pure-PyTorch "
+        "implementations (slower, more memory). Rebuild with "
+        "`pip install --no-build-isolation -e .` to get the kernels.",
+        RuntimeWarning,
+        stacklevel=3,
+    )

@@ -1,0 +1,202 @@
+"""The reconstruction engine against brute-force attention on tiny examples."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from mast.models.engine import EngineConfig, ReconstructionEngine
+from mast.models.memory import Reference
+
+
+def make_references(distances, batch=1, channels=4, height=6, width=7, values=3, dtype=torch.float64):
+    return [
+        Reference(
+            torch.randn(batch, channels, height, width, dtype=dtype),
+            torch.randn(batch, values, height, width, dtype=dtype),
+            distance,
+        )
+        for distance in distances
+    ]
+
+
+def dense_window_attention(query, references, window, temperature=1.0):
+    """Full (HW x HW) affinity per reference, masked to the window, one softmax."""
+    batch, _, height, width = query.shape
+    ys, xs = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")
+    ys, xs = torch.tensor(ys.ravel()), torch.tensor(xs.ravel())
+    in_window = ((ys[:, None] - ys[None, :]).abs() <= window // 2) & ((xs[:, None] - xs[None, :]).abs() <= window // 2)
+    q = query.flatten(2)  # (B, C, HW)
+    affinities = [torch.einsum("bcp,bcq->bpq", q, r.features.flatten(2)) for r in references]
+    affinity = torch.cat([a.masked_fill(~in_window, float("-inf")) for a in affinities], dim=2)
+    attention = torch.softmax(affinity / temperature, dim=2)  # (B, HW, refs*HW)
+    values = torch.cat([r.values.flatten(2) for r in references], dim=2)  # (B, K, refs*HW)
+    return torch.einsum("bpq,bkq->bkp", attention, values).reshape(batch, -1, height, width)
+
+
+def bilinear(image, x, y):
+    """Zero-padded bilinear read of image (C, H, W) at real (x, y)."""
+    _, height, width = image.shape
+    x0, y0 = math.floor(x), math.floor(y)
+    total = np.zeros(image.shape[0])
+    for cy, wy in ((y0, 1 - (y - y0)), (y0 + 1, y - y0)):
+        for cx, wx in ((x0, 1 - (x - x0)), (x0 + 1, x - x0)):
+            if 0 <= cx < width and 0 <= cy < height:
+                total += wy * wx * image[:, cy, cx]
+    return total
+
+
+def brute_force(query, references, config):
+    """Per-pixel loops over every reference, near or far (Eq. 4.1-4.3)."""
+    query = query.numpy()
+    refs = [(r.features.numpy(), r.values.numpy(), r.distance) for r in references]
+    batch, _, height, width = query.shape
+    radius = config.window // 2
+    out = np.zeros((batch, refs[0][1].shape[1], height, width))
+    for b in range(batch):
+        for y in range(height):
+            for x in range(width):
+                q = query[b, :, y, x]
+                scores, values = [], []
+                for keys, vals, distance in refs:
+                    if config.is_far(distance):
+                        d = config.dilation(distance)
+                        coarse, positions = [], []
+                        for dy in range(-radius, radius + 1):
+                            for dx in range(-radius, radius + 1):
+                                yy, xx = y + dy * d, x + dx * d
+                                if 0 <= yy < height and 0 <= xx < width:
+                                    coarse.append(q @ keys[b, :, yy, xx] / config.temperature)
+                                    positions.append((xx, yy))
+                        weights = np.exp(np.array(coarse) - max(coarse))
+                        weights /= weights.sum()
+                        cx, cy = (weights[:, None] * np.array(positions, dtype=float)).sum(0)
+                        for dy in range(-radius, radius + 1):
+                            for dx in range(-radius, radius + 1):
+                                sx, sy = cx + dx, cy + dy
+                                if 0 <= sx <= width - 1 and 0 <= sy <= height - 1:
+                                    scores.append(q @ bilinear(keys[b], sx, sy))
+                                    values.append(bilinear(vals[b], sx, sy))
+                    else:
+                        for dy in range(-radius, radius + 1):
+                            for dx in range(-radius, radius + 1):
+                                yy, xx = y + dy, x + dx
+                                if 0 <= yy < height and 0 <= xx < width:
+                                    scores.append(q @ keys[b, :, yy, xx])
+                                    values.append(vals[b, :, yy, xx])
+                scores = np.array(scores) / config.temperature
+                if config.topk is not None:
+                    keep = np.argsort(-scores, kind="stable")[: config.topk]
+                    scores, values = scores[keep], [values[i] for i in keep]
+                weights = np.exp(scores - scores.max())
+                weights /= weights.sum()
+                out[b, :, y, x] = (weights[:, None] * np.array(values)).sum(0)
+    return torch.from_numpy(out)
+
+
+def test_near_references_equal_dense_masked_attention():
+    query = torch.randn(2, 4, 6, 7, dtype=torch.float64)
+    references = make_references([1, 3, 5], batch=2)
+    engine = ReconstructionEngine(EngineConfig(window=3))
+    expected = dense_window_attention(query, references, window=3)
+    torch.testing.assert_close(engine(query, references), expected)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        EngineConfig(window=3),
+        EngineConfig(window=5, temperature=0.5),
+        EngineConfig(window=3, topk=7),
+        EngineConfig(window=3, near_range=2, max_dilation=3),
+    ],
+)
+def test_engine_equals_brute_force_with_far_references(config):
+    query = torch.randn(1, 4, 6, 7, dtype=torch.float64)
+    references = make_references([1, 2, 6, 17, 40])
+    assert any(config.is_far(r.distance) for r in references)
+    torch.testing.assert_close(ReconstructionEngine(config)(query, references), brute_force(query, references, config))
+
+
+def test_cosine_normalisation_equals_normalised_features():
+    query = torch.randn(1, 4, 6, 7, dtype=torch.float64)
+    references = make_references([1, 20])
+    normalised = [
+        Reference(torch.nn.functional.normalize(r.features, dim=1), r.values, r.distance) for r in references
+    ]
+    cosine = ReconstructionEngine(EngineConfig(window=3, normalize=True))(query, references)
+    dot = ReconstructionEngine(EngineConfig(window=3))(torch.nn.functional.normalize(query, dim=1), normalised)
+    torch.testing.assert_close(cosine, dot)
+
+
+def test_tiling_does_not_change_the_result():
+    query = torch.randn(2, 8, 11, 9, dtype=torch.float64)
+    references = make_references([1, 5, 30], batch=2, channels=8, height=11, width=9)
+    whole = ReconstructionEngine(EngineConfig(window=5))(query, references)
+    tiled_engine = ReconstructionEngine(EngineConfig(window=5, tile_elements=500))
+    assert tiled_engine._rows_per_tile(query, references) == 1
+    torch.testing.assert_close(tiled_engine(query, references), whole)
+
+
+def test_gradients_reach_query_keys_and_roi_centres():
+    query = torch.randn(1, 4, 8, 8, dtype=torch.float64, requires_grad=True)
+    far_keys = torch.randn(1, 4, 8, 8, dtype=torch.float64, requires_grad=True)
+    values = torch.randn(1, 2, 8, 8, dtype=torch.float64)
+    engine = ReconstructionEngine(EngineConfig(window=3))
+    out = engine(query, [Reference(far_keys, values, 30)])
+    out.pow(2).sum().backward()
+    assert query.grad.abs().sum() > 0 and far_keys.grad.abs().sum() > 0
+
+    # The ROI centre itself is differentiable: its gradient is not zero.
+    centers = engine.roi_centers(query, far_keys, 30)
+    grad = torch.autograd.grad(centers.sum(), far_keys)[0]
+    assert grad.abs().sum() > 0
+
+
+def test_gradcheck_through_far_reference():
+    query = torch.randn(1, 3, 5, 5, dtype=torch.float64, requires_grad=True)
+    keys = torch.randn(1, 3, 5, 5, dtype=torch.float64, requires_grad=True)
+    values = torch.randn(1, 2, 5, 5, dtype=torch.float64)
+    engine = ReconstructionEngine(EngineConfig(window=3))
+    assert torch.autograd.gradcheck(lambda q, k: engine(q, [Reference(k, values, 20)]), (query, keys))
+
+
+def test_values_of_any_width_and_float32():
+    query = torch.randn(1, 4, 6, 7)
+    references = make_references([1, 16], values=11, dtype=torch.float32)
+    out = ReconstructionEngine(EngineConfig(window=5))(query, references)
+    assert out.shape == (1, 11, 6, 7) and out.dtype == torch.float32
+
+
+def test_probabilities_stay_probabilities():
+    query = torch.randn(1, 4, 6, 7)
+    one_hot = torch.nn.functional.one_hot(torch.randint(0, 3, (1, 6, 7)), 3).permute(0, 3, 1, 2).float()
+    references = [Reference(torch.randn(1, 4, 6, 7), one_hot, d) for d in (1, 3, 25)]
+    out = ReconstructionEngine(EngineConfig(window=5))(query, references)
+    torch.testing.assert_close(out.sum(1), torch.ones(1, 6, 7))
+
+
+@pytest.mark.parametrize(
+    "references,match",
+    [
+        ([], "at least one reference"),
+        ([Reference(torch.randn(1, 4, 5, 7), torch.randn(1, 2, 6, 7), 1)], "features has shape"),
+        ([Reference(torch.randn(1, 4, 6, 7), torch.randn(1, 2, 5, 7), 1)], "values has shape"),
+        ([Reference(torch.randn(1, 4, 6, 7), torch.randn(1, 2, 6, 7), 0)], "distance"),
+        (
+            [Reference(torch.randn(1, 4, 6, 7), torch.randn(1, 2, 6, 7), 1),
+             Reference(torch.randn(1, 4, 6, 7), torch.randn(1, 3, 6, 7), 2)],
+            "same K",
+        ),
+    ],
+)
+def test_bad_references_are_named(references, match):
+    with pytest.raises(ValueError, match=match):
+        ReconstructionEngine()(torch.randn(1, 4, 6, 7), references)
+
+
+def test_config_rejects_even_window():
+    with pytest.raises(ValueError, match="window"):
+        EngineConfig(window=4)
