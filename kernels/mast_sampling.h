@@ -15,6 +15,27 @@ namespace mast {
 C10_HOST_DEVICE inline float floor_op(float v) { return floorf(v); }
 C10_HOST_DEVICE inline double floor_op(double v) { return floor(v); }
 
+// Sample coordinate c + k * spacing, rounded twice (product, then sum) as
+// PyTorch's elementwise ops compute it. On the device the intrinsics stop
+// nvcc from contracting it into one fused multiply-add (--use_fast_math
+// implies -fmad=true), which could move a coordinate that lands next to an
+// integer to the other side of a bilinear cell border and so change the
+// (one-sided) gradient and the validity flag.
+C10_HOST_DEVICE inline float offset_coord(float c, float k, float spacing) {
+#if defined(__CUDA_ARCH__)
+  return __fadd_rn(c, __fmul_rn(k, spacing));
+#else
+  return c + k * spacing;
+#endif
+}
+C10_HOST_DEVICE inline double offset_coord(double c, double k, double spacing) {
+#if defined(__CUDA_ARCH__)
+  return __dadd_rn(c, __dmul_rn(k, spacing));
+#else
+  return c + k * spacing;
+#endif
+}
+
 template <typename T>
 struct BilinearCorners {
   // Flat indices y * Ws + x into one source plane; -1 for a corner outside.

@@ -15,7 +15,7 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$VENV/bin/python" -m pip install -q --upgrade pip setuptools wheel
 fi
 PY="$VENV/bin/python"
-"$PY" -c "import torch" 2>/dev/null || "$PY" -m pip install -q "$TORCH_SPEC"
+"$PY" -c "import torch, numpy" 2>/dev/null || "$PY" -m pip install -q "$TORCH_SPEC" numpy
 
 stamp="$VENV/.mast-install-stamp"
 fingerprint=$(cat setup.py kernels/*.* kernels/*/* 2>/dev/null | sha256sum | cut -d' ' -f1)

@@ -54,3 +54,14 @@ def test_rejects_bad_config_and_input():
         BackboneConfig(output_stride=16)
     with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
         ResNetBackbone()(torch.randn(1, 1, 32, 32))
+
+
+def test_prepare_follows_the_colour_space():
+    rgb = torch.rand(1, 3, 8, 8)
+    lab_input = ResNetBackbone(BackboneConfig(colour_space="lab")).prepare(rgb)
+    rgb_input = ResNetBackbone(BackboneConfig(colour_space="rgb")).prepare(rgb)
+    assert lab_input.shape == rgb_input.shape == (1, 3, 8, 8)
+    assert lab_input[:, 0].min() >= -1 - 1e-5 and lab_input[:, 0].max() <= 1 + 1e-5  # L in [0, 100] -> [-1, 1]
+    torch.testing.assert_close(rgb_input[:, 0], (rgb[:, 0] - 0.485) / 0.229)
+    with pytest.raises(ValueError, match="colour_space"):
+        BackboneConfig(colour_space="hsv")

@@ -15,12 +15,39 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cmath>
 #include <limits>
 #include <type_traits>
 #include <vector>
 
 namespace mast {
 namespace {
+
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+// The hot loops are compiled twice, for the baseline instruction set (what
+// setup.py builds for) and for AVX2 + FMA, and the variant is picked at run
+// time, so the extension still runs on any x86-64 CPU.
+#define MAST_CPU_DISPATCH_AVX2 1
+#define MAST_TARGET_AVX2 __attribute__((target("avx2,fma")))
+#define MAST_ALWAYS_INLINE inline __attribute__((always_inline))
+inline bool cpu_has_avx2() {
+  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return has;
+}
+#else
+#define MAST_ALWAYS_INLINE inline
+inline bool cpu_has_avx2() { return false; }
+#endif
+
+// acc + a * b; fused (single rounding) in the FMA variant.
+template <bool kFma, typename T>
+MAST_ALWAYS_INLINE T madd(T acc, T a, T b) {
+  if constexpr (kFma) {
+    return std::fma(a, b, acc);
+  } else {
+    return acc + a * b;
+  }
+}
 
 // x range [lo, hi) for which x + off lies in [0, W).
 inline void shifted_range(int64_t off, int64_t W, int64_t& lo, int64_t& hi) {
@@ -29,133 +56,227 @@ inline void shifted_range(int64_t off, int64_t W, int64_t& lo, int64_t& hi) {
   if (hi < lo) hi = lo;
 }
 
-template <typename scalar_t>
-void local_correlation_forward_impl(const scalar_t* __restrict__ q,
-                                    const scalar_t* __restrict__ k, scalar_t* __restrict__ out,
-                                    int64_t B, int64_t C, int64_t H, int64_t W, int64_t window,
-                                    int64_t dilation) {
+struct Geometry {
+  int64_t C, H, W, window, dilation;
+};
+
+// Forward for rows [begin, end) of the flattened (b, y) range; `acc` holds
+// window * W accumulators.
+template <typename scalar_t, bool kFma>
+MAST_ALWAYS_INLINE void forward_rows(const scalar_t* __restrict__ q,
+                                     const scalar_t* __restrict__ k,
+                                     scalar_t* __restrict__ out,
+                                     at::opmath_type<scalar_t>* __restrict__ acc,
+                                     const Geometry& geo, int64_t begin, int64_t end) {
   using opmath_t = at::opmath_type<scalar_t>;
+  const int64_t C = geo.C, H = geo.H, W = geo.W, window = geo.window, dilation = geo.dilation;
   const int64_t r = window / 2;
   const int64_t P2 = window * window;
   const int64_t HW = H * W;
   const scalar_t neg_inf = -std::numeric_limits<scalar_t>::infinity();
-
-  at::parallel_for(0, B * H, 1, [&](int64_t begin, int64_t end) {
-    std::vector<opmath_t> acc_buf(static_cast<size_t>(window * W));
-    opmath_t* __restrict__ acc = acc_buf.data();
-    for (int64_t row = begin; row < end; ++row) {
-      const int64_t b = row / H;
-      const int64_t y = row % H;
-      for (int64_t iy = 0; iy < window; ++iy) {
-        const int64_t ky = y + (iy - r) * dilation;
-        scalar_t* out_dy = out + (b * P2 + iy * window) * HW + y * W;  // + ix * HW
-        if (ky < 0 || ky >= H) {
-          for (int64_t ix = 0; ix < window; ++ix) {
-            std::fill(out_dy + ix * HW, out_dy + ix * HW + W, neg_inf);
-          }
-          continue;
+  for (int64_t row = begin; row < end; ++row) {
+    const int64_t b = row / H;
+    const int64_t y = row % H;
+    for (int64_t iy = 0; iy < window; ++iy) {
+      const int64_t ky = y + (iy - r) * dilation;
+      scalar_t* out_dy = out + (b * P2 + iy * window) * HW + y * W;  // + ix * HW
+      if (ky < 0 || ky >= H) {
+        for (int64_t ix = 0; ix < window; ++ix) {
+          std::fill(out_dy + ix * HW, out_dy + ix * HW + W, neg_inf);
         }
-        std::fill(acc, acc + window * W, opmath_t(0));
-        for (int64_t c = 0; c < C; ++c) {
-          const scalar_t* __restrict__ qrow = q + (b * C + c) * HW + y * W;
-          const scalar_t* __restrict__ krow = k + (b * C + c) * HW + ky * W;
-          for (int64_t ix = 0; ix < window; ++ix) {
-            const int64_t off = (ix - r) * dilation;
-            int64_t lo, hi;
-            shifted_range(off, W, lo, hi);
-            opmath_t* __restrict__ a = acc + ix * W;
-            const scalar_t* __restrict__ ks = krow + off;
-            for (int64_t x = lo; x < hi; ++x) {
-              a[x] += static_cast<opmath_t>(qrow[x]) * static_cast<opmath_t>(ks[x]);
-            }
-          }
-        }
+        continue;
+      }
+      std::fill(acc, acc + window * W, opmath_t(0));
+      int64_t c = 0;
+      // Four channels per pass over the accumulators (fewer loads/stores of
+      // acc per multiply-add), then the remainder one by one.
+      for (; c + 4 <= C; c += 4) {
+        const scalar_t* __restrict__ q0 = q + (b * C + c) * HW + y * W;
+        const scalar_t* __restrict__ q1 = q0 + HW;
+        const scalar_t* __restrict__ q2 = q1 + HW;
+        const scalar_t* __restrict__ q3 = q2 + HW;
+        const scalar_t* __restrict__ k0 = k + (b * C + c) * HW + ky * W;
         for (int64_t ix = 0; ix < window; ++ix) {
           const int64_t off = (ix - r) * dilation;
           int64_t lo, hi;
           shifted_range(off, W, lo, hi);
-          scalar_t* o = out_dy + ix * HW;
-          const opmath_t* a = acc + ix * W;
-          for (int64_t x = 0; x < lo; ++x) o[x] = neg_inf;
-          for (int64_t x = lo; x < hi; ++x) o[x] = static_cast<scalar_t>(a[x]);
-          for (int64_t x = hi; x < W; ++x) o[x] = neg_inf;
+          opmath_t* __restrict__ a = acc + ix * W;
+          const scalar_t* __restrict__ ks0 = k0 + off;
+          const scalar_t* __restrict__ ks1 = ks0 + HW;
+          const scalar_t* __restrict__ ks2 = ks1 + HW;
+          const scalar_t* __restrict__ ks3 = ks2 + HW;
+          for (int64_t x = lo; x < hi; ++x) {
+            opmath_t v = a[x];
+            v = madd<kFma, opmath_t>(v, static_cast<opmath_t>(q0[x]), static_cast<opmath_t>(ks0[x]));
+            v = madd<kFma, opmath_t>(v, static_cast<opmath_t>(q1[x]), static_cast<opmath_t>(ks1[x]));
+            v = madd<kFma, opmath_t>(v, static_cast<opmath_t>(q2[x]), static_cast<opmath_t>(ks2[x]));
+            v = madd<kFma, opmath_t>(v, static_cast<opmath_t>(q3[x]), static_cast<opmath_t>(ks3[x]));
+            a[x] = v;
+          }
         }
       }
+      for (; c < C; ++c) {
+        const scalar_t* __restrict__ qrow = q + (b * C + c) * HW + y * W;
+        const scalar_t* __restrict__ krow = k + (b * C + c) * HW + ky * W;
+        for (int64_t ix = 0; ix < window; ++ix) {
+          const int64_t off = (ix - r) * dilation;
+          int64_t lo, hi;
+          shifted_range(off, W, lo, hi);
+          opmath_t* __restrict__ a = acc + ix * W;
+          const scalar_t* __restrict__ ks = krow + off;
+          for (int64_t x = lo; x < hi; ++x) {
+            a[x] = madd<kFma, opmath_t>(a[x], static_cast<opmath_t>(qrow[x]),
+                                        static_cast<opmath_t>(ks[x]));
+          }
+        }
+      }
+      for (int64_t ix = 0; ix < window; ++ix) {
+        const int64_t off = (ix - r) * dilation;
+        int64_t lo, hi;
+        shifted_range(off, W, lo, hi);
+        scalar_t* o = out_dy + ix * HW;
+        const opmath_t* a = acc + ix * W;
+        for (int64_t x = 0; x < lo; ++x) o[x] = neg_inf;
+        for (int64_t x = lo; x < hi; ++x) o[x] = static_cast<scalar_t>(a[x]);
+        for (int64_t x = hi; x < W; ++x) o[x] = neg_inf;
+      }
     }
-  });
+  }
 }
 
-// grad_query[b,c,y,x] = sum_{p valid} g[b,p,y,x] * key[b,c,y+dy*d,x+dx*d]
-// grad_key[b,c,v,u]   = sum_{p valid} g[b,p,v-dy*d,u-dx*d] * query[b,c,v-dy*d,u-dx*d]
-// Both are computed gather-style: the task owning row (b, y) writes only
-// grad_query[b,:,y,:] and grad_key[b,:,y,:]. Entries of g at invalid
-// positions are never read.
-template <typename scalar_t>
-void local_correlation_backward_impl(const scalar_t* __restrict__ g,
-                                     const scalar_t* __restrict__ q,
-                                     const scalar_t* __restrict__ k,
-                                     scalar_t* __restrict__ gq, scalar_t* __restrict__ gk,
-                                     int64_t B, int64_t C, int64_t H, int64_t W,
-                                     int64_t window, int64_t dilation) {
-  using opmath_t = at::opmath_type<scalar_t>;
-  // CPU dtypes are float / double: accumulating in the output is exact opmath.
-  static_assert(std::is_same<opmath_t, scalar_t>::value, "CPU kernels expect float/double");
+// Backward for rows [begin, end) of the flattened (b, y) range:
+//   grad_query[b,c,y,x] = sum_{p valid} g[b,p,y,x] * key[b,c,y+dy*d,x+dx*d]
+//   grad_key[b,c,v,u]   = sum_{p valid} g[b,p,v-dy*d,u-dx*d] * query[b,c,v-dy*d,u-dx*d]
+// Both are gathers: the task owning row (b, y) writes only grad_query[b,:,y,:]
+// and grad_key[b,:,y,:] (no races, no atomics). Entries of g at invalid
+// positions are never read. CPU dtypes are float / double, so the outputs
+// themselves are the (opmath) accumulators.
+template <typename scalar_t, bool kFma>
+MAST_ALWAYS_INLINE void backward_rows(const scalar_t* __restrict__ g,
+                                      const scalar_t* __restrict__ q,
+                                      const scalar_t* __restrict__ k,
+                                      scalar_t* __restrict__ gq, scalar_t* __restrict__ gk,
+                                      const Geometry& geo, int64_t begin, int64_t end) {
+  static_assert(std::is_same<at::opmath_type<scalar_t>, scalar_t>::value,
+                "CPU kernels expect float/double");
+  const int64_t C = geo.C, H = geo.H, W = geo.W, window = geo.window, dilation = geo.dilation;
   const int64_t r = window / 2;
   const int64_t P2 = window * window;
   const int64_t HW = H * W;
-
-  at::parallel_for(0, B * H, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t row = begin; row < end; ++row) {
-      const int64_t b = row / H;
-      const int64_t y = row % H;
+  for (int64_t row = begin; row < end; ++row) {
+    const int64_t b = row / H;
+    const int64_t y = row % H;
+    for (int64_t c = 0; c < C; ++c) {
+      scalar_t* gq_row = gq + (b * C + c) * HW + y * W;
+      scalar_t* gk_row = gk + (b * C + c) * HW + y * W;
+      std::fill(gq_row, gq_row + W, scalar_t(0));
+      std::fill(gk_row, gk_row + W, scalar_t(0));
+    }
+    // grad_query: the query pixel (y, x) looks at key row y + dy*d.
+    for (int64_t iy = 0; iy < window; ++iy) {
+      const int64_t ky = y + (iy - r) * dilation;
+      if (ky < 0 || ky >= H) continue;
+      const scalar_t* g_dy = g + (b * P2 + iy * window) * HW + y * W;  // + ix * HW
       for (int64_t c = 0; c < C; ++c) {
-        std::fill(gq + (b * C + c) * HW + y * W, gq + (b * C + c) * HW + y * W + W,
-                  scalar_t(0));
-        std::fill(gk + (b * C + c) * HW + y * W, gk + (b * C + c) * HW + y * W + W,
-                  scalar_t(0));
-      }
-      // grad_query: the query pixel (y, x) looks at key row y + dy*d.
-      for (int64_t iy = 0; iy < window; ++iy) {
-        const int64_t ky = y + (iy - r) * dilation;
-        if (ky < 0 || ky >= H) continue;
-        const scalar_t* g_dy = g + (b * P2 + iy * window) * HW + y * W;  // + ix * HW
-        for (int64_t c = 0; c < C; ++c) {
-          scalar_t* __restrict__ out = gq + (b * C + c) * HW + y * W;
-          const scalar_t* __restrict__ krow = k + (b * C + c) * HW + ky * W;
-          for (int64_t ix = 0; ix < window; ++ix) {
-            const int64_t off = (ix - r) * dilation;
-            int64_t lo, hi;
-            shifted_range(off, W, lo, hi);
-            const scalar_t* __restrict__ grow = g_dy + ix * HW;
-            const scalar_t* __restrict__ ks = krow + off;
-            for (int64_t x = lo; x < hi; ++x) {
-              out[x] += grow[x] * ks[x];
-            }
-          }
-        }
-      }
-      // grad_key: the key pixel (v=y, u) is seen by query row qy = y - dy*d at
-      // offset p; the query column is x = u - dx*d, i.e. u = x + off.
-      for (int64_t iy = 0; iy < window; ++iy) {
-        const int64_t qy = y - (iy - r) * dilation;
-        if (qy < 0 || qy >= H) continue;
-        const scalar_t* g_dy = g + (b * P2 + iy * window) * HW + qy * W;  // + ix * HW
-        for (int64_t c = 0; c < C; ++c) {
-          scalar_t* __restrict__ out = gk + (b * C + c) * HW + y * W;
-          const scalar_t* __restrict__ qrow = q + (b * C + c) * HW + qy * W;
-          for (int64_t ix = 0; ix < window; ++ix) {
-            const int64_t off = (ix - r) * dilation;
-            int64_t lo, hi;
-            shifted_range(off, W, lo, hi);
-            const scalar_t* __restrict__ grow = g_dy + ix * HW;
-            scalar_t* __restrict__ os = out + off;
-            for (int64_t x = lo; x < hi; ++x) {
-              os[x] += grow[x] * qrow[x];
-            }
+        scalar_t* __restrict__ o = gq + (b * C + c) * HW + y * W;
+        const scalar_t* __restrict__ krow = k + (b * C + c) * HW + ky * W;
+        for (int64_t ix = 0; ix < window; ++ix) {
+          const int64_t off = (ix - r) * dilation;
+          int64_t lo, hi;
+          shifted_range(off, W, lo, hi);
+          const scalar_t* __restrict__ grow = g_dy + ix * HW;
+          const scalar_t* __restrict__ ks = krow + off;
+          for (int64_t x = lo; x < hi; ++x) {
+            o[x] = madd<kFma, scalar_t>(o[x], grow[x], ks[x]);
           }
         }
       }
     }
+    // grad_key: the key pixel (v = y, u) is seen from query row qy = y - dy*d
+    // at offset p, from query column x = u - dx*d, i.e. u = x + off.
+    for (int64_t iy = 0; iy < window; ++iy) {
+      const int64_t qy = y - (iy - r) * dilation;
+      if (qy < 0 || qy >= H) continue;
+      const scalar_t* g_dy = g + (b * P2 + iy * window) * HW + qy * W;  // + ix * HW
+      for (int64_t c = 0; c < C; ++c) {
+        scalar_t* __restrict__ o = gk + (b * C + c) * HW + y * W;
+        const scalar_t* __restrict__ qrow = q + (b * C + c) * HW + qy * W;
+        for (int64_t ix = 0; ix < window; ++ix) {
+          const int64_t off = (ix - r) * dilation;
+          int64_t lo, hi;
+          shifted_range(off, W, lo, hi);
+          const scalar_t* __restrict__ grow = g_dy + ix * HW;
+          scalar_t* __restrict__ os = o + off;
+          for (int64_t x = lo; x < hi; ++x) {
+            os[x] = madd<kFma, scalar_t>(os[x], grow[x], qrow[x]);
+          }
+        }
+      }
+    }
+  }
+}
+
+template <typename scalar_t>
+void forward_rows_baseline(const scalar_t* q, const scalar_t* k, scalar_t* out,
+                           at::opmath_type<scalar_t>* acc, const Geometry& geo, int64_t begin,
+                           int64_t end) {
+  forward_rows<scalar_t, false>(q, k, out, acc, geo, begin, end);
+}
+
+template <typename scalar_t>
+void backward_rows_baseline(const scalar_t* g, const scalar_t* q, const scalar_t* k,
+                            scalar_t* gq, scalar_t* gk, const Geometry& geo, int64_t begin,
+                            int64_t end) {
+  backward_rows<scalar_t, false>(g, q, k, gq, gk, geo, begin, end);
+}
+
+#ifdef MAST_CPU_DISPATCH_AVX2
+template <typename scalar_t>
+MAST_TARGET_AVX2 void forward_rows_avx2(const scalar_t* q, const scalar_t* k, scalar_t* out,
+                                        at::opmath_type<scalar_t>* acc, const Geometry& geo,
+                                        int64_t begin, int64_t end) {
+  forward_rows<scalar_t, true>(q, k, out, acc, geo, begin, end);
+}
+
+template <typename scalar_t>
+MAST_TARGET_AVX2 void backward_rows_avx2(const scalar_t* g, const scalar_t* q,
+                                         const scalar_t* k, scalar_t* gq, scalar_t* gk,
+                                         const Geometry& geo, int64_t begin, int64_t end) {
+  backward_rows<scalar_t, true>(g, q, k, gq, gk, geo, begin, end);
+}
+#endif
+
+template <typename scalar_t>
+void forward_impl(const scalar_t* q, const scalar_t* k, scalar_t* out, int64_t B,
+                  const Geometry& geo) {
+  using opmath_t = at::opmath_type<scalar_t>;
+  const bool avx2 = cpu_has_avx2();
+  at::parallel_for(0, B * geo.H, 1, [&](int64_t begin, int64_t end) {
+    std::vector<opmath_t> acc(static_cast<size_t>(geo.window * geo.W));
+#ifdef MAST_CPU_DISPATCH_AVX2
+    if (avx2) {
+      forward_rows_avx2<scalar_t>(q, k, out, acc.data(), geo, begin, end);
+      return;
+    }
+#endif
+    (void)avx2;
+    forward_rows_baseline<scalar_t>(q, k, out, acc.data(), geo, begin, end);
+  });
+}
+
+template <typename scalar_t>
+void backward_impl(const scalar_t* g, const scalar_t* q, const scalar_t* k, scalar_t* gq,
+                   scalar_t* gk, int64_t B, const Geometry& geo) {
+  const bool avx2 = cpu_has_avx2();
+  at::parallel_for(0, B * geo.H, 1, [&](int64_t begin, int64_t end) {
+#ifdef MAST_CPU_DISPATCH_AVX2
+    if (avx2) {
+      backward_rows_avx2<scalar_t>(g, q, k, gq, gk, geo, begin, end);
+      return;
+    }
+#endif
+    (void)avx2;
+    backward_rows_baseline<scalar_t>(g, q, k, gq, gk, geo, begin, end);
   });
 }
 
@@ -167,14 +288,13 @@ at::Tensor local_correlation_cpu(const at::Tensor& query_in, const at::Tensor& k
   TORCH_CHECK(query_in.device().is_cpu(), "mast::local_correlation (CPU): expected CPU tensors");
   const at::Tensor query = query_in.contiguous();
   const at::Tensor key = key_in.contiguous();
-  const int64_t B = query.size(0), C = query.size(1), H = query.size(2), W = query.size(3);
-  at::Tensor out = at::empty({B, window * window, H, W}, query.options());
+  const int64_t B = query.size(0);
+  const Geometry geo{query.size(1), query.size(2), query.size(3), window, dilation};
+  at::Tensor out = at::empty({B, window * window, geo.H, geo.W}, query.options());
   if (out.numel() == 0) return out;
   AT_DISPATCH_FLOATING_TYPES(query.scalar_type(), "mast_local_correlation_cpu", [&] {
-    local_correlation_forward_impl<scalar_t>(query.const_data_ptr<scalar_t>(),
-                                             key.const_data_ptr<scalar_t>(),
-                                             out.mutable_data_ptr<scalar_t>(), B, C, H, W,
-                                             window, dilation);
+    forward_impl<scalar_t>(query.const_data_ptr<scalar_t>(), key.const_data_ptr<scalar_t>(),
+                           out.mutable_data_ptr<scalar_t>(), B, geo);
   });
   return out;
 }
@@ -188,15 +308,16 @@ std::tuple<at::Tensor, at::Tensor> local_correlation_backward_cpu(
   const at::Tensor grad_output = grad_output_in.contiguous();
   const at::Tensor query = query_in.contiguous();
   const at::Tensor key = key_in.contiguous();
-  const int64_t B = query.size(0), C = query.size(1), H = query.size(2), W = query.size(3);
+  const int64_t B = query.size(0);
+  const Geometry geo{query.size(1), query.size(2), query.size(3), window, dilation};
   at::Tensor grad_query = at::empty_like(query, at::MemoryFormat::Contiguous);
   at::Tensor grad_key = at::empty_like(key, at::MemoryFormat::Contiguous);
   if (grad_query.numel() == 0) return {grad_query, grad_key};
   AT_DISPATCH_FLOATING_TYPES(query.scalar_type(), "mast_local_correlation_backward_cpu", [&] {
-    local_correlation_backward_impl<scalar_t>(
-        grad_output.const_data_ptr<scalar_t>(), query.const_data_ptr<scalar_t>(),
-        key.const_data_ptr<scalar_t>(), grad_query.mutable_data_ptr<scalar_t>(),
-        grad_key.mutable_data_ptr<scalar_t>(), B, C, H, W, window, dilation);
+    backward_impl<scalar_t>(grad_output.const_data_ptr<scalar_t>(),
+                            query.const_data_ptr<scalar_t>(), key.const_data_ptr<scalar_t>(),
+                            grad_query.mutable_data_ptr<scalar_t>(),
+                            grad_key.mutable_data_ptr<scalar_t>(), B, geo);
   });
   return {grad_query, grad_key};
 }

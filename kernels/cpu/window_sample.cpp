@@ -4,9 +4,10 @@
 // sampled bilinearly (zero padding) at
 //   sx = centers[b,0,y,x] + dx * spacing,  sy = centers[b,1,y,x] + dy * spacing.
 // The corner indices and weights of one (row, offset) are computed once into a
-// small per-thread buffer and reused for every channel, so the channel loop
-// only gathers and multiplies; the innermost loop runs over x so the output
-// (and grad_output) accesses are contiguous.
+// small per-thread buffer of "taps" (only points that touch the source) and
+// reused for every channel, so the channel loop only gathers and multiplies;
+// the innermost loop runs over x so the output (and grad_output) accesses are
+// contiguous. Points whose four corners are all inside take a branch-free path.
 #include "../mast_ops.h"
 #include "../mast_sampling.h"
 
@@ -22,21 +23,67 @@
 namespace mast {
 namespace {
 
+// One active sample point (target column, window offset) of a target row.
 template <typename T>
-struct CornerWeights {
-  int64_t idx[4];  // -1: corner outside the source
-  T w[4];          // wy * wx of the corner
+struct Tap {
+  int64_t idx[4];  // flat corner indices y * Ws + x: 00, 01, 10, 11; -1 outside
+  T w[4];          // corner weights wy * wx, same order
+  T wx0, wx1, wy0, wy1;
+  int64_t col;     // target column x
+  bool full;       // all four corners inside: idx[1] = idx[0] + 1, idx[2] = idx[0] + Ws, ...
 };
 
-// Corners of offset p for all x of target row (b, y).
+// Builds the taps of offset (kx, ky) * sp for target row (cx_row, cy_row),
+// keeping only points that touch the source (others sample zeros and have
+// zero gradient). Writes the validity row when `valid_row` is not null.
+// Returns the number of active taps.
 template <typename scalar_t, typename opmath_t>
-inline void row_corners(const scalar_t* __restrict__ cx_row, const scalar_t* __restrict__ cy_row,
-                        int64_t W, opmath_t dxo, opmath_t dyo, int64_t Hs, int64_t Ws,
-                        BilinearCorners<opmath_t>* __restrict__ out) {
+inline int64_t build_taps(const scalar_t* __restrict__ cx_row,
+                          const scalar_t* __restrict__ cy_row, int64_t W, opmath_t kx,
+                          opmath_t ky, opmath_t sp, int64_t Hs, int64_t Ws,
+                          Tap<opmath_t>* __restrict__ taps, bool* __restrict__ valid_row) {
+  int64_t n = 0;
+  BilinearCorners<opmath_t> k;
   for (int64_t x = 0; x < W; ++x) {
-    const opmath_t sx = static_cast<opmath_t>(cx_row[x]) + dxo;
-    const opmath_t sy = static_cast<opmath_t>(cy_row[x]) + dyo;
-    bilinear_corners<opmath_t>(sx, sy, Hs, Ws, out[x]);
+    const opmath_t sx = offset_coord(static_cast<opmath_t>(cx_row[x]), kx, sp);
+    const opmath_t sy = offset_coord(static_cast<opmath_t>(cy_row[x]), ky, sp);
+    bilinear_corners<opmath_t>(sx, sy, Hs, Ws, k);
+    if (valid_row != nullptr) valid_row[x] = k.valid;
+    if (!k.active) continue;
+    Tap<opmath_t>& t = taps[n++];
+    t.idx[0] = k.i00;
+    t.idx[1] = k.i01;
+    t.idx[2] = k.i10;
+    t.idx[3] = k.i11;
+    t.wx0 = k.wx0;
+    t.wx1 = k.wx1;
+    t.wy0 = k.wy0;
+    t.wy1 = k.wy1;
+    t.w[0] = k.wy0 * k.wx0;
+    t.w[1] = k.wy0 * k.wx1;
+    t.w[2] = k.wy1 * k.wx0;
+    t.w[3] = k.wy1 * k.wx1;
+    t.col = x;
+    t.full = k.i00 >= 0 && k.i01 >= 0 && k.i10 >= 0 && k.i11 >= 0;
+  }
+  return n;
+}
+
+// Source values at the four corners of a tap (0 outside).
+template <typename scalar_t, typename opmath_t>
+inline void corner_values(const Tap<opmath_t>& t, const scalar_t* __restrict__ s, int64_t Ws,
+                          opmath_t& s00, opmath_t& s01, opmath_t& s10, opmath_t& s11) {
+  if (t.full) {
+    const scalar_t* s0 = s + t.idx[0];
+    s00 = static_cast<opmath_t>(s0[0]);
+    s01 = static_cast<opmath_t>(s0[1]);
+    s10 = static_cast<opmath_t>(s0[Ws]);
+    s11 = static_cast<opmath_t>(s0[Ws + 1]);
+  } else {
+    s00 = t.idx[0] >= 0 ? static_cast<opmath_t>(s[t.idx[0]]) : opmath_t(0);
+    s01 = t.idx[1] >= 0 ? static_cast<opmath_t>(s[t.idx[1]]) : opmath_t(0);
+    s10 = t.idx[2] >= 0 ? static_cast<opmath_t>(s[t.idx[2]]) : opmath_t(0);
+    s11 = t.idx[3] >= 0 ? static_cast<opmath_t>(s[t.idx[3]]) : opmath_t(0);
   }
 }
 
@@ -54,42 +101,28 @@ void window_sample_forward_impl(const scalar_t* __restrict__ src,
   const opmath_t sp = static_cast<opmath_t>(spacing);
 
   at::parallel_for(0, B * H, 1, [&](int64_t begin, int64_t end) {
-    std::vector<BilinearCorners<opmath_t>> corners(static_cast<size_t>(W));
-    std::vector<CornerWeights<opmath_t>> cw(static_cast<size_t>(W));
+    std::vector<Tap<opmath_t>> taps(static_cast<size_t>(W));
     for (int64_t row = begin; row < end; ++row) {
       const int64_t b = row / H;
       const int64_t y = row % H;
       const scalar_t* cx_row = centers + (b * 2 + 0) * HW + y * W;
       const scalar_t* cy_row = centers + (b * 2 + 1) * HW + y * W;
       for (int64_t p = 0; p < P2; ++p) {
-        const opmath_t dyo = static_cast<opmath_t>(p / window - r) * sp;
-        const opmath_t dxo = static_cast<opmath_t>(p % window - r) * sp;
-        row_corners<scalar_t, opmath_t>(cx_row, cy_row, W, dxo, dyo, Hs, Ws, corners.data());
-        bool* vrow = valid + (b * P2 + p) * HW + y * W;
-        for (int64_t x = 0; x < W; ++x) {
-          const BilinearCorners<opmath_t>& k = corners[x];
-          vrow[x] = k.valid;
-          CornerWeights<opmath_t>& o = cw[x];
-          o.idx[0] = k.i00;
-          o.idx[1] = k.i01;
-          o.idx[2] = k.i10;
-          o.idx[3] = k.i11;
-          o.w[0] = k.wy0 * k.wx0;
-          o.w[1] = k.wy0 * k.wx1;
-          o.w[2] = k.wy1 * k.wx0;
-          o.w[3] = k.wy1 * k.wx1;
-        }
+        const opmath_t ky = static_cast<opmath_t>(p / window - r);
+        const opmath_t kx = static_cast<opmath_t>(p % window - r);
+        const int64_t n_taps = build_taps<scalar_t, opmath_t>(
+            cx_row, cy_row, W, kx, ky, sp, Hs, Ws, taps.data(), valid + (b * P2 + p) * HW + y * W);
+        const Tap<opmath_t>* __restrict__ tp = taps.data();
         for (int64_t c = 0; c < C; ++c) {
           const scalar_t* __restrict__ s = src + (b * C + c) * plane;
           scalar_t* __restrict__ orow = out + ((b * C + c) * P2 + p) * HW + y * W;
-          for (int64_t x = 0; x < W; ++x) {
-            const CornerWeights<opmath_t>& o = cw[x];
-            opmath_t v = 0;
-            if (o.idx[0] >= 0) v += o.w[0] * static_cast<opmath_t>(s[o.idx[0]]);
-            if (o.idx[1] >= 0) v += o.w[1] * static_cast<opmath_t>(s[o.idx[1]]);
-            if (o.idx[2] >= 0) v += o.w[2] * static_cast<opmath_t>(s[o.idx[2]]);
-            if (o.idx[3] >= 0) v += o.w[3] * static_cast<opmath_t>(s[o.idx[3]]);
-            orow[x] = static_cast<scalar_t>(v);
+          if (n_taps < W) std::fill(orow, orow + W, scalar_t(0));
+          for (int64_t n = 0; n < n_taps; ++n) {
+            const Tap<opmath_t>& t = tp[n];
+            opmath_t s00, s01, s10, s11;
+            corner_values<scalar_t, opmath_t>(t, s, Ws, s00, s01, s10, s11);
+            orow[t.col] =
+                static_cast<scalar_t>(t.w[0] * s00 + t.w[1] * s01 + t.w[2] * s10 + t.w[3] * s11);
           }
         }
       }
@@ -97,15 +130,20 @@ void window_sample_forward_impl(const scalar_t* __restrict__ src,
   });
 }
 
-// grad_source: tasks own whole source planes (b, c0..c1), so the scatter has
-// no races; the corner set-up of a (row, offset) is shared by the chunk's
-// channels.
+// Backward, fused into one pass over grad_output. Tasks are (b, channel
+// chunk): a task owns the grad_source planes of its channels (race-free
+// scatter) and writes the partial grad_centers sum of its channels into its
+// own buffer slice; the slices are summed afterwards (no atomics).
+//   d out / d sx = wy0 * (S(y0,x1) - S(y0,x0)) + wy1 * (S(y1,x1) - S(y1,x0))
+//   d out / d sy = wx0 * (S(y1,x0) - S(y0,x0)) + wx1 * (S(y1,x1) - S(y0,x1))
+// with S = 0 outside the source; d sx / d cx = d sy / d cy = 1.
 template <typename scalar_t>
-void window_sample_grad_source_impl(const scalar_t* __restrict__ g,
-                                    const scalar_t* __restrict__ centers,
-                                    scalar_t* __restrict__ gs, int64_t B, int64_t C, int64_t Hs,
-                                    int64_t Ws, int64_t H, int64_t W, int64_t window,
-                                    double spacing) {
+void window_sample_backward_impl(const scalar_t* __restrict__ g,
+                                 const scalar_t* __restrict__ src,
+                                 const scalar_t* __restrict__ centers,
+                                 scalar_t* __restrict__ gs, scalar_t* __restrict__ gc,
+                                 int64_t B, int64_t C, int64_t Hs, int64_t Ws, int64_t H,
+                                 int64_t W, int64_t window, double spacing) {
   using opmath_t = at::opmath_type<scalar_t>;
   static_assert(std::is_same<opmath_t, scalar_t>::value, "CPU kernels expect float/double");
   const int64_t r = window / 2;
@@ -114,131 +152,88 @@ void window_sample_grad_source_impl(const scalar_t* __restrict__ g,
   const int64_t plane = Hs * Ws;
   const opmath_t sp = static_cast<opmath_t>(spacing);
 
-  // Channel chunks: enough tasks to balance the threads, but as many
-  // channels per task as possible to amortise the corner set-up.
+  // Split each batch element's channels into just enough chunks to give every
+  // thread work: big chunks amortise the per-(row, offset) tap set-up.
   const int64_t threads = std::max<int64_t>(1, at::get_num_threads());
-  const int64_t target_tasks = 4 * threads;
-  int64_t chunk = (B * C + target_tasks - 1) / target_tasks;
-  chunk = std::min<int64_t>(std::max<int64_t>(chunk, 1), 16);
-  chunk = std::min<int64_t>(chunk, C);
-  const int64_t chunks_per_batch = (C + chunk - 1) / chunk;
+  const int64_t chunks_per_batch =
+      std::min<int64_t>(C, std::max<int64_t>(1, (2 * threads + B - 1) / B));
+  const int64_t chunk = (C + chunks_per_batch - 1) / chunks_per_batch;
+  const int64_t n_tasks = B * chunks_per_batch;
 
-  at::parallel_for(0, B * chunks_per_batch, 1, [&](int64_t begin, int64_t end) {
-    std::vector<BilinearCorners<opmath_t>> corners(static_cast<size_t>(W));
-    std::vector<CornerWeights<opmath_t>> cw(static_cast<size_t>(W));
-    std::vector<int64_t> cols(static_cast<size_t>(W));
+  // Partial grad_centers, (n_tasks, 2, H, W); with one chunk per batch
+  // element it is grad_centers itself.
+  std::vector<opmath_t> partial_buf;
+  opmath_t* partial = gc;
+  if (chunks_per_batch > 1) {
+    partial_buf.resize(static_cast<size_t>(n_tasks * 2 * HW));
+    partial = partial_buf.data();
+  }
+
+  at::parallel_for(0, n_tasks, 1, [&](int64_t begin, int64_t end) {
+    std::vector<Tap<opmath_t>> taps(static_cast<size_t>(W));
     for (int64_t task = begin; task < end; ++task) {
       const int64_t b = task / chunks_per_batch;
-      const int64_t c0 = (task % chunks_per_batch) * chunk;
+      const int64_t c0 = std::min<int64_t>(C, (task % chunks_per_batch) * chunk);
       const int64_t c1 = std::min<int64_t>(C, c0 + chunk);
       std::fill(gs + (b * C + c0) * plane, gs + (b * C + c1) * plane, scalar_t(0));
+      opmath_t* gpart = partial + task * 2 * HW;
+      std::fill(gpart, gpart + 2 * HW, opmath_t(0));
+      if (c0 >= c1) continue;
       for (int64_t y = 0; y < H; ++y) {
         const scalar_t* cx_row = centers + (b * 2 + 0) * HW + y * W;
         const scalar_t* cy_row = centers + (b * 2 + 1) * HW + y * W;
+        opmath_t* __restrict__ gpx = gpart + y * W;
+        opmath_t* __restrict__ gpy = gpart + HW + y * W;
         for (int64_t p = 0; p < P2; ++p) {
-          const opmath_t dyo = static_cast<opmath_t>(p / window - r) * sp;
-          const opmath_t dxo = static_cast<opmath_t>(p % window - r) * sp;
-          row_corners<scalar_t, opmath_t>(cx_row, cy_row, W, dxo, dyo, Hs, Ws, corners.data());
-          // Compact list of the active columns of this (row, offset).
-          int64_t n_active = 0;
-          for (int64_t x = 0; x < W; ++x) {
-            const BilinearCorners<opmath_t>& k = corners[x];
-            if (!k.active) continue;
-            CornerWeights<opmath_t>& o = cw[n_active];
-            o.idx[0] = k.i00;
-            o.idx[1] = k.i01;
-            o.idx[2] = k.i10;
-            o.idx[3] = k.i11;
-            o.w[0] = k.wy0 * k.wx0;
-            o.w[1] = k.wy0 * k.wx1;
-            o.w[2] = k.wy1 * k.wx0;
-            o.w[3] = k.wy1 * k.wx1;
-            cols[n_active] = x;
-            ++n_active;
-          }
+          const opmath_t ky = static_cast<opmath_t>(p / window - r);
+          const opmath_t kx = static_cast<opmath_t>(p % window - r);
+          const int64_t n_taps = build_taps<scalar_t, opmath_t>(cx_row, cy_row, W, kx, ky, sp,
+                                                                Hs, Ws, taps.data(), nullptr);
+          const Tap<opmath_t>* __restrict__ tp = taps.data();
           for (int64_t c = c0; c < c1; ++c) {
-            scalar_t* __restrict__ s = gs + (b * C + c) * plane;
+            const scalar_t* __restrict__ s = src + (b * C + c) * plane;
+            scalar_t* __restrict__ gsp = gs + (b * C + c) * plane;
             const scalar_t* __restrict__ grow = g + ((b * C + c) * P2 + p) * HW + y * W;
-            for (int64_t n = 0; n < n_active; ++n) {
-              const CornerWeights<opmath_t>& o = cw[n];
-              const opmath_t gv = grow[cols[n]];
-              if (o.idx[0] >= 0) s[o.idx[0]] += o.w[0] * gv;
-              if (o.idx[1] >= 0) s[o.idx[1]] += o.w[1] * gv;
-              if (o.idx[2] >= 0) s[o.idx[2]] += o.w[2] * gv;
-              if (o.idx[3] >= 0) s[o.idx[3]] += o.w[3] * gv;
+            for (int64_t n = 0; n < n_taps; ++n) {
+              const Tap<opmath_t>& t = tp[n];
+              const opmath_t gv = static_cast<opmath_t>(grow[t.col]);
+              opmath_t s00, s01, s10, s11;
+              corner_values<scalar_t, opmath_t>(t, s, Ws, s00, s01, s10, s11);
+              if (t.full) {
+                scalar_t* g0 = gsp + t.idx[0];
+                g0[0] += t.w[0] * gv;
+                g0[1] += t.w[1] * gv;
+                g0[Ws] += t.w[2] * gv;
+                g0[Ws + 1] += t.w[3] * gv;
+              } else {
+                if (t.idx[0] >= 0) gsp[t.idx[0]] += t.w[0] * gv;
+                if (t.idx[1] >= 0) gsp[t.idx[1]] += t.w[1] * gv;
+                if (t.idx[2] >= 0) gsp[t.idx[2]] += t.w[2] * gv;
+                if (t.idx[3] >= 0) gsp[t.idx[3]] += t.w[3] * gv;
+              }
+              gpx[t.col] += gv * (t.wy0 * (s01 - s00) + t.wy1 * (s11 - s10));
+              gpy[t.col] += gv * (t.wx0 * (s10 - s00) + t.wx1 * (s11 - s01));
             }
           }
         }
       }
     }
   });
-}
 
-// grad_centers: tasks own target rows (b, y).
-//   d out / d sx = wy0 * (S(y0,x1) - S(y0,x0)) + wy1 * (S(y1,x1) - S(y1,x0))
-//   d out / d sy = wx0 * (S(y1,x0) - S(y0,x0)) + wx1 * (S(y1,x1) - S(y0,x1))
-// with S = 0 outside the source; d sx / d cx = d sy / d cy = 1.
-template <typename scalar_t>
-void window_sample_grad_centers_impl(const scalar_t* __restrict__ g,
-                                     const scalar_t* __restrict__ src,
-                                     const scalar_t* __restrict__ centers,
-                                     scalar_t* __restrict__ gc, int64_t B, int64_t C,
-                                     int64_t Hs, int64_t Ws, int64_t H, int64_t W,
-                                     int64_t window, double spacing) {
-  using opmath_t = at::opmath_type<scalar_t>;
-  const int64_t r = window / 2;
-  const int64_t P2 = window * window;
-  const int64_t HW = H * W;
-  const int64_t plane = Hs * Ws;
-  const opmath_t sp = static_cast<opmath_t>(spacing);
-
-  at::parallel_for(0, B * H, 1, [&](int64_t begin, int64_t end) {
-    std::vector<BilinearCorners<opmath_t>> corners(static_cast<size_t>(W));
-    std::vector<int64_t> cols(static_cast<size_t>(W));
-    std::vector<opmath_t> gcx(static_cast<size_t>(W)), gcy(static_cast<size_t>(W));
-    for (int64_t row = begin; row < end; ++row) {
-      const int64_t b = row / H;
-      const int64_t y = row % H;
-      const scalar_t* cx_row = centers + (b * 2 + 0) * HW + y * W;
-      const scalar_t* cy_row = centers + (b * 2 + 1) * HW + y * W;
-      std::fill(gcx.begin(), gcx.end(), opmath_t(0));
-      std::fill(gcy.begin(), gcy.end(), opmath_t(0));
-      for (int64_t p = 0; p < P2; ++p) {
-        const opmath_t dyo = static_cast<opmath_t>(p / window - r) * sp;
-        const opmath_t dxo = static_cast<opmath_t>(p % window - r) * sp;
-        row_corners<scalar_t, opmath_t>(cx_row, cy_row, W, dxo, dyo, Hs, Ws, corners.data());
-        int64_t n_active = 0;
-        for (int64_t x = 0; x < W; ++x) {
-          if (corners[x].active) {
-            corners[n_active] = corners[x];
-            cols[n_active] = x;
-            ++n_active;
-          }
-        }
-        for (int64_t c = 0; c < C; ++c) {
-          const scalar_t* __restrict__ s = src + (b * C + c) * plane;
-          const scalar_t* __restrict__ grow = g + ((b * C + c) * P2 + p) * HW + y * W;
-          for (int64_t n = 0; n < n_active; ++n) {
-            const BilinearCorners<opmath_t>& k = corners[n];
-            const int64_t x = cols[n];
-            const opmath_t s00 = k.i00 >= 0 ? static_cast<opmath_t>(s[k.i00]) : opmath_t(0);
-            const opmath_t s01 = k.i01 >= 0 ? static_cast<opmath_t>(s[k.i01]) : opmath_t(0);
-            const opmath_t s10 = k.i10 >= 0 ? static_cast<opmath_t>(s[k.i10]) : opmath_t(0);
-            const opmath_t s11 = k.i11 >= 0 ? static_cast<opmath_t>(s[k.i11]) : opmath_t(0);
-            const opmath_t gv = static_cast<opmath_t>(grow[x]);
-            gcx[x] += gv * (k.wy0 * (s01 - s00) + k.wy1 * (s11 - s10));
-            gcy[x] += gv * (k.wx0 * (s10 - s00) + k.wx1 * (s11 - s01));
-          }
+  if (chunks_per_batch > 1) {
+    at::parallel_for(0, B * 2 * H, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t row = begin; row < end; ++row) {
+        const int64_t b = row / (2 * H);
+        const int64_t within = (row % (2 * H)) * W;  // (k * H + y) * W
+        scalar_t* out = gc + b * 2 * HW + within;
+        std::fill(out, out + W, scalar_t(0));
+        for (int64_t ch = 0; ch < chunks_per_batch; ++ch) {
+          const opmath_t* part = partial + (b * chunks_per_batch + ch) * 2 * HW + within;
+          for (int64_t x = 0; x < W; ++x) out[x] += part[x];
         }
       }
-      scalar_t* gcx_out = gc + (b * 2 + 0) * HW + y * W;
-      scalar_t* gcy_out = gc + (b * 2 + 1) * HW + y * W;
-      for (int64_t x = 0; x < W; ++x) {
-        gcx_out[x] = static_cast<scalar_t>(gcx[x]);
-        gcy_out[x] = static_cast<scalar_t>(gcy[x]);
-      }
-    }
-  });
+    });
+  }
 }
 
 }  // namespace
@@ -281,19 +276,15 @@ std::tuple<at::Tensor, at::Tensor> window_sample_backward_cpu(const at::Tensor& 
   const int64_t B = source.size(0), C = source.size(1), Hs = source.size(2),
                 Ws = source.size(3);
   const int64_t H = centers.size(2), W = centers.size(3);
+  // Zero-filled for the early return below (the kernel zeroes what it owns).
   at::Tensor grad_source = at::zeros_like(source, at::MemoryFormat::Contiguous);
   at::Tensor grad_centers = at::zeros_like(centers, at::MemoryFormat::Contiguous);
   if (B == 0 || C == 0 || H == 0 || W == 0) return {grad_source, grad_centers};
   AT_DISPATCH_FLOATING_TYPES(source.scalar_type(), "mast_window_sample_backward_cpu", [&] {
-    if (Hs > 0 && Ws > 0) {
-      window_sample_grad_source_impl<scalar_t>(
-          grad_output.const_data_ptr<scalar_t>(), centers.const_data_ptr<scalar_t>(),
-          grad_source.mutable_data_ptr<scalar_t>(), B, C, Hs, Ws, H, W, window, spacing);
-    }
-    window_sample_grad_centers_impl<scalar_t>(
+    window_sample_backward_impl<scalar_t>(
         grad_output.const_data_ptr<scalar_t>(), source.const_data_ptr<scalar_t>(),
-        centers.const_data_ptr<scalar_t>(), grad_centers.mutable_data_ptr<scalar_t>(), B, C, Hs,
-        Ws, H, W, window, spacing);
+        centers.const_data_ptr<scalar_t>(), grad_source.mutable_data_ptr<scalar_t>(),
+        grad_centers.mutable_data_ptr<scalar_t>(), B, C, Hs, Ws, H, W, window, spacing);
   });
   return {grad_source, grad_centers};
 }

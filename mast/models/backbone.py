@@ -15,10 +15,17 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from mast.data.colour import normalize_lab, rgb_to_lab
+
+RGB_MEAN = (0.485, 0.456, 0.406)
+RGB_STD = (0.229, 0.224, 0.225)
+
 
 @dataclass(frozen=True)
 class BackboneConfig:
     """Attributes:
+    colour_space: "lab" (MAST: normalised LAB) or "rgb" (ImageNet-style normalised RGB);
+        :meth:`ResNetBackbone.prepare` converts RGB frames accordingly.
     in_channels: 3 for LAB or RGB frames.
     output_stride: 4 (MAST) or 8.
     feature_dim: channels of the output features (64 in MAST).
@@ -26,6 +33,7 @@ class BackboneConfig:
     blocks: basic blocks per layer (2, 2, 2, 2 is ResNet-18).
     """
 
+    colour_space: str = "lab"
     in_channels: int = 3
     output_stride: int = 4
     feature_dim: int = 64
@@ -33,6 +41,8 @@ class BackboneConfig:
     blocks: tuple[int, int, int, int] = (2, 2, 2, 2)
 
     def __post_init__(self) -> None:
+        if self.colour_space not in ("lab", "rgb"):
+            raise ValueError(f"colour_space must be 'lab' or 'rgb', got {self.colour_space!r}")
         if self.output_stride not in (4, 8):
             raise ValueError(f"output_stride must be 4 or 8, got {self.output_stride}")
         if self.feature_dim < 1 or self.in_channels < 1:
@@ -109,6 +119,14 @@ class ResNetBackbone(nn.Module):
             x = layer(x)
             outputs.append(x)
         return outputs
+
+    def prepare(self, rgb: torch.Tensor) -> torch.Tensor:
+        """RGB frames ``(B, 3, H, W)`` in ``[0, 1]`` -> the normalised input this backbone expects."""
+        if self.config.colour_space == "lab":
+            return normalize_lab(rgb_to_lab(rgb))
+        mean = torch.tensor(RGB_MEAN, device=rgb.device, dtype=rgb.dtype).view(1, 3, 1, 1)
+        std = torch.tensor(RGB_STD, device=rgb.device, dtype=rgb.dtype).view(1, 3, 1, 1)
+        return (rgb - mean) / std
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         if frames.dim() != 4 or frames.shape[1] != self.config.in_channels:

@@ -1,0 +1,485 @@
+"""One reading layer for training videos: frame folders, video files, DAVIS / YouTube-VOS roots.
+
+Every source is a :class:`VideoSource`: it has a ``name``, a ``num_frames``
+and ``read(indices)``, which decodes only the requested frames and returns
+them as float RGB in ``[0, 1]``, shape ``(T, 3, H, W)``. Nothing holds a
+whole video in memory (except :class:`TensorVideoSource`, which wraps frames
+that already are).
+
+* :class:`FrameFolderSource` -- a folder of jpg/jpeg/png/bmp frames sorted by
+  file name; 8- or 16-bit, colour, grayscale or with alpha (dropped).
+* :class:`VideoFileSource` -- an mp4/avi/mov/mkv file read with OpenCV, with a
+  ``frame_stride`` (frame ``i`` of the source is frame ``i * frame_stride`` of
+  the file).
+* :func:`discover_videos` -- walks directories and files and returns a
+  :class:`DiscoveryReport` (a sequence of sources plus what was skipped).
+
+Layouts :func:`discover_videos` understands, for each given path:
+
+* a video file, or a directory of video files;
+* a folder of frames, or a directory of such folders;
+* a DAVIS / YouTube-VOS root: a directory with ``JPEGImages/480p/<seq>/`` or
+  ``JPEGImages/<seq>/`` (or ``JPEGImages/*.jpg`` directly, named after the
+  root); ``Annotations`` folders are ignored (labels are not frames);
+* any nesting of the above (directories are walked recursively).
+"""
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import cv2
+import numpy as np
+import torch
+
+PathLike = str | os.PathLike
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp"})
+VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv"})
+
+#: Directory names that hold labels, never frames (DAVIS, YouTube-VOS).
+_LABEL_DIR_PREFIX = "annotations"
+
+
+@runtime_checkable
+class VideoSource(Protocol):
+    """A video whose frames can be read on demand.
+
+    Attributes:
+        name: a readable name (sequence folder or file stem; not necessarily unique).
+        num_frames: number of readable frames (after any ``frame_stride``).
+    """
+
+    name: str
+
+    @property
+    def num_frames(self) -> int: ...
+
+    def read(self, indices: Sequence[int]) -> torch.Tensor:
+        """Frames ``indices`` (any order, repeats allowed) as ``(T, 3, H, W)`` float RGB in ``[0, 1]``."""
+        ...
+
+    def iter_frames(self) -> Iterator[torch.Tensor]:
+        """Every frame in order, one ``(3, H, W)`` at a time (streaming, e.g. for propagation)."""
+        ...
+
+
+def _check_indices(indices: Sequence[int], num_frames: int, name: str) -> list[int]:
+    indices = [int(i) for i in indices]
+    if not indices:
+        raise ValueError(f"{name}: read() needs at least one frame index")
+    bad = [i for i in indices if i < 0 or i >= num_frames]
+    if bad:
+        raise IndexError(f"{name}: frame indices {bad} out of range for {num_frames} frames")
+    return indices
+
+
+def _to_float_rgb(image: np.ndarray, source: str) -> torch.Tensor:
+    """An OpenCV image (``(H, W)``, ``(H, W, 3)`` BGR or ``(H, W, 4)`` BGRA; uint8/uint16)
+    -> ``(3, H, W)`` float32 RGB in ``[0, 1]``."""
+    if image.dtype == np.uint8:
+        scale = 255.0
+    elif image.dtype == np.uint16:
+        scale = 65535.0
+    else:
+        raise ValueError(f"{source}: unsupported pixel type {image.dtype} (expected 8- or 16-bit)")
+    if image.ndim == 2:
+        image = np.repeat(image[:, :, None], 3, axis=2)
+    elif image.shape[2] == 1:
+        image = np.repeat(image, 3, axis=2)
+    elif image.shape[2] == 4:
+        image = image[:, :, :3]  # alpha carries no colour
+    rgb = np.ascontiguousarray(image[:, :, ::-1])  # OpenCV decodes to BGR
+    return torch.from_numpy(rgb.astype(np.float32) / scale).permute(2, 0, 1)
+
+
+def read_image(path: PathLike) -> torch.Tensor:
+    """One frame file as ``(3, H, W)`` float RGB in ``[0, 1]``; errors name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"frame file not found: {path}")
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise ValueError(f"cannot decode frame {path} (corrupt or not an image)")
+    return _to_float_rgb(image, str(path))
+
+
+def _stack_frames(frames: list[torch.Tensor], name: str) -> torch.Tensor:
+    sizes = {tuple(frame.shape[-2:]) for frame in frames}
+    if len(sizes) > 1:
+        raise ValueError(f"{name}: frames of one video differ in size {sorted(sizes)}; cannot stack them")
+    return torch.stack(frames)
+
+
+@dataclass(frozen=True)
+class FrameFolderSource:
+    """A video stored as one image file per frame, in file-name order.
+
+    Attributes:
+        name: the sequence name (usually the folder name).
+        frame_paths: the frame files, in temporal order.
+    """
+
+    name: str
+    frame_paths: tuple[Path, ...]
+
+    @classmethod
+    def from_folder(cls, folder: PathLike, name: str | None = None) -> "FrameFolderSource":
+        """All image files directly in ``folder``, sorted by name."""
+        folder = Path(folder)
+        paths = _image_files(folder)
+        if not paths:
+            raise ValueError(f"no frames ({'/'.join(sorted(IMAGE_EXTENSIONS))}) in folder {folder}")
+        return cls(name or folder.name, tuple(paths))
+
+    @property
+    def num_frames(self) -> int:
+        return len(self.frame_paths)
+
+    def read(self, indices: Sequence[int]) -> torch.Tensor:
+        """``(T, 3, H, W)`` float RGB in ``[0, 1]``; decodes each distinct index once."""
+        indices = _check_indices(indices, self.num_frames, self.name)
+        decoded = {i: read_image(self.frame_paths[i]) for i in sorted(set(indices))}
+        return _stack_frames([decoded[i] for i in indices], self.name)
+
+    def iter_frames(self) -> Iterator[torch.Tensor]:
+        """Every frame in order, ``(3, H, W)`` each."""
+        return (read_image(path) for path in self.frame_paths)
+
+
+@dataclass
+class VideoFileSource:
+    """A video file read with OpenCV; frame ``i`` is frame ``i * frame_stride`` of the file.
+
+    ``num_frames`` starts from the container's frame count, which can be wrong
+    (too high) for some files. A read past the real end is clamped to the
+    last decodable frame, with a warning, and ``num_frames`` shrinks to the
+    real count, so later samples stay inside the video.
+
+    A capture is opened per :meth:`read` (cheap, and keeps the source
+    picklable for DataLoader workers with no file handles left open).
+    """
+
+    name: str
+    path: Path
+    num_frames: int
+    frame_stride: int = 1
+
+    #: Forward gaps up to this many file frames are decoded through rather
+    #: than seeking: a seek decodes from the previous key frame anyway.
+    max_decode_gap: int = 64
+
+    @classmethod
+    def open(
+        cls, path: PathLike, frame_stride: int = 1, name: str | None = None, verify_count: bool = False
+    ) -> "VideoFileSource":
+        """Probes ``path``: it must open and decode its first frame (``ValueError`` otherwise).
+
+        ``verify_count`` also decodes the last frame the container claims (one
+        seek, a fraction of a second for HD video) and, when that fails, counts
+        the frames by decoding them all, so ``num_frames`` is exact from the start.
+        """
+        path = Path(path)
+        if frame_stride < 1:
+            raise ValueError(f"frame_stride must be >= 1, got {frame_stride}")
+        if not path.is_file():
+            raise FileNotFoundError(f"video file not found: {path}")
+        file_frames = _probe_frame_count(path)
+        if verify_count and not _decodes_frame(path, file_frames - 1):
+            file_frames = _count_frames_by_decoding(path)
+        return cls(name or path.stem, path, math.ceil(file_frames / frame_stride), frame_stride)
+
+    def read(self, indices: Sequence[int]) -> torch.Tensor:
+        """``(T, 3, H, W)`` float RGB in ``[0, 1]``; decodes only what the indices need."""
+        indices = _check_indices(indices, self.num_frames, self.name)
+        wanted = sorted(set(indices))
+        decoded = self._decode([i * self.frame_stride for i in wanted])
+        if len(decoded) < len(wanted):
+            decoded = self._clamp_past_end(wanted)
+        by_index = dict(zip(wanted, decoded))
+        return _stack_frames([by_index[i] for i in indices], self.name)
+
+    def iter_frames(self) -> Iterator[torch.Tensor]:
+        """Every ``frame_stride``-th frame of the file in order, ``(3, H, W)`` each, to its real end."""
+        capture = cv2.VideoCapture(str(self.path))
+        try:
+            if not capture.isOpened():
+                raise ValueError(f"cannot open video file {self.path}")
+            while True:
+                ok, image = capture.read()
+                if not ok:
+                    return
+                yield _to_float_rgb(image, str(self.path))
+                if not all(capture.grab() for _ in range(self.frame_stride - 1)):
+                    return
+        finally:
+            capture.release()
+
+    def _decode(self, file_indices: list[int]) -> list[torch.Tensor]:
+        """Decodes ascending file frame indices; stops at the first one past the real end."""
+        capture = cv2.VideoCapture(str(self.path))
+        try:
+            if not capture.isOpened():
+                raise ValueError(f"cannot open video file {self.path}")
+            frames: list[torch.Tensor] = []
+            position = 0  # the file frame the next read() returns
+            for target in file_indices:
+                if not _move_to(capture, position, target, self.max_decode_gap):
+                    break
+                ok, image = capture.read()
+                if not ok:
+                    break
+                frames.append(_to_float_rgb(image, str(self.path)))
+                position = target + 1
+            return frames
+        finally:
+            capture.release()
+
+    def _clamp_past_end(self, wanted: list[int]) -> list[torch.Tensor]:
+        """Frames ``wanted`` (ascending) when decoding stopped early: if the container
+        overstated the frame count, clamp to the real last frame and warn."""
+        file_frames = _count_frames_by_decoding(self.path)
+        real = math.ceil(file_frames / self.frame_stride)
+        if real == 0 or wanted[-1] < real:  # not the end of the video: a broken frame inside it
+            raise ValueError(f"video file {self.path}: cannot decode frames {wanted} (stride {self.frame_stride})")
+        warnings.warn(
+            f"{self.path}: the container's frame count promised {self.num_frames} frames at stride "
+            f"{self.frame_stride} but only {real} decode; reads past the end are clamped to frame {real - 1}",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        self.num_frames = real
+        clamped = sorted({min(i, real - 1) for i in wanted})
+        decoded = self._decode([i * self.frame_stride for i in clamped])
+        if len(decoded) < len(clamped):
+            raise ValueError(f"video file {self.path}: cannot decode frames {clamped} (stride {self.frame_stride})")
+        frames = dict(zip(clamped, decoded))
+        return [frames[min(i, real - 1)] for i in wanted]
+
+
+def _move_to(capture: cv2.VideoCapture, position: int, target: int, max_decode_gap: int) -> bool:
+    """Positions ``capture`` (now at file frame ``position``) so its next read is ``target``."""
+    gap = target - position
+    if 0 <= gap <= max_decode_gap:
+        # grab() decodes without converting to BGR: the cheap way forward.
+        return all(capture.grab() for _ in range(gap))
+    return bool(capture.set(cv2.CAP_PROP_POS_FRAMES, target))
+
+
+def _probe_frame_count(path: Path) -> int:
+    """File frame count from the container, after checking that frame 0 decodes.
+
+    Raises ``ValueError`` naming the file when it does not open or decode.
+    """
+    capture = cv2.VideoCapture(str(path))
+    try:
+        if not capture.isOpened():
+            raise ValueError(f"cannot open video file {path} (corrupt or unsupported codec)")
+        ok, _ = capture.read()
+        if not ok:
+            raise ValueError(f"cannot decode the first frame of video file {path}")
+        count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+    finally:
+        capture.release()
+    # Some containers (e.g. streamed mkv) store no count: count by decoding once.
+    return count if count > 0 else _count_frames_by_decoding(path)
+
+
+def _decodes_frame(path: Path, file_index: int) -> bool:
+    capture = cv2.VideoCapture(str(path))
+    try:
+        return bool(capture.set(cv2.CAP_PROP_POS_FRAMES, file_index)) and capture.read()[0]
+    finally:
+        capture.release()
+
+
+def _count_frames_by_decoding(path: Path) -> int:
+    capture = cv2.VideoCapture(str(path))
+    try:
+        count = 0
+        while capture.grab():
+            count += 1
+        return count
+    finally:
+        capture.release()
+
+
+@dataclass(frozen=True)
+class TensorVideoSource:
+    """Frames already in memory, ``(T, 3, H, W)`` float RGB in ``[0, 1]`` (synthetic videos, tests)."""
+
+    name: str
+    frames: torch.Tensor
+
+    def __post_init__(self) -> None:
+        if self.frames.ndim != 4 or self.frames.shape[1] != 3:
+            raise ValueError(f"{self.name}: frames must be (T, 3, H, W), got {tuple(self.frames.shape)}")
+
+    @property
+    def num_frames(self) -> int:
+        return self.frames.shape[0]
+
+    def read(self, indices: Sequence[int]) -> torch.Tensor:
+        indices = _check_indices(indices, self.num_frames, self.name)
+        return self.frames[torch.tensor(indices)].float()
+
+    def iter_frames(self) -> Iterator[torch.Tensor]:
+        return (frame.float() for frame in self.frames)
+
+
+@dataclass
+class DiscoveryReport(Sequence):
+    """What :func:`discover_videos` found: usable sources, and files it skipped.
+
+    Behaves as a read-only sequence of its ``sources``.
+
+    Attributes:
+        sources: the usable videos, in discovery order.
+        skipped: ``(path, reason)`` for each unreadable video file or frame folder.
+    """
+
+    sources: list[VideoSource] = field(default_factory=list)
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.sources)
+
+    def __getitem__(self, index):  # type: ignore[override]
+        return self.sources[index]
+
+    def __iter__(self) -> Iterator[VideoSource]:
+        return iter(self.sources)
+
+    @property
+    def num_skipped(self) -> int:
+        return len(self.skipped)
+
+    @property
+    def total_frames(self) -> int:
+        return sum(source.num_frames for source in self.sources)
+
+
+def discover_videos(
+    paths: PathLike | Sequence[PathLike], frame_stride: int = 1, verify_frame_counts: bool = False
+) -> DiscoveryReport:
+    """Finds every video under ``paths`` (files or directories; layouts in the module docstring).
+
+    Unreadable video files and frame folders whose first frame does not decode
+    are skipped with a warning naming them and listed in ``report.skipped``.
+    ``frame_stride`` applies to video files only (frame folders are read as stored).
+    ``verify_frame_counts`` checks each video file's container frame count up
+    front (see :meth:`VideoFileSource.open`); otherwise a wrong count is found
+    and corrected on the first read past the real end.
+
+    Raises:
+        FileNotFoundError: a path does not exist.
+        ValueError: a directory holds no videos or frame folders, a file is not
+            a video, or no usable video remains (the message names the paths).
+    """
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    if not paths:
+        raise ValueError("discover_videos needs at least one path")
+    if frame_stride < 1:
+        raise ValueError(f"frame_stride must be >= 1, got {frame_stride}")
+    report = DiscoveryReport()
+    options = _Options(frame_stride, verify_frame_counts)
+    for path in map(Path, paths):
+        _discover_path(path, options, report)
+    if not report.sources:
+        skipped = "; ".join(f"{path}: {reason}" for path, reason in report.skipped)
+        raise ValueError(
+            f"no usable video in {[str(p) for p in paths]}: all {report.num_skipped} candidate(s) "
+            f"were unreadable ({skipped})"
+        )
+    return report
+
+
+@dataclass(frozen=True)
+class _Options:
+    frame_stride: int
+    verify_frame_counts: bool
+
+
+def _discover_path(path: Path, options: _Options, report: DiscoveryReport) -> None:
+    if not path.exists():
+        raise FileNotFoundError(f"video path not found: {path}")
+    if path.is_file():
+        if path.suffix.lower() not in VIDEO_EXTENSIONS:
+            raise ValueError(
+                f"{path} is not a video file ({'/'.join(sorted(VIDEO_EXTENSIONS))}); "
+                "pass the folder holding frame images instead"
+            )
+        _add_video_file(path, options, report)
+        return
+    found_before = len(report.sources) + report.num_skipped
+    _walk_directory(path, options, report)
+    if len(report.sources) + report.num_skipped == found_before:
+        raise ValueError(
+            f"no video files ({'/'.join(sorted(VIDEO_EXTENSIONS))}) or frame folders "
+            f"({'/'.join(sorted(IMAGE_EXTENSIONS))}) found in directory {path}"
+        )
+
+
+def _walk_directory(directory: Path, options: _Options, report: DiscoveryReport) -> None:
+    """Adds the videos of one directory, recursing into subdirectories."""
+    frames_root = directory / "JPEGImages"
+    if frames_root.is_dir():
+        _add_dataset_root(directory, frames_root, report)
+        return
+    if _image_files(directory):
+        _add_frame_folder(directory, directory.name, report)
+        return
+    for entry in sorted(directory.iterdir()):
+        if entry.is_dir() and not entry.name.lower().startswith(_LABEL_DIR_PREFIX):
+            _walk_directory(entry, options, report)
+        elif entry.is_file() and entry.suffix.lower() in VIDEO_EXTENSIONS:
+            _add_video_file(entry, options, report)
+
+
+def _add_dataset_root(root: Path, frames_root: Path, report: DiscoveryReport) -> None:
+    """DAVIS (``JPEGImages/480p/<seq>``), YouTube-VOS (``JPEGImages/<seq>``) or ``<seq>/JPEGImages``."""
+    if (frames_root / "480p").is_dir():
+        frames_root = frames_root / "480p"
+    if _image_files(frames_root):
+        _add_frame_folder(frames_root, root.name, report)
+        return
+    for sequence in sorted(p for p in frames_root.iterdir() if p.is_dir()):
+        if _image_files(sequence):
+            _add_frame_folder(sequence, sequence.name, report)
+
+
+def _add_frame_folder(folder: Path, name: str, report: DiscoveryReport) -> None:
+    source = FrameFolderSource.from_folder(folder, name)
+    try:
+        read_image(source.frame_paths[0])  # cheap check that the folder is usable at all
+    except ValueError as error:
+        _skip(folder, str(error), report)
+        return
+    report.sources.append(source)
+
+
+def _add_video_file(path: Path, options: _Options, report: DiscoveryReport) -> None:
+    try:
+        source = VideoFileSource.open(path, options.frame_stride, verify_count=options.verify_frame_counts)
+        report.sources.append(source)
+    except ValueError as error:
+        _skip(path, str(error), report)
+
+
+def _skip(path: Path, reason: str, report: DiscoveryReport) -> None:
+    warnings.warn(f"skipping unreadable video {path}: {reason}", RuntimeWarning, stacklevel=2)
+    report.skipped.append((path, reason))
+
+
+def _image_files(folder: Path) -> list[Path]:
+    """Image files directly in ``folder``, sorted by name (hidden files ignored)."""
+    return sorted(
+        p for p in folder.iterdir()
+        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
+    )

@@ -1,0 +1,107 @@
+"""Where propagation inputs come from: DAVIS folders, a video file or frame
+folder with a first-frame mask, or a first-frame box."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from mast.eval.davis import RESOLUTION, read_sequence_names
+from mast.eval.io import read_davis2016_mask, read_mask
+from mast.data.video import VIDEO_EXTENSIONS, FrameFolderSource, VideoFileSource, VideoSource, read_image
+from mast.eval.propagate import PropagationInput
+
+def _named_frames(source: VideoSource, stems: list[str] | None = None):
+    """A callable giving ``(stem, frame)`` pairs: frame-file stems, else ``00000``, ``00001``, ..."""
+
+    def frames() -> Iterator[tuple[str, torch.Tensor]]:
+        for index, frame in enumerate(source.iter_frames()):
+            yield (stems[index] if stems else f"{index:05d}"), frame
+
+    return frames
+
+
+def _first_frame_size(frames) -> tuple[int, int]:
+    _, first = next(iter(frames()), (None, None))
+    if first is None:
+        raise ValueError("the video has no decodable frame")
+    return tuple(first.shape[-2:])
+
+
+def parse_box(text: str) -> tuple[int, int, int, int]:
+    """``"x,y,w,h"`` (pixels) -> integers; width and height must be positive."""
+    try:
+        x, y, w, h = (int(round(float(v))) for v in text.split(","))
+    except ValueError:
+        raise ValueError(f"--first-box must be 'x,y,w,h' in pixels, got {text!r}") from None
+    if w <= 0 or h <= 0:
+        raise ValueError(f"--first-box width and height must be > 0, got {text!r}")
+    return x, y, w, h
+
+
+def box_to_ids(box: tuple[int, int, int, int], height: int, width: int) -> np.ndarray:
+    """A box-shaped first-frame mask ``(H, W)`` uint8 (object id 1), clipped to the frame."""
+    x, y, w, h = box
+    ids = np.zeros((height, width), dtype=np.uint8)
+    ids[max(y, 0) : min(y + h, height), max(x, 0) : min(x + w, width)] = 1
+    if not ids.any():
+        raise ValueError(f"--first-box {box} lies outside the {width}x{height} frame")
+    return ids
+
+
+def video_input(
+    video: str | os.PathLike, first_mask: str | os.PathLike | None = None, first_box: str | None = None
+) -> PropagationInput:
+    """One video file or frame folder, annotated by a mask PNG or a box."""
+    video = Path(video)
+    if (first_mask is None) == (first_box is None):
+        raise ValueError("give exactly one of --first-mask PNG or --first-box x,y,w,h")
+    if video.is_dir():
+        source = FrameFolderSource.from_folder(video)
+        frames = _named_frames(source, [p.stem for p in source.frame_paths])
+    elif video.is_file() and video.suffix.lower() in VIDEO_EXTENSIONS:
+        source = VideoFileSource.open(video)
+        frames = _named_frames(source)
+    elif video.exists():
+        raise ValueError(f"--video {video}: not a frame folder or a {'/'.join(sorted(VIDEO_EXTENSIONS))} file")
+    else:
+        raise FileNotFoundError(f"--video {video} does not exist")
+    height, width = _first_frame_size(frames)
+    if first_box is not None:
+        ids, mask_source = box_to_ids(parse_box(first_box), height, width), f"--first-box {first_box}"
+    else:
+        ids, mask_source = read_mask(first_mask), str(first_mask)
+        if ids.shape != (height, width):
+            raise ValueError(f"{first_mask}: mask is {ids.shape[1]}x{ids.shape[0]} but the frames are {width}x{height}")
+    return PropagationInput(video.stem, frames, ids, mask_source, source.num_frames)
+
+
+def davis_inputs(
+    root: str | os.PathLike, split: str = "val", year: int = 2017, sequences: list[str] | None = None
+) -> list[PropagationInput]:
+    """The sequences of a DAVIS split, each with its first-frame annotation.
+
+    DAVIS-2016 annotations are 0/255 single-object masks (``> 127`` is the object).
+    """
+    root = Path(root)
+    names = sequences or read_sequence_names(root / "ImageSets" / str(year) / f"{split}.txt")
+    inputs = []
+    for name in names:
+        folder = root / "JPEGImages" / RESOLUTION / name
+        if not folder.is_dir():
+            raise FileNotFoundError(f"frame folder of sequence {name!r} not found: {folder}")
+        source = FrameFolderSource.from_folder(folder)
+        stems = [p.stem for p in source.frame_paths]
+        mask_path = root / "Annotations" / RESOLUTION / name / f"{stems[0]}.png"
+        if not mask_path.is_file():
+            raise FileNotFoundError(f"first-frame annotation missing: {mask_path}")
+        ids = read_davis2016_mask(mask_path).astype(np.uint8) if year == 2016 else read_mask(mask_path)
+        ids = np.where(ids == 255, 0, ids).astype(np.uint8)  # void is not an object
+        height, width = read_image(source.frame_paths[0]).shape[-2:]
+        if ids.shape != (height, width):
+            raise ValueError(f"{mask_path}: mask is {ids.shape[1]}x{ids.shape[0]} but the frames are {width}x{height}")
+        inputs.append(PropagationInput(name, _named_frames(source, stems), ids, str(mask_path), source.num_frames))
+    return inputs
