@@ -83,7 +83,7 @@ setup(
     packages=find_packages(include=["mast", "mast.*"]),
     package_data={"mast": ["configs/*.yaml"]},
     ext_modules=[_extension()],
-    cmdclass={"build_ext": BuildExtensionOrFallback.with_options(use_ninja=False)},
+    cmdclass={"build_ext": BuildExtensionOrFallback},
     # torch is deliberately unpinned: a library must not choose the user's torch build.
     install_requires=[
         "torch",

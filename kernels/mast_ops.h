@@ -71,9 +71,20 @@ inline void check_window_sample_args(const at::Tensor& source, const at::Tensor&
   TORCH_CHECK(centers.size(0) == source.size(0),
               "mast::window_sample: source and centers must have the same batch size, got ",
               source.size(0), " and ", centers.size(0));
-  check_same(source, "source", centers, "centers");
+  TORCH_CHECK(source.device() == centers.device(),
+              "mast: source and centers must be on the same device, got ", source.device(),
+              " and ", centers.device());
   TORCH_CHECK(at::isFloatingType(source.scalar_type()),
               "mast::window_sample: expected a floating point dtype, got ", source.scalar_type());
+  // centers share the source dtype, except that half-precision sources may
+  // (and from the Python wrapper do) come with float32 coordinates.
+  const bool half_source = source.scalar_type() == at::kHalf ||
+                           source.scalar_type() == at::kBFloat16;
+  TORCH_CHECK(centers.scalar_type() == source.scalar_type() ||
+                  (half_source && centers.scalar_type() == at::kFloat),
+              "mast::window_sample: centers must have the dtype of source (or float32 for a "
+              "float16/bfloat16 source), got source ", source.scalar_type(), " and centers ",
+              centers.scalar_type());
   check_window(window);
   TORCH_CHECK(spacing > 0.0, "mast::window_sample: spacing must be > 0, got ", spacing);
 }

@@ -44,9 +44,9 @@ __device__ __forceinline__ at::opmath_type<scalar_t> load_or_zero(const scalar_t
   return idx >= 0 ? static_cast<opmath_t>(s[idx]) : opmath_t(0);
 }
 
-template <typename scalar_t>
+template <typename scalar_t, typename coord_t>
 __global__ void window_sample_forward_kernel(const scalar_t* __restrict__ source,
-                                             const scalar_t* __restrict__ centers,
+                                             const coord_t* __restrict__ centers,
                                              scalar_t* __restrict__ out,
                                              bool* __restrict__ valid, int64_t B, int64_t C,
                                              int64_t Hs, int64_t Ws, int64_t H, int64_t W,
@@ -114,10 +114,10 @@ __device__ __forceinline__ void flush_column(acc_t* __restrict__ gs, int64_t col
 //   d/dsy = wx0 * (S(y1,x0) - S(y0,x0)) + wx1 * (S(y1,x1) - S(y0,x1))
 // (S = 0 outside); the thread sums it over its taps and the channels into
 // grad_centers_rows[b, dy, 0/1, y, x], summed over dy afterwards.
-template <typename scalar_t>
+template <typename scalar_t, typename coord_t>
 __global__ void window_sample_backward_kernel(
     const scalar_t* __restrict__ grad_out, const scalar_t* __restrict__ source,
-    const scalar_t* __restrict__ centers, at::opmath_type<scalar_t>* __restrict__ grad_source,
+    const coord_t* __restrict__ centers, at::opmath_type<scalar_t>* __restrict__ grad_source,
     at::opmath_type<scalar_t>* __restrict__ grad_centers_rows, int64_t B, int64_t C,
     int64_t Hs, int64_t Ws, int64_t H, int64_t W, int window,
     at::opmath_type<scalar_t> spacing) {
@@ -229,10 +229,17 @@ std::tuple<at::Tensor, at::Tensor> window_sample_cuda(const at::Tensor& source_i
       at::ScalarType::Half, at::ScalarType::BFloat16, source.scalar_type(),
       "mast_window_sample_cuda", [&] {
         using opmath_t = at::opmath_type<scalar_t>;
-        window_sample_forward_kernel<scalar_t><<<grid_for(n), kThreads, 0, stream>>>(
-            source.const_data_ptr<scalar_t>(), centers.const_data_ptr<scalar_t>(),
-            out.mutable_data_ptr<scalar_t>(), valid.mutable_data_ptr<bool>(), B, C, Hs, Ws, H,
-            W, static_cast<int>(window), static_cast<opmath_t>(spacing));
+        if (centers.scalar_type() == source.scalar_type()) {
+          window_sample_forward_kernel<scalar_t, scalar_t><<<grid_for(n), kThreads, 0, stream>>>(
+              source.const_data_ptr<scalar_t>(), centers.const_data_ptr<scalar_t>(),
+              out.mutable_data_ptr<scalar_t>(), valid.mutable_data_ptr<bool>(), B, C, Hs, Ws,
+              H, W, static_cast<int>(window), static_cast<opmath_t>(spacing));
+        } else {  // float32 centres of a half-precision source (checked above)
+          window_sample_forward_kernel<scalar_t, float><<<grid_for(n), kThreads, 0, stream>>>(
+              source.const_data_ptr<scalar_t>(), centers.const_data_ptr<float>(),
+              out.mutable_data_ptr<scalar_t>(), valid.mutable_data_ptr<bool>(), B, C, Hs, Ws,
+              H, W, static_cast<int>(window), static_cast<opmath_t>(spacing));
+        }
         C10_CUDA_KERNEL_LAUNCH_CHECK();
       });
   return {out, valid};
@@ -267,13 +274,25 @@ std::tuple<at::Tensor, at::Tensor> window_sample_backward_cuda(const at::Tensor&
       at::ScalarType::Half, at::ScalarType::BFloat16, source.scalar_type(),
       "mast_window_sample_backward_cuda", [&] {
         using opmath_t = at::opmath_type<scalar_t>;
-        window_sample_backward_kernel<scalar_t><<<grid_for(n), kThreads, 0, stream>>>(
-            grad_output.const_data_ptr<scalar_t>(), source.const_data_ptr<scalar_t>(),
-            centers.const_data_ptr<scalar_t>(), grad_source_acc.mutable_data_ptr<opmath_t>(),
-            grad_centers_rows.mutable_data_ptr<opmath_t>(), B, C, Hs, Ws, H, W,
-            static_cast<int>(window), static_cast<opmath_t>(spacing));
+        if (centers.scalar_type() == source.scalar_type()) {
+          window_sample_backward_kernel<scalar_t, scalar_t>
+              <<<grid_for(n), kThreads, 0, stream>>>(
+                  grad_output.const_data_ptr<scalar_t>(), source.const_data_ptr<scalar_t>(),
+                  centers.const_data_ptr<scalar_t>(),
+                  grad_source_acc.mutable_data_ptr<opmath_t>(),
+                  grad_centers_rows.mutable_data_ptr<opmath_t>(), B, C, Hs, Ws, H, W,
+                  static_cast<int>(window), static_cast<opmath_t>(spacing));
+        } else {  // float32 centres of a half-precision source (checked above)
+          window_sample_backward_kernel<scalar_t, float><<<grid_for(n), kThreads, 0, stream>>>(
+              grad_output.const_data_ptr<scalar_t>(), source.const_data_ptr<scalar_t>(),
+              centers.const_data_ptr<float>(), grad_source_acc.mutable_data_ptr<opmath_t>(),
+              grad_centers_rows.mutable_data_ptr<opmath_t>(), B, C, Hs, Ws, H, W,
+              static_cast<int>(window), static_cast<opmath_t>(spacing));
+        }
         C10_CUDA_KERNEL_LAUNCH_CHECK();
       });
+  // grad_centers has the dtype of centers (float32 for float32 centres of a
+  // half-precision source).
   at::Tensor grad_centers = grad_centers_rows.sum(1).to(centers.scalar_type());
   at::Tensor grad_source = grad_source_acc.to(source.scalar_type());
   return {grad_source.contiguous(), grad_centers.contiguous()};

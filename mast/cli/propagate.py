@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from mast.eval.propagate import PropagationConfig, Propagator, propagate_to_folder
 from mast.eval.sources import davis_inputs, video_input
+from mast.eval.visualize import visualize
 from mast.models.extractors import BackboneExtractor, PixelExtractor
 
 def _int_tuple(text: str) -> tuple[int, ...]:
@@ -63,6 +64,8 @@ def register(subparsers) -> None:
     labels.add_argument("--hard-labels", dest="soft_labels", action="store_false", help="... as one-hot labels")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     parser.add_argument("--out", type=Path, required=True, help="output folder (OUT/<sequence>/<frame>.png)")
+    parser.add_argument("--overlay", action="store_true",
+                        help="also write overlays, an MP4 per sequence and OUT/overlays/index.html")
     parser.set_defaults(func=run)
 
 
@@ -114,4 +117,7 @@ def run(args: argparse.Namespace) -> int:
     frames = progress.n
     print(f"wrote {len(inputs)} sequence(s), {frames} frames, to {args.out} "
           f"({frames / max(time.perf_counter() - start, 1e-9):.1f} frames/s)")
+    if args.overlay:
+        index = visualize(((item.name, item.frames()) for item in inputs), args.out, args.out / "overlays")
+        print(f"pictures: {index}")
     return 0

@@ -3,15 +3,16 @@ folder with a first-frame mask, or a first-frame box."""
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
 
 from mast.eval.davis import RESOLUTION, read_sequence_names
 from mast.eval.io import read_davis2016_mask, read_mask
-from mast.data.video import VIDEO_EXTENSIONS, FrameFolderSource, VideoFileSource, VideoSource, read_image
+from mast.data.video import VIDEO_EXTENSIONS, FrameFolderSource, VideoFileSource, VideoSource
 from mast.eval.propagate import PropagationInput
 
 def _named_frames(source: VideoSource, stems: list[str] | None = None):
@@ -22,13 +23,6 @@ def _named_frames(source: VideoSource, stems: list[str] | None = None):
             yield (stems[index] if stems else f"{index:05d}"), frame
 
     return frames
-
-
-def _first_frame_size(frames) -> tuple[int, int]:
-    _, first = next(iter(frames()), (None, None))
-    if first is None:
-        raise ValueError("the video has no decodable frame")
-    return tuple(first.shape[-2:])
 
 
 def parse_box(text: str) -> tuple[int, int, int, int]:
@@ -52,31 +46,80 @@ def box_to_ids(box: tuple[int, int, int, int], height: int, width: int) -> np.nd
     return ids
 
 
+@dataclass
+class FrameStream:
+    """A video's frames, decoded on demand.
+
+    Attributes:
+        name: sequence name (folder name or file stem).
+        frames: callable returning a fresh iterator of ``(stem, (3, H, W) frame)`` pairs.
+        num_frames: frame count as far as known.
+    """
+
+    name: str
+    frames: Callable[[], Iterator[tuple[str, torch.Tensor]]]
+    num_frames: int
+
+    def size(self) -> tuple[int, int]:
+        """``(H, W)`` of the first frame."""
+        _, first = next(iter(self.frames()), (None, None))
+        if first is None:
+            raise ValueError(f"{self.name}: no decodable frame")
+        return tuple(first.shape[-2:])
+
+
+def video_stream(video: str | os.PathLike) -> FrameStream:
+    """A video file (mp4/avi/mov/mkv) or a folder of frames."""
+    video = Path(video)
+    if video.is_dir():
+        source = FrameFolderSource.from_folder(video)
+        # DAVIS-like sample folders (<seq>/JPEGImages/, <seq>/JPEGImages/480p/) are named after <seq>.
+        named = video.parent if video.name in ("JPEGImages", "480p") else video
+        named = named.parent if named.name == "JPEGImages" else named
+        return FrameStream(named.name, _named_frames(source, [p.stem for p in source.frame_paths]), source.num_frames)
+    if video.is_file() and video.suffix.lower() in VIDEO_EXTENSIONS:
+        source = VideoFileSource.open(video)
+        return FrameStream(video.stem, _named_frames(source), source.num_frames)
+    if video.exists():
+        raise ValueError(f"--video {video}: not a frame folder or a {'/'.join(sorted(VIDEO_EXTENSIONS))} file")
+    raise FileNotFoundError(f"--video {video} does not exist")
+
+
+def davis_streams(
+    root: str | os.PathLike, split: str = "val", year: int = 2017, sequences: list[str] | None = None
+) -> list[FrameStream]:
+    """The frame folders ``JPEGImages/480p/<seq>`` of a DAVIS split (or of ``sequences``)."""
+    root = Path(root)
+    names = sequences or read_sequence_names(root / "ImageSets" / str(year) / f"{split}.txt")
+    streams = []
+    for name in names:
+        folder = root / "JPEGImages" / RESOLUTION / name
+        if not folder.is_dir():
+            raise FileNotFoundError(f"frame folder of sequence {name!r} not found: {folder}")
+        source = FrameFolderSource.from_folder(folder)
+        streams.append(FrameStream(name, _named_frames(source, [p.stem for p in source.frame_paths]), source.num_frames))
+    return streams
+
+
+def _checked_mask(ids: np.ndarray, path: str, size: tuple[int, int]) -> np.ndarray:
+    if ids.shape != size:
+        raise ValueError(f"{path}: mask is {ids.shape[1]}x{ids.shape[0]} but the frames are {size[1]}x{size[0]}")
+    return ids
+
+
 def video_input(
     video: str | os.PathLike, first_mask: str | os.PathLike | None = None, first_box: str | None = None
 ) -> PropagationInput:
     """One video file or frame folder, annotated by a mask PNG or a box."""
-    video = Path(video)
     if (first_mask is None) == (first_box is None):
         raise ValueError("give exactly one of --first-mask PNG or --first-box x,y,w,h")
-    if video.is_dir():
-        source = FrameFolderSource.from_folder(video)
-        frames = _named_frames(source, [p.stem for p in source.frame_paths])
-    elif video.is_file() and video.suffix.lower() in VIDEO_EXTENSIONS:
-        source = VideoFileSource.open(video)
-        frames = _named_frames(source)
-    elif video.exists():
-        raise ValueError(f"--video {video}: not a frame folder or a {'/'.join(sorted(VIDEO_EXTENSIONS))} file")
-    else:
-        raise FileNotFoundError(f"--video {video} does not exist")
-    height, width = _first_frame_size(frames)
+    stream = video_stream(video)
+    height, width = stream.size()
     if first_box is not None:
         ids, mask_source = box_to_ids(parse_box(first_box), height, width), f"--first-box {first_box}"
     else:
-        ids, mask_source = read_mask(first_mask), str(first_mask)
-        if ids.shape != (height, width):
-            raise ValueError(f"{first_mask}: mask is {ids.shape[1]}x{ids.shape[0]} but the frames are {width}x{height}")
-    return PropagationInput(video.stem, frames, ids, mask_source, source.num_frames)
+        ids, mask_source = _checked_mask(read_mask(first_mask), str(first_mask), (height, width)), str(first_mask)
+    return PropagationInput(stream.name, stream.frames, ids, mask_source, stream.num_frames)
 
 
 def davis_inputs(
@@ -84,24 +127,16 @@ def davis_inputs(
 ) -> list[PropagationInput]:
     """The sequences of a DAVIS split, each with its first-frame annotation.
 
-    DAVIS-2016 annotations are 0/255 single-object masks (``> 127`` is the object).
+    DAVIS-2016 annotations are 0/255 single-object masks (``> 127`` is the object);
+    DAVIS-2017 void (255) is not an object.
     """
-    root = Path(root)
-    names = sequences or read_sequence_names(root / "ImageSets" / str(year) / f"{split}.txt")
     inputs = []
-    for name in names:
-        folder = root / "JPEGImages" / RESOLUTION / name
-        if not folder.is_dir():
-            raise FileNotFoundError(f"frame folder of sequence {name!r} not found: {folder}")
-        source = FrameFolderSource.from_folder(folder)
-        stems = [p.stem for p in source.frame_paths]
-        mask_path = root / "Annotations" / RESOLUTION / name / f"{stems[0]}.png"
+    for stream in davis_streams(root, split, year, sequences):
+        stem = next(stream.frames())[0]
+        mask_path = Path(root) / "Annotations" / RESOLUTION / stream.name / f"{stem}.png"
         if not mask_path.is_file():
             raise FileNotFoundError(f"first-frame annotation missing: {mask_path}")
         ids = read_davis2016_mask(mask_path).astype(np.uint8) if year == 2016 else read_mask(mask_path)
-        ids = np.where(ids == 255, 0, ids).astype(np.uint8)  # void is not an object
-        height, width = read_image(source.frame_paths[0]).shape[-2:]
-        if ids.shape != (height, width):
-            raise ValueError(f"{mask_path}: mask is {ids.shape[1]}x{ids.shape[0]} but the frames are {width}x{height}")
-        inputs.append(PropagationInput(name, _named_frames(source, stems), ids, str(mask_path), source.num_frames))
+        ids = _checked_mask(np.where(ids == 255, 0, ids).astype(np.uint8), str(mask_path), stream.size())
+        inputs.append(PropagationInput(stream.name, stream.frames, ids, str(mask_path), stream.num_frames))
     return inputs

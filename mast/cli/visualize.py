@@ -1,0 +1,51 @@
+"""``mast visualize``: look at propagation results.
+
+Writes, for every sequence of RESULTS (palette PNGs as `mast propagate`
+writes them), the frames with their masks blended in and outlined
+(OUT/<sequence>/<frame>.jpg), an MP4 per sequence (OUT/<sequence>.mp4) and
+OUT/index.html showing them all.
+
+Examples:
+  mast visualize --results r/ --davis DAVIS --split val --out r/overlays
+  mast visualize --results r/ --video clip.mp4 --out r/overlays
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from mast.eval.sources import davis_streams, video_stream
+from mast.eval.visualize import visualize
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "visualize", help="overlays, videos and an HTML page of propagation results",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--results", type=Path, required=True, help="results folder (RESULTS/<sequence>/<frame>.png)")
+    parser.add_argument("--davis", type=Path, help="DAVIS root the results were made from")
+    parser.add_argument("--year", type=int, choices=(2016, 2017), default=2017)
+    parser.add_argument("--split", default="val")
+    parser.add_argument("--sequences", help="comma-separated subset of sequences")
+    parser.add_argument("--video", type=Path, help="the video file or frame folder the results were made from")
+    parser.add_argument("--out", type=Path, help="output folder (default RESULTS/overlays)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        if (args.davis is None) == (args.video is None):
+            raise ValueError("give exactly one of --davis ROOT or --video PATH")
+        if args.davis is not None:
+            sequences = args.sequences.split(",") if args.sequences else None
+            streams = davis_streams(args.davis, args.split, args.year, sequences)
+        else:
+            streams = [video_stream(args.video)]
+        index = visualize(((s.name, s.frames()) for s in streams), args.results, args.out or args.results / "overlays")
+    except (ValueError, FileNotFoundError) as error:
+        print(f"mast visualize: error: {error}", file=sys.stderr)
+        return 2
+    print(f"wrote {index}")
+    return 0
