@@ -27,7 +27,8 @@ def _want_cuda() -> bool:
 def _extension():
     sources = sorted(glob.glob(os.path.join("kernels", "*.cpp")))
     sources += sorted(glob.glob(os.path.join("kernels", "cpu", "*.cpp")))
-    cxx_flags = ["-O3", "-fopenmp", "-std=c++17"]
+    headers = sorted(glob.glob(os.path.join("kernels", "*.h")))  # edits to them trigger a rebuild
+    cxx_flags = ["-O3", "-fopenmp"]  # the C++ standard is torch's choice
     define_macros = []
     if _want_cuda():
         sources += sorted(glob.glob(os.path.join("kernels", "cuda", "*.cu")))
@@ -36,13 +37,15 @@ def _extension():
             "mast._C",
             sources,
             define_macros=define_macros,
-            extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3", "--use_fast_math", "-std=c++17"]},
+            depends=headers,
+            extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3", "--use_fast_math"]},
             extra_link_args=["-fopenmp"],
         )
     return cpp_extension.CppExtension(
         "mast._C",
         sources,
         define_macros=define_macros,
+        depends=headers,
         extra_compile_args={"cxx": cxx_flags},
         extra_link_args=["-fopenmp"],
     )

@@ -31,7 +31,10 @@ namespace {
 #define MAST_TARGET_AVX2 __attribute__((target("avx2,fma")))
 #define MAST_ALWAYS_INLINE inline __attribute__((always_inline))
 inline bool cpu_has_avx2() {
-  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  static const bool has = [] {
+    __builtin_cpu_init();  // harmless if already done; needed before constructors
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  }();
   return has;
 }
 #else
