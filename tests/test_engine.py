@@ -150,7 +150,7 @@ def test_gradients_reach_query_keys_and_roi_centres():
     assert query.grad.abs().sum() > 0 and far_keys.grad.abs().sum() > 0
 
     # The ROI centre itself is differentiable: its gradient is not zero.
-    centers = engine.roi_centers(query, far_keys, 30)
+    centers = engine.roi_centers(query, far_keys, engine.config.dilation(30))
     grad = torch.autograd.grad(centers.sum(), far_keys)[0]
     assert grad.abs().sum() > 0
 
@@ -200,3 +200,35 @@ def test_bad_references_are_named(references, match):
 def test_config_rejects_even_window():
     with pytest.raises(ValueError, match="window"):
         EngineConfig(window=4)
+
+
+def test_per_sample_distances_equal_running_each_sample_alone():
+    """Training clips drawn at different query frames: one reference can be
+    near for one sample and far (at various dilations) for others."""
+    batch = 4
+    query = torch.randn(batch, 4, 9, 8, dtype=torch.float64)
+    features = torch.randn(batch, 4, 9, 8, dtype=torch.float64)
+    values = torch.randn(batch, 2, 9, 8, dtype=torch.float64)
+    distances = [3, 20, 31, 20]
+    near = Reference(torch.randn(batch, 4, 9, 8, dtype=torch.float64), torch.randn(batch, 2, 9, 8, dtype=torch.float64), 1)
+    engine = ReconstructionEngine(EngineConfig(window=3))
+    together = engine(query, [Reference(features, values, distances), near])
+    for i, distance in enumerate(distances):
+        alone = engine(query[i : i + 1], [
+            Reference(features[i : i + 1], values[i : i + 1], distance),
+            Reference(near.features[i : i + 1], near.values[i : i + 1], 1),
+        ])
+        torch.testing.assert_close(together[i : i + 1], alone)
+    with pytest.raises(ValueError, match="entries for a batch"):
+        engine(query, [Reference(features, values, [1, 2])])
+
+
+def test_invalid_reference_samples_get_no_attention():
+    query = torch.randn(2, 4, 6, 7, dtype=torch.float64)
+    kept, padding = make_references([1, 3], batch=2)
+    padding.valid = torch.tensor([True, False])
+    engine = ReconstructionEngine(EngineConfig(window=3))
+    both = engine(query, [kept, padding])
+    only_kept = engine(query[1:], [Reference(kept.features[1:], kept.values[1:], 1)])
+    torch.testing.assert_close(both[1:], only_kept)
+    assert not torch.allclose(both[:1], engine(query[:1], [Reference(kept.features[:1], kept.values[:1], 1)]))

@@ -12,7 +12,7 @@ import sys
 
 from mast._version import __version__
 
-SUBCOMMANDS = ("demo", "propagate", "evaluate", "visualize")
+SUBCOMMANDS = ("demo", "train", "centroids", "propagate", "evaluate", "visualize")
 
 
 def build_parser() -> argparse.ArgumentParser:

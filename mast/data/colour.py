@@ -38,20 +38,22 @@ def drop_ab_channel(
     """MAST's image-level channel dropout: zero one of a/b per sample, rescale the rest.
 
     The network then cannot copy colour from the input and has to find
-    correspondences to reconstruct the dropped channel.
+    correspondences to reconstruct the dropped channel. Every frame of a
+    sample loses the same channel.
 
     Args:
-        lab: ``(B, 3, H, W)`` normalised LAB (channels L, a, b).
+        lab: ``(B, 3, H, W)`` or ``(B, N, 3, H, W)`` normalised LAB (channels L, a, b).
 
     Returns:
         ``(dropped, channel)``: the input with channel ``channel[i]`` (1 or 2)
         of sample ``i`` zeroed and the other two scaled by 3/2; ``channel`` ``(B,)`` long.
     """
     batch = lab.shape[0]
-    channel = torch.randint(1, 3, (batch,), generator=generator, device="cpu").to(lab.device)
-    keep = torch.ones(batch, 3, device=lab.device, dtype=lab.dtype)
-    keep[torch.arange(batch, device=lab.device), channel] = 0
-    return lab * (keep * 1.5).view(batch, 3, 1, 1), channel
+    channel = torch.randint(1, 3, (batch,), generator=generator)
+    keep = torch.full((batch, 3), 1.5)
+    keep[torch.arange(batch), channel] = 0
+    shape = (batch,) + (1,) * (lab.dim() - 4) + (3, 1, 1)
+    return lab * keep.to(lab).view(shape), channel.to(lab.device)
 
 
 def drop_channels_corrflow(
@@ -59,9 +61,10 @@ def drop_channels_corrflow(
 ) -> torch.Tensor:
     """CorrFlow's dropout: keep all channels with probability ``keep_all_prob``,
     otherwise zero one or two (chosen uniformly), rescaling the kept ones.
+    Every frame of a sample is treated alike.
 
     Args:
-        image: ``(B, 3, H, W)``.
+        image: ``(B, 3, H, W)`` or ``(B, N, 3, H, W)``.
     """
     batch = image.shape[0]
     keep = torch.ones(batch, 3)
@@ -70,4 +73,5 @@ def drop_channels_corrflow(
             num_dropped = int(torch.randint(1, 3, (), generator=generator))
             keep[i, torch.randperm(3, generator=generator)[:num_dropped]] = 0
     scale = 3.0 / keep.sum(dim=1, keepdim=True)
-    return image * (keep * scale).to(image).view(batch, 3, 1, 1)
+    shape = (batch,) + (1,) * (image.dim() - 4) + (3, 1, 1)
+    return image * (keep * scale).to(image).view(shape)

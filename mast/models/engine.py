@@ -16,7 +16,7 @@ of rows at a time.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -106,7 +106,7 @@ class ReconstructionEngine(nn.Module):
         self._check(query, references)
         if self.config.normalize:
             query = F.normalize(query, dim=1)
-            references = [Reference(F.normalize(r.features, dim=1), r.values, r.distance) for r in references]
+            references = [replace(r, features=F.normalize(r.features, dim=1)) for r in references]
         near_scores, centers = self._whole_frame_pass(query, references)
         rows = self._rows_per_tile(query, references)
         tiles = [
@@ -115,16 +115,16 @@ class ReconstructionEngine(nn.Module):
         ]
         return torch.cat(tiles, dim=-2)
 
-    def roi_centers(self, query: torch.Tensor, keys: torch.Tensor, distance: int) -> torch.Tensor:
+    def roi_centers(self, query: torch.Tensor, keys: torch.Tensor, dilation: int) -> torch.Tensor:
         """Expected ROI centre in a far reference for every query pixel (Eq. 4.1).
 
         Args:
-            query: ``(B, C, h, w)``; keys: ``(B, C, h, w)``.
+            query: ``(B, C, h, w)``; keys: ``(B, C, h, w)``; dilation: of the coarse window.
 
         Returns:
             ``(B, 2, h, w)`` sub-pixel ``(x, y)`` centres in the reference.
         """
-        window, dilation = self.config.window, self.config.dilation(distance)
+        window = self.config.window
         scores = local_correlation(query, keys, window, dilation)
         attention = torch.softmax(scores.to(accumulation_dtype(scores)) / self.config.temperature, dim=1)
         dy, dx = window_offsets(window, float(dilation), attention)
@@ -133,23 +133,43 @@ class ReconstructionEngine(nn.Module):
         batch, _, height, width = query.shape
         return pixel_grid(batch, height, width, attention) + torch.stack((shift_x, shift_y), dim=1)
 
+    def reference_centers(self, query: torch.Tensor, reference: Reference) -> torch.Tensor | None:
+        """Where each query pixel reads ``reference``: None when every sample
+        attends it directly; else ``(B, 2, h, w)`` centres, the pixel itself for
+        near samples and the ROI centre for far ones (grouped by dilation)."""
+        distances = reference.distances()
+        far = [self.config.is_far(d) for d in distances]
+        if not any(far):
+            return None
+        if all(far) and len({self.config.dilation(d) for d in distances}) == 1:
+            return self.roi_centers(query, reference.features, self.config.dilation(distances[0]))
+        batch, _, height, width = query.shape
+        centers = pixel_grid(batch, height, width, query).clone()
+        groups: dict[int, list[int]] = {}
+        for sample, distance in enumerate(distances):
+            if far[sample]:
+                groups.setdefault(self.config.dilation(distance), []).append(sample)
+        for dilation, samples in groups.items():
+            index = torch.tensor(samples, device=query.device)
+            centers[index] = self.roi_centers(query[index], reference.features[index], dilation).to(centers.dtype)
+        return centers
+
     def _whole_frame_pass(self, query, references):
-        """Near scores ``(B, P^2, h, w)`` and far ROI centres ``(B, 2, h, w)``:
-        both cost ``O(P^2 h w)`` memory, so no tiling is needed for them."""
+        """Near scores ``(B, P^2, h, w)`` or ROI centres ``(B, 2, h, w)`` per
+        reference: both cost ``O(P^2 h w)`` memory, so no tiling is needed."""
         near_scores, centers = [], []
         for reference in references:
-            if self.config.is_far(reference.distance):
-                near_scores.append(None)
-                centers.append(self.roi_centers(query, reference.features, reference.distance))
-            else:
-                near_scores.append(local_correlation(query, reference.features, self.config.window, 1))
-                centers.append(None)
+            center = self.reference_centers(query, reference)
+            centers.append(center)
+            near_scores.append(
+                local_correlation(query, reference.features, self.config.window, 1) if center is None else None
+            )
         return near_scores, centers
 
     def _rows_per_tile(self, query, references) -> int:
         batch, channels, _, width = query.shape
         values = sum(r.values.shape[1] + 1 for r in references)
-        keys = channels if any(self.config.is_far(r.distance) for r in references) else 0
+        keys = channels if any(self.config.is_far(d) for r in references for d in r.distances()) else 0
         per_row = batch * width * self.config.window**2 * (values + keys)
         return max(1, self.config.tile_elements // max(per_row, 1))
 
@@ -168,6 +188,8 @@ class ReconstructionEngine(nn.Module):
                 scores = torch.einsum("bchw,bcphw->bphw", query_rows, keys.to(query_rows.dtype))
                 scores = scores.masked_fill(~valid, float("-inf"))
             values, _ = window_sample(reference.values, rows_center, window)
+            if reference.valid is not None:
+                scores = scores.masked_fill(~reference.valid.view(-1, 1, 1, 1), float("-inf"))
             all_scores.append(scores)
             all_values.append(values)
         return self._attend(torch.cat(all_scores, dim=1), torch.cat(all_values, dim=2))
@@ -207,5 +229,5 @@ class ReconstructionEngine(nn.Module):
                     f"references[{i}].values has {reference.values.shape[1]} channels but references[0] "
                     f"has {references[0].values.shape[1]}; all references must carry the same K"
                 )
-            if reference.distance < 1:
+            if min(reference.distances()) < 1:
                 raise ValueError(f"references[{i}].distance must be >= 1, got {reference.distance}")

@@ -6,6 +6,7 @@ The same :class:`ReferencePolicy` and :class:`MemoryBank` serve training
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import torch
 
@@ -69,12 +70,28 @@ class Reference:
     Attributes:
         features: ``(B, C, h, w)`` key features.
         values: ``(B, K, h, w)`` what is read out (LAB channels, labels, object probabilities).
-        distance: frames between the reference and the query (``>= 1``).
+        distance: frames between the reference and the query (``>= 1``); one
+            number for the whole batch, or one per sample (training clips
+            drawn at different query frames).
+        valid: ``(B,)`` bool, or None (all valid): samples for which this
+            reference does not exist (padding of short training clips) get
+            no attention from it.
     """
 
     features: torch.Tensor
     values: torch.Tensor
-    distance: int
+    distance: int | Sequence[int]
+    valid: torch.Tensor | None = None
+
+    def distances(self) -> list[int]:
+        """The distance of every sample, ``B`` ints."""
+        batch = self.features.shape[0]
+        if isinstance(self.distance, int):
+            return [self.distance] * batch
+        distances = [int(d) for d in self.distance]
+        if len(distances) != batch:
+            raise ValueError(f"distance has {len(distances)} entries for a batch of {batch}")
+        return distances
 
 
 class MemoryBank:

@@ -1,0 +1,355 @@
+"""The one training loop: every objective, every phase, one or many processes.
+
+Runs are step-indexed: clip ``j`` of step ``s`` on rank ``r`` is dataset
+item ``(s * world + r) * batch + j`` of its phase, and every random choice of
+a step (augmentation, channel dropout) is seeded by ``(seed, phase, step,
+rank)``. Resuming from a checkpoint therefore continues exactly as an
+uninterrupted run would, whatever happened in between.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from mast.data.augment import ClipAugment
+from mast.data.clips import ClipDataset, make_loader
+from mast.data.video import discover_videos
+from mast.models.backbone import BackboneConfig, ResNetBackbone
+from mast.models.engine import EngineConfig, ReconstructionEngine
+from mast.models.memory import Reference, ReferencePolicy
+from mast.train import checkpoint as ckpt
+from mast.train import distributed
+from mast.train.config import save_config
+from mast.train.objectives import KMeansCrossEntropy, LabHuber, Objective, Prepared
+
+
+class TrainingAborted(RuntimeError):
+    """Too many non-finite losses in a row."""
+
+
+@dataclass
+class Progress:
+    phase: int = 0
+    step: int = 0  # within the phase
+    global_step: int = 0
+    skipped: int = 0  # non-finite steps skipped so far
+    bad_in_a_row: int = 0
+
+
+class StepSampler(torch.utils.data.Sampler):
+    """Dataset indices of steps ``start..end-1`` for one rank (see module docstring)."""
+
+    def __init__(self, start: int, end: int, batch: int, rank: int, world: int) -> None:
+        self.start, self.end, self.batch, self.rank, self.world = start, end, batch, rank, world
+
+    def __iter__(self) -> Iterator[int]:
+        for step in range(self.start, self.end):
+            first = (step * self.world + self.rank) * self.batch
+            yield from range(first, first + self.batch)
+
+    def __len__(self) -> int:
+        return (self.end - self.start) * self.batch
+
+
+def step_generator(seed: int, phase: int, step: int, rank: int) -> torch.Generator:
+    return torch.Generator().manual_seed(((seed * 1_000_003 + phase) * 1_000_003 + step) * 1_009 + rank)
+
+
+def build_objective(config: dict[str, Any], backbone: ResNetBackbone, centroids: torch.Tensor | None) -> Objective:
+    objective = config["objective"]
+    if objective["name"] == "lab-huber":
+        if backbone.config.colour_space != "lab":
+            raise ValueError("objective lab-huber needs model.colour_space: lab")
+        return LabHuber(objective["upsample"], objective["huber_scale"])
+    if objective["name"] == "kmeans-ce":
+        if centroids is None:
+            raise ValueError("objective kmeans-ce needs centroids")
+        return KMeansCrossEntropy(centroids, backbone.prepare, objective["upsample"], objective["keep_all_prob"])
+    raise ValueError(f"unknown objective {objective['name']!r}; choose lab-huber or kmeans-ce")
+
+
+def reconstruct(
+    model: torch.nn.Module, engine: ReconstructionEngine, batch: dict[str, Any], prepared: Prepared
+) -> torch.Tensor:
+    """The query frame of every clip reconstructed from its other frames: ``(B, K, h, w)``."""
+    clips, count = prepared.inputs.shape[:2]
+    features = model(prepared.inputs.flatten(0, 1)).unflatten(0, (clips, count))
+    size = features.shape[-2:]
+    values = F.interpolate(prepared.values.flatten(0, 1), size=size, mode="area").unflatten(0, (clips, count))
+    indices, valid = batch["indices"], batch["valid"]
+    query = indices[:, -1]
+    references = [
+        Reference(
+            features[:, j], values[:, j].to(features.dtype),
+            distance=(query - indices[:, j]).clamp_min(1).tolist(),
+            valid=None if bool(valid[:, j].all()) else valid[:, j].to(features.device),
+        )
+        for j in range(count - 1)
+    ]
+    return engine(features[:, -1], references)
+
+
+class Trainer:
+    """Pretraining and fine-tuning: ``Trainer(config, data, out).run()``.
+
+    Args:
+        config: a resolved config (:func:`mast.train.config.load_config`).
+        data: folders/files of videos (see :func:`mast.data.video.discover_videos`).
+        out_dir: run folder: ``config.yaml``, ``run.json``, ``checkpoints/``,
+            ``tensorboard/``, and at the end ``backbone.pt``.
+        init: backbone weights to start from (fine-tuning), or None.
+        resume: continue from ``out_dir/checkpoints/last.pt``.
+    """
+
+    def __init__(self, config: dict[str, Any], data: list[str], out_dir: str | Path,
+                 init: str | Path | None = None, resume: bool = False) -> None:
+        self.config, self.data, self.out_dir, self.resume = config, list(data), Path(out_dir), resume
+        self.world = distributed.setup(config["train"]["device"])
+        self.sources = discover_videos(data, frame_stride=config["data"]["frame_stride"])
+        torch.manual_seed(config["train"]["seed"])
+        model_cfg = config["model"]
+        self.backbone = ResNetBackbone(BackboneConfig(**model_cfg)).to(self.world.device)
+        if init is not None:
+            self.backbone.load_state_dict(_backbone_weights(Path(init), self.backbone))
+        self.centroids = self._centroids()
+        self.objective = build_objective(config, self.backbone, self.centroids)
+        self.engine = ReconstructionEngine(EngineConfig(**config["engine"]))
+        self.model = self.backbone
+        if self.world.size > 1:
+            device_ids = [self.world.device.index] if self.world.device.type == "cuda" else None
+            self.model = DistributedDataParallel(self.backbone, device_ids=device_ids)
+        self.progress = Progress()
+        self.writer = None
+        self.losses: list[float] = []
+
+    # -- set-up ---------------------------------------------------------------
+
+    def _centroids(self) -> torch.Tensor | None:
+        objective = self.config["objective"]
+        if objective["name"] != "kmeans-ce":
+            return None
+        from mast.train.centroids import build_centroids, load_centroids
+
+        path = Path(objective["centroids"]) if objective["centroids"] else self.out_dir / "centroids.json"
+        if not path.is_file():
+            if self.world.is_main:
+                print(f"building {objective['clusters']} colour centroids from the training videos -> {path}")
+                build_centroids(self.data, path, k=objective["clusters"], frame_stride=self.config["data"]["frame_stride"],
+                                seed=self.config["train"]["seed"])
+            distributed.barrier(self.world)
+        centroids, _ = load_centroids(path)
+        if len(centroids) != objective["clusters"]:
+            raise ValueError(f"{path} holds {len(centroids)} centroids but objective.clusters is {objective['clusters']}")
+        return centroids
+
+    def _phase_loader(self, phase_index: int, start: int):
+        phase, data = self.config["phases"][phase_index], self.config["data"]
+        train = self.config["train"]
+        memory = self.config["memory"]
+        dataset = ClipDataset(
+            self.sources,
+            samples_per_epoch=phase["steps"] * train["batch_size"] * self.world.size,
+            transform=ClipAugment(output_size=(data["size"], data["size"]), scale=tuple(data["scale"]),
+                                  hflip_prob=data["hflip"], rotate90=data["rotate90"]),
+            seed=train["seed"], mode=phase["mode"], pair_gaps=tuple(phase["pair_gaps"]),
+            pair_gap_probs=tuple(phase["pair_gap_probs"]),
+            policy=ReferencePolicy(tuple(memory["long_term"]), tuple(memory["short_term"])),
+        )
+        dataset.set_epoch(phase_index)
+        sampler = StepSampler(start, phase["steps"], train["batch_size"], self.world.rank, self.world.size)
+        return make_loader(dataset, batch_size=train["batch_size"], num_workers=data["workers"], sampler=sampler,
+                           pin_memory=self.world.device.type == "cuda")
+
+    def _optimiser(self, phase_index: int):
+        phase = self.config["phases"][phase_index]
+        optimiser = torch.optim.Adam(self.model.parameters(), lr=phase["lr"])
+        milestones = sorted({max(1, int(f * phase["steps"])) for f in phase["lr_milestones"]})
+        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimiser, milestones, gamma=phase["lr_gamma"])
+        return optimiser, scheduler
+
+    # -- the loop -------------------------------------------------------------
+
+    def run(self, stop_after: int | None = None) -> dict[str, Any]:
+        """Trains every phase to its end (or for ``stop_after`` global steps, then
+        checkpoints, e.g. to split a run across time slots); returns a summary."""
+        self.stop_after = stop_after
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        restored = self._restore() if self.resume else None
+        if self.world.is_main:
+            save_config(self.config, self.out_dir / "config.yaml")
+            ckpt.write_run_metadata(self.out_dir, {"world_size": self.world.size, "videos": len(self.sources),
+                                                   "skipped_videos": [str(p) for p, _ in self.sources.skipped]})
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(self.out_dir / "tensorboard"))
+        try:
+            for phase_index in range(self.progress.phase, len(self.config["phases"])):
+                finished = self._run_phase(phase_index, restored)
+                restored = None
+                if not finished:
+                    break
+                self.progress.phase, self.progress.step = phase_index + 1, 0
+            distributed.share_buffers(self.backbone, self.world)
+            if self.world.is_main:
+                self.backbone.save(self.out_dir / "backbone.pt")
+        finally:
+            if self.writer is not None:
+                self.writer.close()
+        return {"steps": self.progress.global_step, "skipped": self.progress.skipped, "losses": self.losses}
+
+    def _run_phase(self, phase_index: int, restored: dict[str, Any] | None) -> bool:
+        """Runs one phase from ``self.progress.step``; False when ``stop_after`` cut it short."""
+        phase, train = self.config["phases"][phase_index], self.config["train"]
+        optimiser, scheduler = self._optimiser(phase_index)
+        scaler = torch.amp.GradScaler("cuda", enabled=self._amp())
+        if restored is not None:
+            optimiser.load_state_dict(restored["optimizer"])
+            scheduler.load_state_dict(restored["scheduler"])
+            scaler.load_state_dict(restored["scaler"])
+        start = self.progress.step
+        loader = self._phase_loader(phase_index, start)
+        bar = tqdm(total=phase["steps"], initial=start, desc=f"{phase['name']} ({phase['mode']})", unit="step",
+                   disable=not self.world.is_main, dynamic_ncols=True)
+        clips_per_step = train["batch_size"] * self.world.size
+        tick = time.perf_counter()
+        for batch in loader:
+            loss = self._step(batch, phase_index, optimiser, scheduler, scaler)
+            self.progress.step += 1
+            self.progress.global_step += 1
+            now = time.perf_counter()
+            rate, tick = clips_per_step / max(now - tick, 1e-9), now
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.4f}", clips_s=f"{rate:.1f}", skipped=self.progress.skipped)
+            self._log(loss, optimiser, rate, batch)
+            stopping = self.stop_after is not None and self.progress.global_step >= self.stop_after
+            if stopping or self.progress.step % train["checkpoint_every"] == 0 or self.progress.step == phase["steps"]:
+                self._checkpoint(optimiser, scheduler, scaler)
+            if stopping:
+                break
+        bar.close()
+        return self.progress.step >= phase["steps"]
+
+    def _amp(self) -> bool:
+        return bool(self.config["train"]["amp"]) and self.world.device.type == "cuda"
+
+    def _step(self, batch, phase_index, optimiser, scheduler, scaler) -> float:
+        train = self.config["train"]
+        generator = step_generator(train["seed"], phase_index, self.progress.step, self.world.rank)
+        frames = batch["frames"].to(self.world.device, non_blocking=True)
+        self.model.train()
+        with torch.autocast(self.world.device.type, dtype=torch.float16, enabled=self._amp()):
+            prepared = self.objective.prepare(frames, generator)
+            reconstruction = reconstruct(self.model, self.engine, batch, prepared)
+            loss = self.objective.loss(reconstruction, prepared)
+        self._last = (frames, prepared, reconstruction)
+        optimiser.zero_grad(set_to_none=True)
+        if not distributed.all_finite(loss, self.world):
+            return self._skip(loss)
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimiser)
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), train["clip_grad"])
+        if not self._amp() and not distributed.all_finite(norm, self.world):
+            optimiser.zero_grad(set_to_none=True)
+            return self._skip(norm)
+        scaler.step(optimiser)  # with AMP, steps with inf/NaN gradients are skipped by the scaler
+        scaler.update()
+        scheduler.step()
+        self.progress.bad_in_a_row = 0
+        self.losses.append(loss.item())
+        return self.losses[-1]
+
+    def _skip(self, value: torch.Tensor) -> float:
+        self.progress.skipped += 1
+        self.progress.bad_in_a_row += 1
+        limit = self.config["train"]["max_bad_steps"]
+        if self.progress.bad_in_a_row >= limit:
+            last = self.out_dir / ckpt.CHECKPOINT_DIR / ckpt.LAST
+            where = f"the last good checkpoint is {last}" if last.is_file() else "no checkpoint was written yet"
+            raise TrainingAborted(
+                f"{limit} non-finite losses/gradients in a row at step {self.progress.global_step} "
+                f"(phase {self.progress.phase}); {where}. Lower the learning rate or check the data."
+            )
+        return float("nan")
+
+    # -- logging and checkpoints -------------------------------------------------
+
+    def _log(self, loss: float, optimiser, rate: float, batch) -> None:
+        if self.writer is None:
+            return
+        step, train = self.progress.global_step, self.config["train"]
+        if step % train["log_every"] == 0 or step == 1:
+            self.writer.add_scalar("train/loss", loss, step)
+            self.writer.add_scalar("train/lr", optimiser.param_groups[0]["lr"], step)
+            self.writer.add_scalar("train/clips_per_second", rate, step)
+            self.writer.add_scalar("train/skipped_steps", self.progress.skipped, step)
+        if step % train["image_every"] == 0 or step == 1:
+            from mast.train.panels import reconstruction_panel
+
+            frames, prepared, reconstruction = self._last
+            panel = reconstruction_panel(self.objective, frames, prepared, reconstruction.detach(), self.centroids)
+            self.writer.add_image("train/query_target_reconstruction", panel, step)
+
+    def _checkpoint(self, optimiser, scheduler, scaler) -> None:
+        if not self.world.is_main:
+            return
+        payload = {
+            "model": self.backbone.state_dict(),
+            "backbone_config": self.backbone.config.__dict__,
+            "optimizer": optimiser.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict(),
+            "state": self.progress.__dict__.copy(),
+            "config": self.config,
+            "centroids": self.centroids,
+            "rng": ckpt.rng_state(),
+            "losses": self.losses,
+        }
+        ckpt.write_training_checkpoint(self.out_dir, self.progress.global_step, payload)
+
+    def _restore(self) -> dict[str, Any]:
+        payload = ckpt.read_training_checkpoint(self.out_dir / ckpt.CHECKPOINT_DIR / ckpt.LAST)
+        self.backbone.load_state_dict(payload["model"])
+        self.progress = Progress(**payload["state"])
+        self.losses = list(payload.get("losses", []))
+        ckpt.set_rng_state(payload["rng"])
+        if self.progress.phase >= len(self.config["phases"]):
+            return None
+        phase = self.config["phases"][self.progress.phase]
+        if self.progress.step >= phase["steps"]:  # saved at a phase's end: the next phase starts fresh
+            self.progress.phase, self.progress.step = self.progress.phase + 1, 0
+            return None
+        return payload
+
+
+def _backbone_weights(path: Path, backbone: ResNetBackbone) -> dict[str, torch.Tensor]:
+    """Weights from ``backbone.pt`` or a training checkpoint; a different architecture is an error."""
+    if not path.is_file():
+        raise FileNotFoundError(f"--init checkpoint not found: {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:
+        raise ValueError(f"cannot read --init checkpoint {path}: {error}") from error
+    state = payload.get("state_dict", payload.get("model")) if isinstance(payload, dict) else None
+    if state is None:
+        raise ValueError(f"{path} holds no backbone weights (expected backbone.pt or a training checkpoint)")
+    config = payload.get("backbone_config")
+    if config is not None and BackboneConfig(**config) != backbone.config:
+        raise ValueError(f"{path} was trained with backbone {BackboneConfig(**config)}, "
+                         f"but this run's model is {backbone.config}; set model.* to match")
+    missing, unexpected = [], []
+    own = backbone.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    mismatched = [k for k in own if k in state and own[k].shape != state[k].shape]
+    if missing or unexpected or mismatched:
+        raise ValueError(f"{path} does not match the backbone architecture "
+                         f"(missing {missing[:3]}, unexpected {unexpected[:3]}, shape mismatch {mismatched[:3]})")
+    return state

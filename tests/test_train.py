@@ -1,0 +1,166 @@
+"""The training loop: learning, exact resume, distributed runs, bad input."""
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from mast.data.synthetic import translating_video
+from mast.train.config import ConfigError, load_config
+from mast.train.loop import Trainer, TrainingAborted
+
+TINY = [
+    "model.widths=[8,8,16,16]", "model.blocks=[1,1,1,1]", "model.feature_dim=16",
+    "data.size=64", "data.workers=0", "data.scale=[0.5,1.0]", "engine.window=5",
+    "train.batch_size=4", "train.log_every=5", "train.image_every=10", "train.checkpoint_every=1000",
+    "memory.long_term=[0]", "memory.short_term=[1,2]", "objective.clusters=8",
+]
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory) -> Path:
+    """Two synthetic moving-texture videos as frame folders."""
+    root = tmp_path_factory.mktemp("videos")
+    for seed in range(2):
+        frames, _ = translating_video(num_frames=16, height=80, width=80, seed=seed)
+        folder = root / f"video{seed}"
+        folder.mkdir()
+        for t, frame in enumerate(frames):
+            image = (frame.permute(1, 2, 0).numpy()[:, :, ::-1] * 255).round().astype(np.uint8)
+            cv2.imwrite(str(folder / f"{t:05d}.png"), image)
+    return root
+
+
+def tiny_config(*overrides: str) -> dict:
+    torch.set_num_threads(2)
+    return load_config(overrides=[*TINY, *overrides])
+
+
+@pytest.mark.parametrize("objective,lr", [("lab-huber", 3e-3), ("kmeans-ce", 3e-3)])
+def test_loss_decreases(videos, tmp_path, objective, lr):
+    config = tiny_config(f"objective.name={objective}",
+                         f"phases=[{{name: a, mode: pairs, steps: 40, lr: {lr}, lr_milestones: []}}]")
+    losses = Trainer(config, [str(videos)], tmp_path / "run").run()["losses"]
+    assert len(losses) == 40 and all(np.isfinite(losses))
+    assert np.mean(losses[-10:]) < 0.9 * np.mean(losses[:10]), losses
+    for name in ("config.yaml", "run.json", "backbone.pt", "checkpoints/last.pt"):
+        assert (tmp_path / "run" / name).is_file(), name
+    assert list((tmp_path / "run" / "tensorboard").iterdir())
+
+
+def test_resume_reproduces_the_uninterrupted_run(videos, tmp_path):
+    phases = "phases=[{name: a, mode: pairs, steps: 6, lr: 0.003}, {name: b, mode: memory, steps: 4, lr: 0.001}]"
+    config = tiny_config(phases)
+    whole = Trainer(config, [str(videos)], tmp_path / "whole").run()["losses"]
+    Trainer(config, [str(videos)], tmp_path / "split").run(stop_after=4)
+    resumed = Trainer(config, [str(videos)], tmp_path / "split", resume=True).run()["losses"]
+    assert len(whole) == 10
+    np.testing.assert_allclose(resumed, whole, rtol=1e-5, atol=1e-6)
+    a = torch.load(tmp_path / "whole" / "backbone.pt", weights_only=True)["state_dict"]
+    b = torch.load(tmp_path / "split" / "backbone.pt", weights_only=True)["state_dict"]
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6)
+
+
+def test_two_process_gloo_ranks_end_with_identical_weights(videos, tmp_path):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    weights = [tmp_path / f"rank{r}.pt" for r in range(2)]
+    mp.spawn(_ddp_rank, args=(2, port, str(videos), str(tmp_path), [str(w) for w in weights]), nprocs=2, join=True)
+    first, second = (torch.load(w, weights_only=True) for w in weights)
+    assert first.keys() == second.keys()
+    for key in first:
+        assert torch.equal(first[key], second[key]), key
+    assert (tmp_path / "run" / "backbone.pt").is_file()
+
+
+def _ddp_rank(rank: int, world: int, port: int, videos: str, tmp: str, weights: list[str]) -> None:
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    config = load_config(overrides=[*TINY, "phases=[{name: a, mode: pairs, steps: 3, lr: 0.003}]", "train.device=cpu"])
+    trainer = Trainer(config, [videos], Path(tmp) / "run")
+    trainer.run()
+    torch.save(trainer.backbone.state_dict(), weights[rank])
+    from mast.train import distributed
+
+    distributed.teardown()
+
+
+def test_corrupt_video_is_skipped_with_a_warning(videos, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "broken.mp4").write_bytes(os.urandom(2048))
+    config = tiny_config("phases=[{name: a, mode: pairs, steps: 2, lr: 0.001}]")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer = Trainer(config, [str(data), str(videos)], tmp_path / "run")
+    assert any("broken.mp4" in str(w.message) for w in caught)
+    assert trainer.sources.num_skipped == 1
+    trainer.run()
+    assert "broken.mp4" in (tmp_path / "run" / "run.json").read_text()
+    with pytest.raises(ValueError, match="broken.mp4|no usable"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            Trainer(config, [str(data)], tmp_path / "other")
+
+
+def test_non_finite_losses_are_skipped_then_abort(videos, tmp_path, monkeypatch):
+    config = tiny_config("phases=[{name: a, mode: pairs, steps: 8, lr: 0.001}]", "train.max_bad_steps=3",
+                         "train.checkpoint_every=2")
+    trainer = Trainer(config, [str(videos)], tmp_path / "run")
+    real_loss = trainer.objective.loss
+    calls = {"n": 0}
+
+    def flaky(reconstruction, prepared):
+        calls["n"] += 1
+        loss = real_loss(reconstruction, prepared)
+        return loss * float("nan") if calls["n"] in (2, 5, 6, 7) else loss
+
+    monkeypatch.setattr(trainer.objective, "loss", flaky)
+    with pytest.raises(TrainingAborted, match="3 non-finite"):
+        trainer.run()
+    assert trainer.progress.skipped == 4
+    assert (tmp_path / "run" / "checkpoints" / "last.pt").is_file()
+    state = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=False)["model"]
+    assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
+
+
+def test_bad_config_and_init_errors(videos, tmp_path):
+    with pytest.raises(ConfigError, match="engine.windw"):
+        load_config(overrides=["engine.windw=3"])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train:\n  batchsize: 3\n")
+    with pytest.raises(ConfigError, match="bad.yaml.*train.batchsize"):
+        load_config(bad)
+    from mast.models.backbone import BackboneConfig, ResNetBackbone
+
+    ResNetBackbone(BackboneConfig(feature_dim=8, widths=(8, 8, 8, 8), blocks=(1, 1, 1, 1))).save(tmp_path / "other.pt")
+    config = tiny_config("phases=[{name: a, mode: pairs, steps: 1, lr: 0.001}]")
+    with pytest.raises(ValueError, match="other.pt"):
+        Trainer(config, [str(videos)], tmp_path / "run", init=tmp_path / "other.pt")
+    with pytest.raises(FileNotFoundError, match="nothing-here"):
+        Trainer(config, [str(tmp_path / "nothing-here")], tmp_path / "run")
+
+
+def test_cli_pretrain_then_finetune(videos, tmp_path, capsys):
+    from mast.cli.main import main
+
+    sets = [item for override in TINY for item in ("--set", override)]
+    phases = ["--set", "phases=[{name: a, mode: pairs, steps: 2, lr: 0.001}]"]
+    assert main(["pretrain", "--data", str(videos), "--out", str(tmp_path / "pre"), *sets, *phases]) == 0
+    assert main(["pretrain", "--data", str(videos), "--out", str(tmp_path / "pre"), *sets, *phases]) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert main(["finetune", "--init", str(tmp_path / "pre" / "backbone.pt"), "--data", str(videos),
+                 "--out", str(tmp_path / "fine"), *sets, *phases]) == 0
+    assert (tmp_path / "fine" / "backbone.pt").is_file()
