@@ -53,6 +53,7 @@ DEFAULTS: dict[str, Any] = {
         "image_every": 200,
         "checkpoint_every": 1000,
         "max_bad_steps": 10,  # consecutive non-finite losses before the run aborts
+        "time_budget_minutes": None,  # stop (with a checkpoint and backbone.pt) after this much training time
         "device": "auto",
     },
     "phases": [dict(PHASE_DEFAULTS, name="pairs")],

@@ -81,7 +81,9 @@ def reconstruct(
 ) -> torch.Tensor:
     """The query frame of every clip reconstructed from its other frames: ``(B, K, h, w)``."""
     clips, count = prepared.inputs.shape[:2]
-    features = model(prepared.inputs.flatten(0, 1)).unflatten(0, (clips, count))
+    # The engine runs in float32 even under autocast: raw dot products of
+    # 64-d features overflow float16 as training sharpens them.
+    features = model(prepared.inputs.flatten(0, 1)).unflatten(0, (clips, count)).float()
     size = features.shape[-2:]
     values = F.interpolate(prepared.values.flatten(0, 1), size=size, mode="area").unflatten(0, (clips, count))
     indices, valid = batch["indices"], batch["valid"]
@@ -181,6 +183,8 @@ class Trainer:
         """Trains every phase to its end (or for ``stop_after`` global steps, then
         checkpoints, e.g. to split a run across time slots); returns a summary."""
         self.stop_after = stop_after
+        budget = self.config["train"]["time_budget_minutes"]
+        self.deadline = None if budget is None else time.monotonic() + 60 * budget
         self.out_dir.mkdir(parents=True, exist_ok=True)
         restored = self._restore() if self.resume else None
         if self.world.is_main:
@@ -229,13 +233,24 @@ class Trainer:
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.4f}", clips_s=f"{rate:.1f}", skipped=self.progress.skipped)
             self._log(loss, optimiser, rate, batch)
-            stopping = self.stop_after is not None and self.progress.global_step >= self.stop_after
+            stopping = self._out_of_budget()
             if stopping or self.progress.step % train["checkpoint_every"] == 0 or self.progress.step == phase["steps"]:
                 self._checkpoint(optimiser, scheduler, scaler)
             if stopping:
                 break
         bar.close()
         return self.progress.step >= phase["steps"]
+
+    def _out_of_budget(self) -> bool:
+        """True when ``stop_after`` steps or the time budget are used up (all ranks agree)."""
+        done = self.stop_after is not None and self.progress.global_step >= self.stop_after
+        if self.deadline is not None:
+            done = done or time.monotonic() >= self.deadline
+            flag = torch.tensor([float(done)], device=self.world.device)
+            if self.world.size > 1:
+                torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+            done = bool(flag.item())
+        return done
 
     def _amp(self) -> bool:
         return bool(self.config["train"]["amp"]) and self.world.device.type == "cuda"
