@@ -49,7 +49,7 @@ def measure_case(case: dict) -> dict:
 
     def step() -> None:
         with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
-            prepared = objective.prepare(batch["frames"], torch.Generator().manual_seed(0))
+            prepared = objective.prepare(batch, torch.Generator().manual_seed(0))
             loss = objective.loss(reconstruct(model, engine, batch, prepared), prepared)
         optimiser.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()

@@ -187,3 +187,18 @@ def test_augment_handles_small_and_elongated_inputs():
     assert augment(torch.rand(2, 3, 4, 300)).shape == (2, 3, 32, 32)  # central-crop fallback
     with pytest.raises(ValueError, match="scale"):
         ClipAugment(scale=(0.5, 2.0))
+
+
+def test_masks_follow_the_frames_through_augmentation():
+    from mast.data.augment import ClipAugment
+
+    height, width = 40, 60
+    xs = torch.arange(width).float().view(1, 1, 1, width).expand(3, 3, height, width)
+    frames = xs / (width - 1)  # every pixel's colour encodes its column
+    masks = torch.arange(width).view(1, 1, width).expand(3, height, width).clone()
+    augment = ClipAugment(output_size=(16, 16), scale=(0.3, 1.0), hflip_prob=0.5, rotate90=True)
+    for seed in range(5):
+        out, out_masks = augment(frames, torch.Generator().manual_seed(seed), masks=masks)
+        assert out.shape == (3, 3, 16, 16) and out_masks.shape == (3, 16, 16) and out_masks.dtype == torch.long
+        # nearest-neighbour masks land within a couple of columns of the bilinear frames
+        assert (out[:, 0] * (width - 1) - out_masks.float()).abs().max() <= 3.0

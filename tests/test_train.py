@@ -165,3 +165,33 @@ def test_cli_pretrain_then_finetune(videos, tmp_path, capsys):
     assert main(["finetune", "--init", str(tmp_path / "pre" / "backbone.pt"), "--data", str(videos),
                  "--out", str(tmp_path / "fine"), *sets, *phases]) == 0
     assert (tmp_path / "fine" / "backbone.pt").is_file()
+
+
+@pytest.fixture(scope="module")
+def annotated(tmp_path_factory) -> Path:
+    """A DAVIS-layout root with a mask for every frame (two objects)."""
+    from mast.eval.io import write_palette_png
+
+    root = tmp_path_factory.mktemp("davis")
+    for seed in range(2):
+        frames, masks = translating_video(num_frames=12, height=80, width=80, num_objects=2, seed=seed)
+        for t, (frame, mask) in enumerate(zip(frames, masks)):
+            folder = root / "JPEGImages" / "480p" / f"seq{seed}"
+            folder.mkdir(parents=True, exist_ok=True)
+            image = (frame.permute(1, 2, 0).numpy()[:, :, ::-1] * 255).round().astype(np.uint8)
+            cv2.imwrite(str(folder / f"{t:05d}.jpg"), image)
+            write_palette_png(root / "Annotations" / "480p" / f"seq{seed}" / f"{t:05d}.png", mask.numpy().astype(np.uint8))
+    return root
+
+
+def test_mask_ce_learns_from_annotated_clips(annotated, tmp_path):
+    config = tiny_config("objective.name=mask-ce", "objective.max_objects=3",
+                         "phases=[{name: a, mode: pairs, steps: 30, lr: 0.003, lr_milestones: []}]")
+    losses = Trainer(config, [str(annotated)], tmp_path / "run").run()["losses"]
+    assert np.mean(losses[-8:]) < 0.9 * np.mean(losses[:8]), losses
+
+
+def test_mask_ce_needs_annotations(videos, tmp_path):
+    config = tiny_config("objective.name=mask-ce", "phases=[{name: a, mode: pairs, steps: 1, lr: 0.001}]")
+    with pytest.raises(ValueError, match="no annotation"):
+        Trainer(config, [str(videos)], tmp_path / "run").run()

@@ -65,14 +65,24 @@ class ClipAugment:
         if not 0 <= self.hflip_prob <= 1:
             raise ValueError(f"hflip_prob must lie in [0, 1], got {self.hflip_prob}")
 
-    def __call__(self, frames: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """``(T, 3, H, W)`` -> ``(T, 3, *output_size)``."""
+    def __call__(
+        self, frames: torch.Tensor, generator: torch.Generator | None = None, masks: torch.Tensor | None = None
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """``(T, 3, H, W)`` -> ``(T, 3, *output_size)``; with ``masks`` ``(T, H, W)``
+        (object ids, transformed alike with nearest-neighbour resizing) returns both."""
         if frames.ndim != 4:
             raise ValueError(f"frames must be (T, C, H, W), got {tuple(frames.shape)}")
         height, width = frames.shape[-2:]
-        if not self.per_frame:
-            return self.apply(frames, self.sample_params(height, width, generator))
-        return torch.cat([self.apply(frame[None], self.sample_params(height, width, generator)) for frame in frames])
+        draws = [self.sample_params(height, width, generator)] if not self.per_frame else [
+            self.sample_params(height, width, generator) for _ in range(len(frames))
+        ]
+        groups = [frames] if not self.per_frame else [frame[None] for frame in frames]
+        out = torch.cat([self.apply(group, params) for group, params in zip(groups, draws)])
+        if masks is None:
+            return out
+        mask_groups = [masks[:, None]] if not self.per_frame else [mask[None, None] for mask in masks]
+        out_masks = torch.cat([self.apply(group.float(), params, nearest=True) for group, params in zip(mask_groups, draws)])
+        return out, out_masks[:, 0].long()
 
     def sample_params(self, height: int, width: int, generator: torch.Generator | None = None) -> AugmentParams:
         """Draws crop, flip and rotation for a ``height x width`` input."""
@@ -82,11 +92,14 @@ class ClipAugment:
         flip = bool(torch.rand((), generator=generator) < self.hflip_prob)
         return AugmentParams(top, left, crop_height, crop_width, flip, quarter_turns)
 
-    def apply(self, frames: torch.Tensor, params: AugmentParams) -> torch.Tensor:
-        """Applies one draw to all frames: ``(T, C, H, W)`` -> ``(T, C, *output_size)``."""
+    def apply(self, frames: torch.Tensor, params: AugmentParams, nearest: bool = False) -> torch.Tensor:
+        """Applies one draw to all frames: ``(T, C, H, W)`` -> ``(T, C, *output_size)``
+        (``nearest`` for label maps, which must not be blended)."""
         crop = frames[..., params.top : params.top + params.height, params.left : params.left + params.width]
         size = self._crop_output_size(params.quarter_turns)
-        if tuple(crop.shape[-2:]) != size:
+        if tuple(crop.shape[-2:]) != size and nearest:
+            crop = F.interpolate(crop, size=size, mode="nearest-exact")
+        elif tuple(crop.shape[-2:]) != size:
             crop = F.interpolate(crop, size=size, mode="bilinear", align_corners=False, antialias=True)
         if params.flip:
             crop = crop.flip(-1)

@@ -206,6 +206,7 @@ class ClipDataset(Dataset):
         samples_per_epoch: int = 10_000,
         transform: Transform | None | Literal["default"] = "default",
         seed: int = 0,
+        with_masks: bool = False,
         **sampler_options: Any,
     ) -> None:
         if samples_per_epoch < 1:
@@ -218,6 +219,13 @@ class ClipDataset(Dataset):
         self.transform = ClipAugment() if transform == "default" else transform
         self.seed = seed
         self.epoch = 0
+        self.with_masks = with_masks
+        unannotated = [s.name for s in self.sources if getattr(s, "mask_paths", None) is None]
+        if with_masks and unannotated:
+            raise ValueError(
+                f"{len(unannotated)} video(s) have no annotation for every frame (e.g. {unannotated[:3]}); "
+                "mask-ce needs DAVIS-layout data with Annotations/<seq>/<frame>.png for all frames"
+            )
 
     def set_epoch(self, epoch: int) -> None:
         """Draw the clips of ``epoch`` (call before iterating a DataLoader each epoch)."""
@@ -240,14 +248,16 @@ class ClipDataset(Dataset):
         frames = source.read(indices)
         if source.num_frames != self.sampler.num_frames[video_id]:
             return self._resample_after_shrink(index)
-        if self.transform is not None:
+        item = {"indices": torch.tensor(indices, dtype=torch.long), "video": source.name, "video_id": video_id}
+        if self.with_masks:
+            masks = source.read_masks(indices)
+            if self.transform is not None:
+                frames, masks = self.transform(frames, generator, masks=masks)
+            item["masks"] = masks
+        elif self.transform is not None:
             frames = self.transform(frames, generator)
-        return {
-            "frames": frames,
-            "indices": torch.tensor(indices, dtype=torch.long),
-            "video": source.name,
-            "video_id": video_id,
-        }
+        item["frames"] = frames
+        return item
 
     def _resample_after_shrink(self, index: int) -> dict[str, Any]:
         lengths = tuple(source.num_frames for source in self.sources)
@@ -278,13 +288,19 @@ def collate_clips(items: list[dict[str, Any]]) -> dict[str, Any]:
         frames.append(torch.cat([item["frames"].new_zeros(pad, *item["frames"].shape[1:]), item["frames"]]))
         indices.append(torch.cat([torch.full((pad,), -1, dtype=torch.long), item["indices"]]))
         valid.append(torch.arange(length) >= pad)
-    return {
+    batch = {
         "frames": torch.stack(frames),
         "indices": torch.stack(indices),
         "valid": torch.stack(valid),
         "video": [item["video"] for item in items],
         "video_id": torch.tensor([item["video_id"] for item in items], dtype=torch.long),
     }
+    if "masks" in items[0]:  # object ids (B, N, H, W), padding as background
+        batch["masks"] = torch.stack([
+            torch.cat([item["masks"].new_zeros(length - item["masks"].shape[0], *item["masks"].shape[1:]), item["masks"]])
+            for item in items
+        ])
+    return batch
 
 
 def _init_worker(worker_id: int) -> None:

@@ -127,6 +127,8 @@ class FrameFolderSource:
 
     name: str
     frame_paths: tuple[Path, ...]
+    #: one annotation PNG per frame (DAVIS layouts with a full Annotations folder), else None
+    mask_paths: tuple[Path, ...] | None = None
 
     @classmethod
     def from_folder(cls, folder: PathLike, name: str | None = None) -> "FrameFolderSource":
@@ -150,6 +152,26 @@ class FrameFolderSource:
     def iter_frames(self) -> Iterator[torch.Tensor]:
         """Every frame in order, ``(3, H, W)`` each."""
         return (read_image(path) for path in self.frame_paths)
+
+    def read_masks(self, indices: Sequence[int]) -> torch.Tensor:
+        """Object ids of frames ``indices`` as ``(T, H, W)`` long (see :func:`annotation_ids`)."""
+        if self.mask_paths is None:
+            raise ValueError(f"{self.name}: this video has no annotations")
+        from mast.eval.io import read_mask
+
+        indices = _check_indices(indices, self.num_frames, self.name)
+        return torch.stack([torch.from_numpy(annotation_ids(read_mask(self.mask_paths[i]))) for i in indices])
+
+
+def annotation_ids(ids: np.ndarray) -> np.ndarray:
+    """``(H, W)`` long object ids of an annotation: DAVIS-2016 masks (only 0 and
+    255) mean one object (255 -> 1); otherwise 255 is DAVIS-2017 void (-> 0)."""
+    ids = ids.astype(np.int64)
+    values = np.unique(ids)
+    if 255 in values and set(values.tolist()) <= {0, 255}:
+        return (ids == 255).astype(np.int64)
+    ids[ids == 255] = 0
+    return ids
 
 
 @dataclass
@@ -451,11 +473,23 @@ def _add_dataset_root(root: Path, frames_root: Path, report: DiscoveryReport) ->
         return
     for sequence in sorted(p for p in frames_root.iterdir() if p.is_dir()):
         if _image_files(sequence):
-            _add_frame_folder(sequence, sequence.name, report)
+            _add_frame_folder(sequence, sequence.name, report, _annotations(root, sequence))
 
 
-def _add_frame_folder(folder: Path, name: str, report: DiscoveryReport) -> None:
+def _annotations(root: Path, sequence: Path) -> Path | None:
+    """``Annotations/480p/<seq>`` or ``Annotations/<seq>`` of a dataset root, if present."""
+    for folder in (root / "Annotations" / "480p" / sequence.name, root / "Annotations" / sequence.name):
+        if folder.is_dir():
+            return folder
+    return None
+
+
+def _add_frame_folder(folder: Path, name: str, report: DiscoveryReport, annotations: Path | None = None) -> None:
     source = FrameFolderSource.from_folder(folder, name)
+    if annotations is not None:
+        masks = tuple(annotations / f"{path.stem}.png" for path in source.frame_paths)
+        if all(mask.is_file() for mask in masks):  # sparse annotations cannot supervise every clip
+            source = FrameFolderSource(source.name, source.frame_paths, masks)
     try:
         read_image(source.frame_paths[0])  # cheap check that the folder is usable at all
     except ValueError as error:

@@ -34,12 +34,13 @@ DEFAULTS: dict[str, Any] = {
         "blocks": [2, 2, 2, 2],
     },
     "objective": {
-        "name": "lab-huber",  # lab-huber | kmeans-ce
+        "name": "lab-huber",  # lab-huber | kmeans-ce | mask-ce
         "upsample": True,  # compare at full resolution (thesis Table 4.3)
         "huber_scale": 20.0,
         "clusters": 16,
         "centroids": None,  # kmeans-ce: a centroids file; built from the training videos when missing
         "keep_all_prob": 0.3,  # kmeans-ce (CorrFlow) channel dropout
+        "max_objects": 10,  # mask-ce: object ids 1..max_objects
     },
     "engine": {"window": 13, "temperature": 1.0, "topk": None, "normalize": False, "near_range": 15},
     "memory": {"long_term": [0, 5], "short_term": [1, 3, 5]},

@@ -28,7 +28,7 @@ from mast.models.memory import Reference, ReferencePolicy
 from mast.train import checkpoint as ckpt
 from mast.train import distributed
 from mast.train.config import save_config
-from mast.train.objectives import KMeansCrossEntropy, LabHuber, Objective, Prepared
+from mast.train.objectives import KMeansCrossEntropy, LabHuber, MaskCrossEntropy, Objective, Prepared
 
 
 class TrainingAborted(RuntimeError):
@@ -73,7 +73,9 @@ def build_objective(config: dict[str, Any], backbone: ResNetBackbone, centroids:
         if centroids is None:
             raise ValueError("objective kmeans-ce needs centroids")
         return KMeansCrossEntropy(centroids, backbone.prepare, objective["upsample"], objective["keep_all_prob"])
-    raise ValueError(f"unknown objective {objective['name']!r}; choose lab-huber or kmeans-ce")
+    if objective["name"] == "mask-ce":
+        return MaskCrossEntropy(objective["max_objects"], backbone.prepare, objective["upsample"])
+    raise ValueError(f"unknown objective {objective['name']!r}; choose lab-huber, kmeans-ce or mask-ce")
 
 
 def reconstruct(
@@ -164,6 +166,7 @@ class Trainer:
             seed=train["seed"], mode=phase["mode"], pair_gaps=tuple(phase["pair_gaps"]),
             pair_gap_probs=tuple(phase["pair_gap_probs"]),
             policy=ReferencePolicy(tuple(memory["long_term"]), tuple(memory["short_term"])),
+            with_masks=self.config["objective"]["name"] == "mask-ce",
         )
         dataset.set_epoch(phase_index)
         sampler = StepSampler(start, phase["steps"], train["batch_size"], self.world.rank, self.world.size)
@@ -258,13 +261,14 @@ class Trainer:
     def _step(self, batch, phase_index, optimiser, scheduler, scaler) -> float:
         train = self.config["train"]
         generator = step_generator(train["seed"], phase_index, self.progress.step, self.world.rank)
-        frames = batch["frames"].to(self.world.device, non_blocking=True)
+        on_device = {key: batch[key].to(self.world.device, non_blocking=True) for key in ("frames", "masks") if key in batch}
+        frames = on_device["frames"]
         self.model.train()
         with torch.autocast(self.world.device.type, dtype=torch.float16, enabled=self._amp()):
-            prepared = self.objective.prepare(frames, generator)
+            prepared = self.objective.prepare(on_device, generator)
             reconstruction = reconstruct(self.model, self.engine, batch, prepared)
             loss = self.objective.loss(reconstruction, prepared)
-        self._last = (frames, prepared, reconstruction)
+        self._last = (frames, prepared, reconstruction.detach())  # for the TensorBoard pictures
         optimiser.zero_grad(set_to_none=True)
         if not distributed.all_finite(loss, self.world):
             return self._skip(loss)
@@ -306,10 +310,11 @@ class Trainer:
             self.writer.add_scalar("train/clips_per_second", rate, step)
             self.writer.add_scalar("train/skipped_steps", self.progress.skipped, step)
         if step % train["image_every"] == 0 or step == 1:
-            from mast.train.panels import reconstruction_panel
+            from mast.train.panels import class_colours, reconstruction_panel
 
             frames, prepared, reconstruction = self._last
-            panel = reconstruction_panel(self.objective, frames, prepared, reconstruction.detach(), self.centroids)
+            colours = class_colours(self.objective.name, reconstruction.shape[1], self.centroids)
+            panel = reconstruction_panel(self.objective, frames, prepared, reconstruction.detach(), colours)
             self.writer.add_image("train/query_target_reconstruction", panel, step)
 
     def _checkpoint(self, optimiser, scheduler, scaler) -> None:

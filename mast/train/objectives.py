@@ -8,6 +8,7 @@ reconstruction of the query frame against the query's own values (``loss``):
   channel is reconstructed and compared with a Huber loss (both scaled by 20).
 * ``kmeans-ce`` (CorrFlow): every pixel is labelled by its nearest colour
   centroid; one-hot labels are reconstructed and scored by cross-entropy.
+* ``mask-ce`` (supervised upper bound): the same with real object masks.
 """
 from __future__ import annotations
 
@@ -38,8 +39,9 @@ class Prepared:
 class Objective(Protocol):
     name: str
 
-    def prepare(self, frames: torch.Tensor, generator: torch.Generator) -> Prepared:
-        """``frames`` ``(B, N, 3, H, W)`` RGB in ``[0, 1]``, the query last."""
+    def prepare(self, batch: dict, generator: torch.Generator) -> Prepared:
+        """``batch["frames"]`` ``(B, N, 3, H, W)`` RGB in ``[0, 1]``, the query last
+        (and ``batch["masks"]`` ``(B, N, H, W)`` object ids for mask-ce)."""
         ...
 
     def loss(self, reconstruction: torch.Tensor, prepared: Prepared) -> torch.Tensor:
@@ -63,7 +65,8 @@ class LabHuber:
     def __init__(self, upsample: bool = True, scale: float = 20.0) -> None:
         self.upsample, self.scale = upsample, scale
 
-    def prepare(self, frames: torch.Tensor, generator: torch.Generator) -> Prepared:
+    def prepare(self, batch: dict, generator: torch.Generator) -> Prepared:
+        frames = batch["frames"]
         batch, count = frames.shape[:2]
         lab = normalize_lab(rgb_to_lab(frames.flatten(0, 1))).unflatten(0, (batch, count))
         inputs, channel = drop_ab_channel(lab, generator)
@@ -97,9 +100,10 @@ class KMeansCrossEntropy:
         self.prepare_input = prepare_input
         self.upsample, self.keep_all_prob = upsample, keep_all_prob
 
-    def prepare(self, frames: torch.Tensor, generator: torch.Generator) -> Prepared:
+    def prepare(self, batch: dict, generator: torch.Generator) -> Prepared:
         from mast.train.centroids import assign_labels
 
+        frames = batch["frames"]
         batch, count = frames.shape[:2]
         flat = frames.flatten(0, 1)
         labels = assign_labels(rgb_to_lab(flat), self.centroids.to(flat.device))  # (B*N, H, W)
@@ -110,10 +114,46 @@ class KMeansCrossEntropy:
         return Prepared(inputs, one_hot.unflatten(0, (batch, count)), query_labels)
 
     def loss(self, reconstruction: torch.Tensor, prepared: Prepared) -> torch.Tensor:
-        target = prepared.target
-        if self.upsample:
-            reconstruction = F.interpolate(reconstruction, size=target.shape[-2:], mode="bilinear", align_corners=False)
-        else:
-            target = F.interpolate(target[:, None].float(), size=reconstruction.shape[-2:], mode="nearest")[:, 0].long()
-        # The reconstruction is already a distribution (a convex mix of one-hot labels).
-        return F.nll_loss(torch.log(reconstruction.float().clamp_min(1e-6)).contiguous(), target)
+        return reconstructed_cross_entropy(reconstruction, prepared.target, self.upsample)
+
+
+class MaskCrossEntropy:
+    """Supervised upper bound (thesis Table 4.1): reconstruct the reference frames'
+    object masks and score the query's by cross-entropy.
+
+    Args:
+        max_objects: ids ``1..max_objects`` (0 = background); more is an error.
+        prepare_input: RGB ``(M, 3, H, W)`` -> backbone input.
+    """
+
+    name = "mask-ce"
+
+    def __init__(self, max_objects: int, prepare_input: Callable[[torch.Tensor], torch.Tensor], upsample: bool = True):
+        self.max_objects, self.prepare_input, self.upsample = max_objects, prepare_input, upsample
+
+    def prepare(self, batch: dict, generator: torch.Generator) -> Prepared:
+        frames, masks = batch["frames"], batch.get("masks")
+        if masks is None:
+            raise ValueError("mask-ce needs annotated clips (batch['masks'])")
+        if int(masks.max()) > self.max_objects:
+            raise ValueError(f"object id {int(masks.max())} exceeds objective.max_objects={self.max_objects}")
+        clips, count = frames.shape[:2]
+        one_hot = F.one_hot(masks.flatten(0, 1), self.max_objects + 1).permute(0, 3, 1, 2).float()
+        inputs = self.prepare_input(frames.flatten(0, 1)).unflatten(0, (clips, count))
+        return Prepared(inputs, one_hot.unflatten(0, (clips, count)), masks[:, -1].contiguous())
+
+    def loss(self, reconstruction: torch.Tensor, prepared: Prepared) -> torch.Tensor:
+        return reconstructed_cross_entropy(reconstruction, prepared.target, self.upsample)
+
+
+def reconstructed_cross_entropy(reconstruction: torch.Tensor, target: torch.Tensor, upsample: bool) -> torch.Tensor:
+    """Cross-entropy of reconstructed class distributions ``(B, K, h, w)`` with labels ``(B, H, W)``.
+
+    The reconstruction is already a distribution (a convex mix of one-hot labels),
+    so its log is taken directly (Eq. 4.4-4.11).
+    """
+    if upsample:
+        reconstruction = F.interpolate(reconstruction, size=target.shape[-2:], mode="bilinear", align_corners=False)
+    else:
+        target = F.interpolate(target[:, None].float(), size=reconstruction.shape[-2:], mode="nearest")[:, 0].long()
+    return F.nll_loss(torch.log(reconstruction.float().clamp_min(1e-6)).contiguous(), target)
