@@ -74,6 +74,18 @@ def run_isolated(module: str, case: dict, timeout: float = 1800) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def environment(device: str) -> dict:
+    """What the numbers were measured on."""
+    import platform
+
+    return {
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "machine": platform.processor() or platform.machine(),
+        "gpu": torch.cuda.get_device_name() if device == "cuda" else None,
+    }
+
+
 def write_json_atomic(payload: dict, path: str) -> None:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     temp = path + ".tmp"

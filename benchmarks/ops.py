@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 
 import torch
 
-from benchmarks._measure import median_seconds, peak_memory, run_isolated, write_json_atomic
+from benchmarks._measure import environment, median_seconds, peak_memory, run_isolated, write_json_atomic
 
 SHAPES = {
     # name: (references, C, H, W, window)
@@ -130,13 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     _add_ratios(rows)
     print(_table(rows))
     out = args.out or f"benchmarks/results/ops-{args.device}.json"
-    environment = {
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "machine": platform.processor() or platform.machine(),
-        "gpu": torch.cuda.get_device_name() if args.device == "cuda" else None,
-    }
-    write_json_atomic({"environment": environment, "shapes": SHAPES, "results": rows}, out)
+    write_json_atomic({"environment": environment(args.device), "shapes": SHAPES, "results": rows}, out)
     print(f"wrote {out}")
     return 0
 

@@ -15,12 +15,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 
 import torch
 
-from benchmarks._measure import run_isolated, write_json_atomic
+from benchmarks._measure import environment, run_isolated, write_json_atomic
 
 FEATURES = ("pixels", "backbone")
 PATHS = ("extension", "pytorch")
@@ -105,10 +104,7 @@ def main(argv: list[str] | None = None) -> int:
             row["speedup"] = row["fps"] / by_key[(features, "pytorch")]["fps"]
     print(_table(rows))
     out = args.out or f"benchmarks/results/propagate-{args.device}.json"
-    environment = {"torch": torch.__version__, "threads": torch.get_num_threads(),
-                   "machine": platform.processor() or platform.machine(),
-                   "gpu": torch.cuda.get_device_name() if args.device == "cuda" else None}
-    write_json_atomic({"environment": environment, "results": rows}, out)
+    write_json_atomic({"environment": environment(args.device), "results": rows}, out)
     print(f"wrote {out}")
     return 0
 

@@ -14,12 +14,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 
 import torch
 
-from benchmarks._measure import peak_memory, run_isolated, write_json_atomic
+from benchmarks._measure import environment, peak_memory, run_isolated, write_json_atomic
 
 MODES = {"pairs": [0, 5], "memory": [0, 5, 15, 17, 19, 20]}  # frame indices of a clip, query last
 
@@ -97,10 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{row['mode']:<7} {row['path']:<10} {row['device']:<6} {row['batch']:>5} {row['clips_per_second']:>8.2f} "
               f"{row['seconds_per_step']:>7.2f} {row['peak_bytes'] / 2**20:>9.1f}")
     out = args.out or f"benchmarks/results/train-{args.device}.json"
-    environment = {"torch": torch.__version__, "threads": torch.get_num_threads(),
-                   "machine": platform.processor() or platform.machine(),
-                   "gpu": torch.cuda.get_device_name() if args.device == "cuda" else None}
-    write_json_atomic({"environment": environment, "results": rows}, out)
+    write_json_atomic({"environment": environment(args.device), "results": rows}, out)
     print(f"wrote {out}")
     return 0
 
