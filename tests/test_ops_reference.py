@@ -69,3 +69,26 @@ def test_window_sample_non_finite_centres_read_nothing():
     assert torch.isfinite(samples).all()
     assert not valid[0, :, 0, 0].any() and not valid[0, :, 1, 1].any()
     assert (samples[0, :, :, 0, 0] == 0).all()
+
+
+def test_without_the_extension_the_api_falls_back_and_warns_once():
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import warnings, torch\n"
+        "warnings.simplefilter('always')\n"
+        "import mast.ops as ops\n"
+        "with warnings.catch_warnings(record=True) as caught:\n"
+        "    warnings.simplefilter('always')\n"
+        "    q = torch.randn(1, 2, 5, 5)\n"
+        "    for _ in range(3):\n"
+        "        ops.local_correlation(q, q, 3)\n"
+        "        ops.window_sample(q, torch.zeros(1, 2, 4, 4), 3)\n"
+        "print(ops.backend('cpu'), sum('pure-PyTorch' in str(w.message) for w in caught))\n"
+    )
+    env = dict(os.environ, MAST_DISABLE_EXTENSION="1")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["pytorch", "1"]
