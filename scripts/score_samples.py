@@ -33,10 +33,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--samples", type=Path, default=SAMPLES)
     parser.add_argument("--checkpoint", type=Path, help="backbone; default the LAB-pixel baseline")
+    parser.add_argument("--protocol", choices=("quick", "mast"), default="quick",
+                        help="quick: frame 0 + the 3 previous frames, 13x13, no ROI (fast on a CPU); "
+                             "mast: the full MAST preset (refs 0, 5, t-1, t-3, t-5; 25x25; ROI)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     extractor = BackboneExtractor.from_checkpoint(args.checkpoint) if args.checkpoint else PixelExtractor()
     config = PropagationConfig.preset("mast")
+    if args.protocol == "quick":
+        config = replace(config, long_term=(0,), short_term=(1, 2, 3), window=13, roi_localisation=False)
     if not args.checkpoint:
         config = replace(config, **PixelExtractor.protocol_overrides)
     propagator = Propagator(extractor, config)
