@@ -39,7 +39,9 @@ class EngineConfig:
         temperature: softmax temperature ``tau``.
         topk: keep only the ``k`` highest scores per pixel (None: all).
         normalize: L2-normalise features (cosine similarity) instead of raw dot products.
-        tile_elements: budget, in elements, for the per-tile key and value windows.
+        tile_elements: budget, in elements, for the per-tile key and value windows
+            (None: 2^25 on the CPU, 2^28 on a GPU, where fewer, larger tiles
+            launch fewer kernels and 1 GiB buffers still fit a 16 GB card).
     """
 
     window: int = 13
@@ -49,7 +51,7 @@ class EngineConfig:
     temperature: float = 1.0
     topk: int | None = None
     normalize: bool = False
-    tile_elements: int = 1 << 25
+    tile_elements: int | None = None
 
     def __post_init__(self) -> None:
         if self.window < 1 or self.window % 2 == 0:
@@ -58,7 +60,7 @@ class EngineConfig:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
         if self.topk is not None and self.topk < 1:
             raise ValueError(f"topk must be >= 1 or None, got {self.topk}")
-        if self.near_range < 1 or self.max_dilation < 1 or self.tile_elements < 1:
+        if self.near_range < 1 or self.max_dilation < 1 or (self.tile_elements is not None and self.tile_elements < 1):
             raise ValueError("near_range, max_dilation and tile_elements must be >= 1")
 
     def dilation(self, distance: int) -> int:
@@ -171,7 +173,8 @@ class ReconstructionEngine(nn.Module):
         values = sum(r.values.shape[1] + 1 for r in references)
         keys = channels if any(self.config.is_far(d) for r in references for d in r.distances()) else 0
         per_row = batch * width * self.config.window**2 * (values + keys)
-        return max(1, self.config.tile_elements // max(per_row, 1))
+        budget = self.config.tile_elements or (1 << 28 if query.device.type == "cuda" else 1 << 25)
+        return max(1, budget // max(per_row, 1))
 
     def _reconstruct_rows(self, query, references, near_scores, centers, top, bottom):
         """Reconstruction of query rows ``[top, bottom)``: ``(B, K, rows, w)``."""
