@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import argparse
 import os
+from dataclasses import replace
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from mast.data.synthetic import translating_video
-from mast.models.engine import EngineConfig, ReconstructionEngine
-from mast.models.memory import MemoryBank, ReferencePolicy
-from mast.models.pixel import lab_pixel_features, squared_distance_embedding
+from mast.eval.propagate import PropagationConfig, Propagator
+from mast.models.extractors import PixelExtractor
 
 
 def register(subparsers) -> None:
@@ -37,24 +36,6 @@ def register(subparsers) -> None:
     parser.add_argument("--temperature", type=float, default=0.01, help="softmax temperature (default 0.01)")
     parser.add_argument("--out", type=Path, default=Path("runs/demo"), help="folder for the picture")
     parser.set_defaults(func=run)
-
-
-def propagate(frames: torch.Tensor, first_mask: torch.Tensor, config: EngineConfig) -> torch.Tensor:
-    """Streams ``frames`` ``(T, 3, H, W)`` through the memory bank; returns ``(T, H, W)`` labels."""
-    num_labels = int(first_mask.max()) + 1
-    engine = ReconstructionEngine(config)
-    bank = MemoryBank(ReferencePolicy.mast())
-    labels = [first_mask]
-    for t in range(len(frames)):
-        features = lab_pixel_features(frames[t : t + 1])
-        as_query, as_key = squared_distance_embedding(features)
-        if t > 0:
-            probabilities = engine(as_query, bank.references(t))
-            full = F.interpolate(probabilities, size=frames.shape[-2:], mode="bilinear", align_corners=False)
-            labels.append(full.argmax(dim=1)[0])
-        one_hot = F.one_hot(labels[t], num_labels).permute(2, 0, 1).float()[None]
-        bank.add(t, as_key, F.interpolate(one_hot, size=features.shape[-2:], mode="area"))
-    return torch.stack(labels)
 
 
 def jaccard(pred: torch.Tensor, truth: torch.Tensor) -> float:
@@ -85,9 +66,9 @@ def run(args: argparse.Namespace) -> int:
     import mast.ops as ops
 
     frames, truth = translating_video(num_frames=args.num_frames, height=args.size, width=args.size)
-    config = EngineConfig(window=args.window, temperature=args.temperature)
-    with torch.no_grad():
-        labels = propagate(frames, truth[0], config)
+    config = replace(PropagationConfig.preset("mast"), **PixelExtractor.protocol_overrides)
+    config = replace(config, window=args.window, temperature=args.temperature)
+    labels = torch.stack([truth[0], *Propagator(PixelExtractor(), config).run(iter(frames), truth[0])])
     scores = [jaccard(labels[t] > 0, truth[t] > 0) for t in range(1, len(frames))]
     print(f"operator backend: {ops.backend('cpu')}")
     print(f"video: {len(frames)} generated frames of {args.size}x{args.size}; window {args.window}")
