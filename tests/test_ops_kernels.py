@@ -124,6 +124,27 @@ def test_non_contiguous_inputs(device):
 
 
 @pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("layout", ["expanded", "permuted", "sliced"])
+def test_window_sample_backward_takes_strided_gradients(device, layout):
+    """Autograd hands the backward views (a broadcast scalar, a permutation,
+    a slice); the kernel reads them in place and must agree with the reference."""
+    B, C, H, W, window = 2, 3, 5, 6, 3
+    source = torch.randn(B, C, 7, 8, dtype=torch.float64, device=device)
+    centers = random_centers(B, H, W, 7, 8, torch.float64, device)
+    if layout == "expanded":
+        grad = torch.tensor(0.7, dtype=torch.float64, device=device).expand(B, C, window**2, H, W)
+    elif layout == "permuted":
+        grad = torch.randn(B, H, W, C, window**2, dtype=torch.float64, device=device).permute(0, 3, 4, 1, 2)
+    else:
+        grad = torch.randn(B, C, window**2, H, 2 * W, dtype=torch.float64, device=device)[..., ::2]
+    assert not grad.is_contiguous()
+    got = torch.ops.mast.window_sample_backward(grad, source, centers, window, 1.5)
+    _, _, grad_source, grad_centers = sample_grads(window_sample_reference, source, centers, window, 1.5, grad)
+    torch.testing.assert_close(got[0], grad_source)
+    torch.testing.assert_close(got[1], grad_centers)
+
+
+@pytest.mark.parametrize("device", DEVICES)
 def test_opcheck(device):
     query = torch.randn(2, 3, 5, 6, device=device, requires_grad=True)
     key = torch.randn(2, 3, 5, 6, device=device, requires_grad=True)

@@ -17,6 +17,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <array>
 #include <type_traits>
 #include <vector>
 
@@ -137,8 +138,12 @@ void window_sample_forward_impl(const scalar_t* __restrict__ src,
 //   d out / d sx = wy0 * (S(y0,x1) - S(y0,x0)) + wy1 * (S(y1,x1) - S(y1,x0))
 //   d out / d sy = wx0 * (S(y1,x0) - S(y0,x0)) + wx1 * (S(y1,x1) - S(y0,x1))
 // with S = 0 outside the source; d sx / d cx = d sy / d cy = 1.
-template <typename scalar_t>
-void window_sample_backward_impl(const scalar_t* __restrict__ g,
+// grad_output is read through its strides (gstride: b, c, p, y, x) because
+// autograd often hands over an expanded or permuted view, and a contiguous copy
+// of a (B, C, P^2, H, W) gradient would double the backward's peak memory.
+// unit_x selects the common x-stride-1 layout so its inner loop stays simple.
+template <typename scalar_t, bool unit_x>
+void window_sample_backward_impl(const scalar_t* __restrict__ g, const int64_t* gstride,
                                  const scalar_t* __restrict__ src,
                                  const scalar_t* __restrict__ centers,
                                  scalar_t* __restrict__ gs, scalar_t* __restrict__ gc,
@@ -193,10 +198,11 @@ void window_sample_backward_impl(const scalar_t* __restrict__ g,
           for (int64_t c = c0; c < c1; ++c) {
             const scalar_t* __restrict__ s = src + (b * C + c) * plane;
             scalar_t* __restrict__ gsp = gs + (b * C + c) * plane;
-            const scalar_t* __restrict__ grow = g + ((b * C + c) * P2 + p) * HW + y * W;
+            const scalar_t* __restrict__ grow =
+                g + b * gstride[0] + c * gstride[1] + p * gstride[2] + y * gstride[3];
             for (int64_t n = 0; n < n_taps; ++n) {
               const Tap<opmath_t>& t = tp[n];
-              const opmath_t gv = static_cast<opmath_t>(grow[t.col]);
+              const opmath_t gv = static_cast<opmath_t>(grow[unit_x ? t.col : t.col * gstride[4]]);
               opmath_t s00, s01, s10, s11;
               corner_values<scalar_t, opmath_t>(t, s, Ws, s00, s01, s10, s11);
               if (t.full) {
@@ -270,21 +276,31 @@ std::tuple<at::Tensor, at::Tensor> window_sample_backward_cpu(const at::Tensor& 
   check_window_sample_backward_args(grad_output_in, source_in, centers_in, window, spacing);
   TORCH_CHECK(source_in.device().is_cpu(),
               "mast::window_sample_backward (CPU): expected CPU tensors");
-  const at::Tensor grad_output = grad_output_in.contiguous();
+  const at::Tensor& grad_output = grad_output_in;
   const at::Tensor source = source_in.contiguous();
   const at::Tensor centers = centers_in.contiguous();
   const int64_t B = source.size(0), C = source.size(1), Hs = source.size(2),
                 Ws = source.size(3);
   const int64_t H = centers.size(2), W = centers.size(3);
+  const std::array<int64_t, 5> gstride = {grad_output.stride(0), grad_output.stride(1),
+                                          grad_output.stride(2), grad_output.stride(3),
+                                          grad_output.stride(4)};
   // Zero-filled for the early return below (the kernel zeroes what it owns).
   at::Tensor grad_source = at::zeros_like(source, at::MemoryFormat::Contiguous);
   at::Tensor grad_centers = at::zeros_like(centers, at::MemoryFormat::Contiguous);
   if (B == 0 || C == 0 || H == 0 || W == 0) return {grad_source, grad_centers};
   AT_DISPATCH_FLOATING_TYPES(source.scalar_type(), "mast_window_sample_backward_cpu", [&] {
-    window_sample_backward_impl<scalar_t>(
-        grad_output.const_data_ptr<scalar_t>(), source.const_data_ptr<scalar_t>(),
-        centers.const_data_ptr<scalar_t>(), grad_source.mutable_data_ptr<scalar_t>(),
-        grad_centers.mutable_data_ptr<scalar_t>(), B, C, Hs, Ws, H, W, window, spacing);
+    auto run = [&](auto kernel) {
+      kernel(grad_output.const_data_ptr<scalar_t>(), gstride.data(),
+             source.const_data_ptr<scalar_t>(), centers.const_data_ptr<scalar_t>(),
+             grad_source.mutable_data_ptr<scalar_t>(), grad_centers.mutable_data_ptr<scalar_t>(),
+             B, C, Hs, Ws, H, W, window, spacing);
+    };
+    if (gstride[4] == 1) {
+      run(window_sample_backward_impl<scalar_t, true>);
+    } else {
+      run(window_sample_backward_impl<scalar_t, false>);
+    }
   });
   return {grad_source, grad_centers};
 }

@@ -55,8 +55,11 @@ def _window_sample_setup(ctx, inputs, output):
 
 def _window_sample_backward(ctx, grad_samples, grad_valid):
     source, centers = ctx.saved_tensors
+    # No .contiguous(): the CPU kernel reads grad_samples through its strides
+    # (autograd often passes an expanded view; a copy would be a second
+    # (B, C, P^2, H, W) tensor), and the CUDA wrapper copies when it must.
     grad_source, grad_centers = torch.ops.mast.window_sample_backward(
-        grad_samples.contiguous(), source, centers, ctx.window, ctx.spacing
+        grad_samples, source, centers, ctx.window, ctx.spacing
     )
     return grad_source, grad_centers, None, None
 
