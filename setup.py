@@ -27,7 +27,8 @@ def _want_cuda() -> bool:
 def _extension():
     sources = sorted(glob.glob(os.path.join("kernels", "*.cpp")))
     sources += sorted(glob.glob(os.path.join("kernels", "cpu", "*.cpp")))
-    headers = sorted(glob.glob(os.path.join("kernels", "*.h")))  # edits to them trigger a rebuild
+    # Edits to the headers trigger a rebuild.
+    headers = sorted(glob.glob(os.path.join("kernels", "*.h")) + glob.glob(os.path.join("kernels", "cpu", "*.h")))
     cxx_flags = ["-O3", "-fopenmp"]  # the C++ standard is torch's choice
     define_macros = []
     if _want_cuda():

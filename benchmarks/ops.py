@@ -4,7 +4,10 @@ For each operator, shape and implementation it measures forward+backward
 time (median) and peak memory, side by side in one run, and reports the
 extension/reference ratios. Shapes: ``davis`` is 480p DAVIS at 1/4
 resolution (120x214 features, C=64, window 13) read from 5 reference frames,
-one after another; ``small`` is a 32x32 map.
+one after another; ``small`` is a 32x32 map. ``roi_correlation`` (the fused
+fine-ROI scores) is compared with its reference, window_sample + einsum; on
+a device without the fused kernel its "extension" row is the composite of
+the compiled window_sample and an einsum.
 
     python -m benchmarks.ops                    # CPU, both shapes
     python -m benchmarks.ops --device cuda      # on a GPU
@@ -25,7 +28,7 @@ SHAPES = {
     "davis": (5, 64, 120, 214, 13),
 }
 IMPLEMENTATIONS = ("extension", "reference")
-OPERATORS = ("local_correlation", "window_sample")
+OPERATORS = ("local_correlation", "window_sample", "roi_correlation")
 
 
 def _inputs(operator: str, channels: int, height: int, width: int, device: str):
@@ -36,8 +39,11 @@ def _inputs(operator: str, channels: int, height: int, width: int, device: str):
         return features.requires_grad_(), other.requires_grad_()
     shift = torch.randn(1, 2, height, width, generator=generator) * 3
     ys, xs = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
-    centers = torch.stack((xs, ys)).unsqueeze(0).float() + shift
-    return features.requires_grad_(), centers.to(device).requires_grad_()
+    centers = (torch.stack((xs, ys)).unsqueeze(0).float() + shift).to(device).requires_grad_()
+    if operator == "roi_correlation":
+        query = torch.randn(1, channels, height, width, generator=generator).to(device)
+        return query.requires_grad_(), features.requires_grad_(), centers
+    return features.requires_grad_(), centers
 
 
 def _step(operator: str, implementation: str, window: int):
@@ -49,12 +55,18 @@ def _step(operator: str, implementation: str, window: int):
         def step(a, b):
             out = fn(a, b, window, 1)
             out.masked_fill(torch.isinf(out), 0).sum().backward()
-    else:
+    elif operator == "window_sample":
         fn = ops.window_sample if implementation == "extension" else ops.window_sample_reference
 
         def step(a, b):
             out, _ = fn(a, b, window, 1.0)
             out.sum().backward()
+    else:
+        fn = ops.roi_correlation if implementation == "extension" else ops.roi_correlation_reference
+
+        def step(a, b, c):
+            out = fn(a, b, c, window, 1.0)
+            out.masked_fill(torch.isinf(out), 0).sum().backward()
     return step
 
 
@@ -66,9 +78,10 @@ def measure_case(case: dict) -> dict:
     inputs = [_inputs(case["operator"], channels, height, width, device) for _ in range(references)]
 
     def run_all_references():
-        for a, b in inputs:
-            step(a, b)
-            a.grad = b.grad = None
+        for tensors in inputs:
+            step(*tensors)
+            for tensor in tensors:
+                tensor.grad = None
 
     memory = peak_memory(lambda: step(*inputs[0]), device)
     seconds = median_seconds(run_all_references, device, repeats=case["repeats"])

@@ -107,6 +107,36 @@ inline void check_window_sample_backward_args(const at::Tensor& grad_output,
   check_same(grad_output, "grad_output", source, "source");
 }
 
+inline void check_roi_correlation_args(const at::Tensor& query, const at::Tensor& key,
+                                       const at::Tensor& centers, int64_t window,
+                                       double spacing) {
+  TORCH_CHECK(query.dim() == 4, "mast::roi_correlation: query must be (B, C, H, W), got ",
+              query.sizes());
+  check_window_sample_args(key, centers, window, spacing);
+  TORCH_CHECK(query.size(0) == key.size(0) && query.size(1) == key.size(1) &&
+                  query.size(2) == centers.size(2) && query.size(3) == centers.size(3),
+              "mast::roi_correlation: query must be (B, C, H, W) = (", key.size(0), ", ",
+              key.size(1), ", ", centers.size(2), ", ", centers.size(3), "), got ", query.sizes());
+  check_same(query, "query", key, "key");
+  TORCH_CHECK(centers.scalar_type() == query.scalar_type(),
+              "mast::roi_correlation: centers must have the dtype of query, got ",
+              centers.scalar_type(), " and ", query.scalar_type());
+}
+
+inline void check_roi_correlation_backward_args(const at::Tensor& grad_output,
+                                                const at::Tensor& query, const at::Tensor& key,
+                                                const at::Tensor& centers, int64_t window,
+                                                double spacing) {
+  check_roi_correlation_args(query, key, centers, window, spacing);
+  TORCH_CHECK(grad_output.dim() == 4 && grad_output.size(0) == query.size(0) &&
+                  grad_output.size(1) == window * window && grad_output.size(2) == query.size(2) &&
+                  grad_output.size(3) == query.size(3),
+              "mast::roi_correlation_backward: grad_output must have shape (", query.size(0),
+              ", ", window * window, ", ", query.size(2), ", ", query.size(3), "), got ",
+              grad_output.sizes());
+  check_same(grad_output, "grad_output", query, "query");
+}
+
 // CPU implementations (kernels/cpu).
 at::Tensor local_correlation_cpu(const at::Tensor& query, const at::Tensor& key,
                                  int64_t window, int64_t dilation);
@@ -120,6 +150,12 @@ std::tuple<at::Tensor, at::Tensor> window_sample_backward_cpu(const at::Tensor& 
                                                               const at::Tensor& source,
                                                               const at::Tensor& centers,
                                                               int64_t window, double spacing);
+
+at::Tensor roi_correlation_cpu(const at::Tensor& query, const at::Tensor& key,
+                               const at::Tensor& centers, int64_t window, double spacing);
+std::tuple<at::Tensor, at::Tensor, at::Tensor> roi_correlation_backward_cpu(
+    const at::Tensor& grad_output, const at::Tensor& query, const at::Tensor& key,
+    const at::Tensor& centers, int64_t window, double spacing);
 
 // CUDA implementations (kernels/cuda), only compiled when MAST_WITH_CUDA is set.
 at::Tensor local_correlation_cuda(const at::Tensor& query, const at::Tensor& key,

@@ -19,6 +19,12 @@ TORCH_LIBRARY(mast, m) {
   m.def(
       "window_sample_backward(Tensor grad_output, Tensor source, Tensor centers, int window, "
       "float spacing) -> (Tensor, Tensor)");
+  m.def(
+      "roi_correlation(Tensor query, Tensor key, Tensor centers, int window, float spacing) -> "
+      "Tensor");
+  m.def(
+      "roi_correlation_backward(Tensor grad_output, Tensor query, Tensor key, Tensor centers, "
+      "int window, float spacing) -> (Tensor, Tensor, Tensor)");
 }
 
 namespace {

@@ -1,10 +1,13 @@
 """Evidence that self-supervised training helps: J&F after a short training budget.
 
 1. Trains a backbone with a config (default configs/evidence.yaml) on the
-   unlabelled frames/videos given with --data, for --minutes of training time.
+   unlabelled frames/videos given with --data, for --minutes of training time
+   (--evaluate-only: score the backbone an earlier run left in OUT/run).
 2. Propagates the first-frame masks of a DAVIS-2016-layout folder with
    (a) the trained backbone, (b) the same architecture at random
-   initialisation, (c) raw LAB pixels, and scores each with `mast evaluate`.
+   initialisation, each compared by raw dot products (MAST's default) and by
+   cosine similarity (tau 0.05, top-16, the CRW knobs), and (c) raw LAB
+   pixels; scores each as `mast evaluate` does.
 3. Prints a table and writes OUT/evidence.json.
 
     python scripts/evidence.py --davis ../shared/data/davis2016 --split dev \\
@@ -34,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def propagate_and_score(name, extractor, config, args, device) -> dict:
-    results = args.out / "results" / name
+    results = args.out / "results" / name.replace("/", "-")
     inputs = davis_inputs(args.davis, args.split, 2016)
     propagator = Propagator(extractor, config, device)
     start, frames = time.perf_counter(), 0
@@ -43,7 +46,7 @@ def propagate_and_score(name, extractor, config, args, device) -> dict:
         frames += (item.num_frames or 1) - 1
     seconds = time.perf_counter() - start
     table, per_object = evaluate_davis(args.davis, results, args.split, year=2016, processes=2)
-    print(f"  {name:<10} J&F {table['J&F-Mean']:.4f}  J {table['J-Mean']:.4f}  F {table['F-Mean']:.4f}  "
+    print(f"  {name:<15} J&F {table['J&F-Mean']:.4f}  J {table['J-Mean']:.4f}  F {table['F-Mean']:.4f}  "
           f"({frames / seconds:.1f} frames/s)", flush=True)
     return {"features": name, **table, "frames_per_second": frames / seconds,
             "per_sequence": {row["Sequence"]: (row["J-Mean"] + row["F-Mean"]) / 2 for row in per_object}}
@@ -53,41 +56,56 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--davis", type=Path, required=True, help="DAVIS-2016-layout folder to score on")
     parser.add_argument("--split", default="dev")
-    parser.add_argument("--data", nargs="+", required=True, help="unlabelled videos to train on")
+    parser.add_argument("--data", nargs="+", help="unlabelled videos to train on")
     parser.add_argument("--config", type=Path, default=ROOT / "configs" / "evidence.yaml")
     parser.add_argument("--set", action="append", default=[], help="config overrides key=value")
     parser.add_argument("--minutes", type=float, default=40.0, help="training time budget")
     parser.add_argument("--window", type=int, default=13, help="propagation window")
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--evaluate-only", action="store_true",
+                        help="skip training; score OUT/run/backbone.pt from an earlier run")
     args = parser.parse_args()
 
-    config = load_config(args.config, [*args.set, f"train.time_budget_minutes={args.minutes}"])
     run_dir = args.out / "run"
-    print(f"training for {args.minutes} min -> {run_dir}", flush=True)
-    summary = Trainer(config, [str(p) for p in args.data], run_dir, resume=(run_dir / "checkpoints" / "last.pt").is_file()).run()
+    if args.evaluate_only:
+        if not (run_dir / "backbone.pt").is_file():
+            parser.error(f"--evaluate-only: {run_dir / 'backbone.pt'} does not exist; train first")
+        config = load_config(run_dir / "config.yaml")
+        summary = json.loads((args.out / "evidence.json").read_text()) if (args.out / "evidence.json").is_file() else {}
+        summary = {"steps": summary.get("training_steps"), "losses": summary.get("first_losses", []) + summary.get("last_losses", [])}
+    else:
+        if not args.data:
+            parser.error("--data is required unless --evaluate-only")
+        config = load_config(args.config, [*args.set, f"train.time_budget_minutes={args.minutes}"])
+        print(f"training for {args.minutes} min -> {run_dir}", flush=True)
+        resume = (run_dir / "checkpoints" / "last.pt").is_file()
+        summary = Trainer(config, [str(p) for p in args.data], run_dir, resume=resume).run()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     # Frame 0 and the 3 previous frames, attended directly: cheap enough for a CPU,
-    # and the same protocol for every kind of features.
-    protocol = replace(PropagationConfig.preset("mast"), long_term=(0,), short_term=(1, 2, 3),
-                       window=args.window, roi_localisation=False)
+    # and the same references for every kind of features.
+    dot = replace(PropagationConfig.preset("mast"), long_term=(0,), short_term=(1, 2, 3),
+                  window=args.window, roi_localisation=False)
+    cosine = replace(dot, normalize=True, temperature=0.05, topk=16)
     trained = BackboneExtractor.from_checkpoint(run_dir / "backbone.pt", device)
     torch.manual_seed(0)
     random_init = BackboneExtractor(ResNetBackbone(BackboneConfig(**config["model"])).to(device))
     print("propagating and scoring:", flush=True)
     rows = [
-        propagate_and_score("trained", trained, protocol, args, device),
-        propagate_and_score("random", random_init, protocol, args, device),
-        propagate_and_score("pixels", PixelExtractor(), replace(protocol, **PixelExtractor.protocol_overrides), args, device),
+        propagate_and_score("trained/dot", trained, dot, args, device),
+        propagate_and_score("trained/cosine", trained, cosine, args, device),
+        propagate_and_score("random/dot", random_init, dot, args, device),
+        propagate_and_score("random/cosine", random_init, cosine, args, device),
+        propagate_and_score("pixels", PixelExtractor(), replace(dot, **PixelExtractor.protocol_overrides), args, device),
     ]
-    report = {"training_steps": summary["steps"], "minutes": args.minutes, "device": str(device),
-              "config": config, "protocol": protocol.__dict__, "results": rows,
+    report = {"training_steps": summary["steps"], "minutes": config["train"]["time_budget_minutes"], "device": str(device),
+              "config": config, "protocols": {"dot": dot.__dict__, "cosine": cosine.__dict__}, "results": rows,
               "first_losses": summary["losses"][:20], "last_losses": summary["losses"][-20:]}
     temporary = args.out / ".evidence.json.tmp"
     temporary.write_text(json.dumps(report, indent=2, default=str))
     os.replace(temporary, args.out / "evidence.json")
-    print(f"{'features':<10} {'J&F':>7} {'J':>7} {'F':>7}")
+    print(f"{'features':<15} {'J&F':>7} {'J':>7} {'F':>7}")
     for row in rows:
-        print(f"{row['features']:<10} {row['J&F-Mean']:>7.4f} {row['J-Mean']:>7.4f} {row['F-Mean']:>7.4f}")
+        print(f"{row['features']:<15} {row['J&F-Mean']:>7.4f} {row['J-Mean']:>7.4f} {row['F-Mean']:>7.4f}")
     print(f"wrote {args.out / 'evidence.json'} ({summary['steps']} training steps)")
     return 0
 

@@ -28,3 +28,31 @@ def test_demo_runs_and_draws(tmp_path, capsys):
 def test_no_command_prints_help(capsys):
     assert main([]) == 2
     assert "COMMAND" in capsys.readouterr().out
+
+
+def _propagate_args(*flags):
+    return build_parser().parse_args(["propagate", "--video", "v.mp4", "--out", "o", *flags])
+
+
+def test_propagate_protocol_flags_override_the_preset():
+    from mast.cli.propagate import build_config
+
+    config = build_config(_propagate_args("--cosine", "--temperature", "0.05", "--topk", "16", "--no-roi"),
+                          baseline=False)
+    assert (config.normalize, config.temperature, config.topk, config.roi_localisation) == (True, 0.05, 16, False)
+    assert build_config(_propagate_args("--preset", "crw", "--dot"), baseline=False).normalize is False
+    baseline = build_config(_propagate_args(), baseline=True)
+    assert (baseline.normalize, baseline.topk, baseline.temperature) == (False, 16, 0.01)
+
+
+def test_cosine_is_refused_for_the_pixel_baseline(tmp_path, capsys):
+    from mast.data.synthetic import translating_video
+    from tests.test_propagate import write_frames
+
+    frames, _ = translating_video(num_frames=3, height=32, width=32)
+    write_frames(tmp_path / "clip", frames)
+    code = main(["propagate", "--video", str(tmp_path / "clip"), "--first-box", "4,4,8,8",
+                 "--cosine", "--out", str(tmp_path / "out")])
+    assert code == 2
+    assert "--cosine" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

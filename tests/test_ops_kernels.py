@@ -5,8 +5,8 @@ import pytest
 import torch
 
 import mast.ops as ops
-from mast.ops import local_correlation, window_sample
-from mast.ops.reference import local_correlation_reference, window_sample_reference
+from mast.ops import local_correlation, roi_correlation, window_sample
+from mast.ops.reference import local_correlation_reference, roi_correlation_reference, window_sample_reference
 from tests.conftest import requires_cuda_extension, requires_extension
 
 DEVICES = [
@@ -85,6 +85,54 @@ def test_window_sample_matches_reference(device, dtype, case):
     assert got[1].dtype == torch.bool and torch.equal(got[1], expected[1])
     for name, a, b in zip(("samples", "grad_source", "grad_centers"), got[::2] + got[3:], expected[::2] + expected[3:]):
         assert (a - b).abs().max().item() <= 1e-4, name
+
+
+def roi_grads(fn, query, key, centers, window, spacing, grad_output):
+    query, key, centers = (t.clone().requires_grad_() for t in (query, key, centers))
+    out = fn(query, key, centers, window, spacing)
+    (out.masked_fill(torch.isinf(out), 0) * grad_output).sum().backward()
+    return out, query.grad, key.grad, centers.grad
+
+
+@pytest.mark.parametrize("device", DEVICES)  # CUDA: composed from window_sample
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("case", SAMPLE_CASES + [(1, 64, 12, 13, 10, 11, 13, 1.0), (2, 9, 5, 6, 5, 6, 25, 0.5)])
+def test_roi_correlation_matches_reference(device, dtype, case):
+    batch, channels, src_h, src_w, height, width, window, spacing = case
+    query = torch.randn(batch, channels, height, width, dtype=dtype, device=device)
+    key = torch.randn(batch, channels, src_h, src_w, dtype=dtype, device=device)
+    centers = random_centers(batch, height, width, src_h, src_w, dtype, device)
+    grad_output = torch.randn(batch, window * window, height, width, dtype=dtype, device=device)
+    got = roi_grads(roi_correlation, query, key, centers, window, spacing, grad_output)
+    expected = roi_grads(roi_correlation_reference, query, key, centers, window, spacing, grad_output)
+    assert torch.equal(torch.isinf(got[0]), torch.isinf(expected[0]))
+    for name, a, b in zip(("scores", "grad_query", "grad_key", "grad_centers"), got, expected):
+        a, b = torch.nan_to_num(a, neginf=0.0), torch.nan_to_num(b, neginf=0.0)
+        assert (a - b).abs().max().item() <= 1e-4, name
+
+
+@pytest.mark.parametrize("device", DEVICES)  # CUDA: composed from window_sample
+@pytest.mark.parametrize("spacing", [1.0, 0.6, 1.7])
+def test_roi_correlation_gradcheck(device, spacing):
+    query = torch.randn(2, 3, 4, 3, dtype=torch.float64, device=device, requires_grad=True)
+    key = torch.randn(2, 3, 6, 7, dtype=torch.float64, device=device, requires_grad=True)
+    centers = random_centers(2, 4, 3, 6, 7, torch.float64, device, margin=2.0).requires_grad_()
+
+    def fn(q, k, c):
+        out = roi_correlation(q, k, c, 3, spacing)
+        return out.masked_fill(torch.isinf(out), 0.0)
+
+    assert torch.autograd.gradcheck(fn, (query, key, centers))
+
+
+@requires_extension
+def test_roi_correlation_opcheck_and_compile():
+    query = torch.randn(2, 3, 4, 5, requires_grad=True)
+    key = torch.randn(2, 3, 6, 7, requires_grad=True)
+    centers = random_centers(2, 4, 5, 6, 7, torch.float32, "cpu").requires_grad_()
+    torch.library.opcheck(torch.ops.mast.roi_correlation.default, (query, key, centers, 3, 0.5))
+    compiled = torch.compile(lambda q, k, c: roi_correlation(q, k, c, 3, 1.0), fullgraph=True, backend="aot_eager")
+    torch.testing.assert_close(compiled(query, key, centers), roi_correlation(query, key, centers, 3, 1.0))
 
 
 @pytest.mark.parametrize("device", DEVICES)

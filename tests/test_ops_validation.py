@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from mast.ops import local_correlation, window_sample
+from mast.ops import local_correlation, roi_correlation, window_sample
 
 Q = torch.randn(1, 2, 4, 5)
 
@@ -51,3 +51,19 @@ CENTERS = torch.zeros(1, 2, 3, 3)
 def test_window_sample_rejects(args, match):
     with pytest.raises(ValueError, match=match):
         window_sample(*args)
+
+
+@pytest.mark.parametrize(
+    "args,match",
+    [
+        ((torch.randn(2, 4, 5), Q, CENTERS, 3), "query must have shape"),
+        ((torch.randn(1, 2, 3, 3), torch.randn(1, 3, 4, 5), CENTERS, 3), r"key must have shape \(B, C, Hs, Ws\)"),
+        ((torch.randn(1, 2, 3, 3), Q, torch.zeros(1, 2, 3, 4), 3), r"centers must have shape \(B, 2, H, W\)"),
+        ((torch.randn(1, 2, 3, 3), Q, CENTERS, 2), "window must be an odd"),
+        ((torch.randn(1, 2, 3, 3), Q, CENTERS, 3, 0.0), "spacing must be"),
+        ((torch.randn(1, 2, 3, 3).long(), Q, CENTERS, 3), "unsupported dtype"),
+    ],
+)
+def test_roi_correlation_rejects(args, match):
+    with pytest.raises(ValueError, match=match):
+        roi_correlation(*args)

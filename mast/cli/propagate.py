@@ -58,6 +58,12 @@ def register(subparsers) -> None:
     model.add_argument("--topk", type=int, help="keep the k best keys per pixel (0: all)")
     model.add_argument("--temperature", type=float, help="softmax temperature")
     model.add_argument("--no-roi", action="store_true", help="attend every reference directly (no ROI localisation)")
+    similarity = model.add_mutually_exclusive_group()
+    similarity.add_argument("--cosine", dest="normalize", action="store_true", default=None,
+                            help="cosine similarity (L2-normalised features; use with --temperature 0.05). "
+                                 "Briefly trained checkpoints propagate much better this way")
+    similarity.add_argument("--dot", dest="normalize", action="store_false",
+                            help="raw dot products (the mast preset's default)")
     labels = model.add_mutually_exclusive_group()
     labels.add_argument("--soft-labels", dest="soft_labels", action="store_true", default=None,
                         help="predictions re-enter the memory as probabilities")
@@ -72,8 +78,11 @@ def register(subparsers) -> None:
 def build_config(args: argparse.Namespace, baseline: bool) -> PropagationConfig:
     """The preset, then the pixel baseline's knobs (without a checkpoint), then explicit flags."""
     overrides = dict(PixelExtractor.protocol_overrides) if baseline else {}
+    if baseline and args.normalize:
+        raise ValueError("--cosine: the pixel baseline compares pixels by squared distance and cannot "
+                         "use cosine similarity; give a --checkpoint or drop --cosine")
     given = dict(long_term=args.long_term, short_term=args.short_term, window=args.window,
-                 temperature=args.temperature, soft_labels=args.soft_labels)
+                 temperature=args.temperature, soft_labels=args.soft_labels, normalize=args.normalize)
     overrides.update({k: v for k, v in given.items() if v is not None})
     if args.topk is not None:
         overrides["topk"] = args.topk or None

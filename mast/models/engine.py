@@ -10,9 +10,9 @@ over them weighs the references' values (MAST; thesis Eq. 4.2-4.3):
   (Eq. 4.1); it then offers ``P x P`` keys and values bilinearly sampled
   around that centre. Gradients flow through the centre.
 
-Memory stays ``O(HW x refs x P^2)`` scores: no ``(HW x HW)`` affinity, and the
-``C x P^2`` key windows of far references are only ever built for one tile
-of rows at a time.
+Memory stays ``O(HW x refs x P^2)`` scores: no ``(HW x HW)`` affinity; far
+references are scored by the fused ``roi_correlation`` (where a device has no
+fused kernel, its ``C x P^2`` key windows are built one tile of rows at a time).
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mast.models.memory import Reference
-from mast.ops import local_correlation, window_sample
+from mast.ops import has_fused_roi_correlation, local_correlation, roi_correlation, window_sample
 from mast.ops.reference import window_offsets
 
 
@@ -171,7 +171,9 @@ class ReconstructionEngine(nn.Module):
     def _rows_per_tile(self, query, references) -> int:
         batch, channels, _, width = query.shape
         values = sum(r.values.shape[1] + 1 for r in references)
-        keys = channels if any(self.config.is_far(d) for r in references for d in r.distances()) else 0
+        far = any(self.config.is_far(d) for r in references for d in r.distances())
+        # Without the fused kernel, roi_correlation builds (C, P^2) key windows per pixel.
+        keys = channels if far and not has_fused_roi_correlation(query.device) else 0
         per_row = batch * width * self.config.window**2 * (values + keys)
         budget = self.config.tile_elements or (1 << 28 if query.device.type == "cuda" else 1 << 25)
         return max(1, budget // max(per_row, 1))
@@ -187,9 +189,7 @@ class ReconstructionEngine(nn.Module):
                 scores = scores[:, :, top:bottom]
             else:
                 rows_center = center[:, :, top:bottom]
-                keys, valid = window_sample(reference.features, rows_center, window)
-                scores = torch.einsum("bchw,bcphw->bphw", query_rows, keys.to(query_rows.dtype))
-                scores = scores.masked_fill(~valid, float("-inf"))
+                scores = roi_correlation(query_rows, reference.features, rows_center, window)
             values, _ = window_sample(reference.values, rows_center, window)
             if reference.valid is not None:
                 scores = scores.masked_fill(~reference.valid.view(-1, 1, 1, 1), float("-inf"))

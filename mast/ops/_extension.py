@@ -23,23 +23,29 @@ def extension_loaded() -> bool:
     return _LOAD_ERROR is None
 
 
-def _kernel_device_types() -> frozenset[str]:
+OPERATORS = ("local_correlation", "window_sample", "roi_correlation")
+
+
+def _kernel_device_types() -> dict[str, frozenset[str]]:
     if not extension_loaded():
-        return frozenset()
-    return frozenset(
-        device_type
-        for device_type, dispatch_key in (("cpu", "CPU"), ("cuda", "CUDA"))
-        if torch._C._dispatch_has_kernel_for_dispatch_key("mast::local_correlation", dispatch_key)
-    )
+        return {op: frozenset() for op in OPERATORS}
+    return {
+        op: frozenset(
+            device_type
+            for device_type, dispatch_key in (("cpu", "CPU"), ("cuda", "CUDA"))
+            if torch._C._dispatch_has_kernel_for_dispatch_key(f"mast::{op}", dispatch_key)
+        )
+        for op in OPERATORS
+    }
 
 
 # Looked up once: a plain set membership test is also what torch.compile can trace.
 _KERNEL_DEVICE_TYPES = _kernel_device_types()
 
 
-def has_kernel(device_type: str) -> bool:
-    """True when the extension has kernels for ``device_type`` ('cpu', 'cuda')."""
-    return device_type in _KERNEL_DEVICE_TYPES
+def has_kernel(device_type: str, operator: str = "local_correlation") -> bool:
+    """True when the extension has ``operator``'s kernel for ``device_type`` ('cpu', 'cuda')."""
+    return device_type in _KERNEL_DEVICE_TYPES[operator]
 
 
 def backend(device: torch.device | str = "cpu") -> str:

@@ -32,6 +32,15 @@ def _window_sample_backward_fake(grad_output, source, centers, window, spacing):
     return torch.empty_like(source), torch.empty_like(centers)
 
 
+def _roi_correlation_fake(query, key, centers, window, spacing):
+    batch, _, height, width = query.shape
+    return query.new_empty((batch, window * window, height, width))
+
+
+def _roi_correlation_backward_fake(grad_output, query, key, centers, window, spacing):
+    return torch.empty_like(query), torch.empty_like(key), torch.empty_like(centers)
+
+
 def _local_correlation_setup(ctx, inputs, output):
     query, key, window, dilation = inputs
     ctx.save_for_backward(query, key)
@@ -64,6 +73,18 @@ def _window_sample_backward(ctx, grad_samples, grad_valid):
     return grad_source, grad_centers, None, None
 
 
+def _roi_correlation_setup(ctx, inputs, output):
+    query, key, centers, window, spacing = inputs
+    ctx.save_for_backward(query, key, centers)
+    ctx.window, ctx.spacing = window, spacing
+
+
+def _roi_correlation_backward(ctx, grad_scores):
+    query, key, centers = ctx.saved_tensors
+    grads = torch.ops.mast.roi_correlation_backward(grad_scores, query, key, centers, ctx.window, ctx.spacing)
+    return *grads, None, None
+
+
 def register() -> None:
     """Registers fake kernels and autograd; a no-op without the extension."""
     if not _extension.extension_loaded():
@@ -77,4 +98,9 @@ def register() -> None:
     )
     torch.library.register_autograd(
         "mast::window_sample", _window_sample_backward, setup_context=_window_sample_setup
+    )
+    torch.library.register_fake("mast::roi_correlation")(_roi_correlation_fake)
+    torch.library.register_fake("mast::roi_correlation_backward")(_roi_correlation_backward_fake)
+    torch.library.register_autograd(
+        "mast::roi_correlation", _roi_correlation_backward, setup_context=_roi_correlation_setup
     )

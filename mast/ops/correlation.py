@@ -39,7 +39,7 @@ def local_correlation(query: torch.Tensor, key: torch.Tensor, window: int, dilat
     check_dilation(dilation)
     dtype = torch.promote_types(query.dtype, key.dtype)
     query, key = query.to(dtype).contiguous(), key.to(dtype).contiguous()
-    if _extension.has_kernel(query.device.type):
+    if _extension.has_kernel(query.device.type, "local_correlation"):
         return torch.ops.mast.local_correlation(query, key, window, dilation)
     _extension.warn_fallback_once(query.device)
     return local_correlation_reference(query, key, window, dilation)

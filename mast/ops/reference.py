@@ -119,3 +119,23 @@ def window_sample_reference(
         gathered = flat_source.gather(2, index).reshape(samples.shape)
         samples = samples + gathered * (weight * inside).unsqueeze(1)
     return samples, valid
+
+
+def roi_correlation_reference(
+    query: torch.Tensor, key: torch.Tensor, centers: torch.Tensor, window: int, spacing: float = 1.0
+) -> torch.Tensor:
+    """Dot products of each query feature with a bilinearly sampled window of keys.
+
+    Args:
+        query: ``(B, C, H, W)``.
+        key: ``(B, C, Hs, Ws)``.
+        centers: ``(B, 2, H, W)``; ``(x, y)`` window centre in ``key`` per query pixel.
+        window: odd side ``P`` of the sampling grid; spacing: its step in pixels.
+
+    Returns:
+        ``(B, P*P, H, W)``: ``<query, window_sample(key)>`` per offset, ``-inf``
+        where the sample point lies outside the key map.
+    """
+    samples, valid = window_sample_reference(key, centers, window, spacing)
+    scores = torch.einsum("bchw,bcphw->bphw", query, samples)
+    return scores.masked_fill(~valid, float("-inf"))

@@ -48,7 +48,7 @@ def window_sample(
     spacing = check_spacing(spacing)
     source = source.contiguous()
     centers = centers.to(centers_dtype(source.dtype)).contiguous()
-    if _extension.has_kernel(source.device.type):
+    if _extension.has_kernel(source.device.type, "window_sample"):
         return torch.ops.mast.window_sample(source, centers, window, spacing)
     _extension.warn_fallback_once(source.device)
     samples, valid = window_sample_reference(source, centers, window, spacing)
