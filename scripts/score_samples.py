@@ -9,7 +9,7 @@ What each sequence allows (see ../shared/data/README.md):
 * gold-fish: 5 objects from frame 0; no later ground truth, so only which
   ids survive to the last frame is reported.
 
-    python scripts/score_samples.py --out runs/samples [--checkpoint runs/x/backbone.pt]
+    python scripts/score_samples.py --out runs/samples [--checkpoint runs/x/backbone.pt [--cosine]]
 """
 from __future__ import annotations
 
@@ -36,6 +36,8 @@ def main() -> int:
     parser.add_argument("--protocol", choices=("quick", "mast"), default="quick",
                         help="quick: frame 0 + the 3 previous frames, 13x13, no ROI (fast on a CPU); "
                              "mast: the full MAST preset (refs 0, 5, t-1, t-3, t-5; 25x25; ROI)")
+    parser.add_argument("--cosine", action="store_true",
+                        help="with --checkpoint: cosine similarity, tau 0.05, top-16 (better for briefly trained backbones)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     extractor = BackboneExtractor.from_checkpoint(args.checkpoint) if args.checkpoint else PixelExtractor()
@@ -43,7 +45,11 @@ def main() -> int:
     if args.protocol == "quick":
         config = replace(config, long_term=(0,), short_term=(1, 2, 3), window=13, roi_localisation=False)
     if not args.checkpoint:
+        if args.cosine:
+            parser.error("--cosine needs --checkpoint (the pixel baseline compares by squared distance)")
         config = replace(config, **PixelExtractor.protocol_overrides)
+    elif args.cosine:
+        config = replace(config, normalize=True, temperature=0.05, topk=16)
     propagator = Propagator(extractor, config)
     report = {}
     for name in ("bmx-trees", "caps", "gold-fish"):

@@ -234,7 +234,10 @@ class Trainer:
             now = time.perf_counter()
             rate, tick = clips_per_step / max(now - tick, 1e-9), now
             bar.update(1)
-            bar.set_postfix(loss=f"{loss:.4f}", clips_s=f"{rate:.1f}", skipped=self.progress.skipped)
+            postfix = dict(loss=f"{loss:.4f}", clips_s=f"{rate:.1f}", skipped=self.progress.skipped)
+            if self.deadline is not None:  # the step total says little when a time budget ends the run
+                postfix["budget_left"] = f"{max(self.deadline - time.monotonic(), 0) / 60:.1f}min"
+            bar.set_postfix(**postfix)
             self._log(loss, optimiser, rate, batch)
             stopping = self._out_of_budget()
             if stopping or self.progress.step % train["checkpoint_every"] == 0 or self.progress.step == phase["steps"]:
