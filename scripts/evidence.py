@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 from mast.eval.davis import evaluate_davis
-from mast.eval.propagate import PropagationConfig, Propagator, propagate_to_folder
+from mast.eval.propagate import COSINE_KNOBS, PropagationConfig, Propagator, propagate_to_folder
 from mast.eval.sources import davis_inputs
 from mast.models.backbone import BackboneConfig, ResNetBackbone
 from mast.models.extractors import BackboneExtractor, PixelExtractor
@@ -81,11 +81,10 @@ def main() -> int:
         resume = (run_dir / "checkpoints" / "last.pt").is_file()
         summary = Trainer(config, [str(p) for p in args.data], run_dir, resume=resume).run()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    # Frame 0 and the 3 previous frames, attended directly: cheap enough for a CPU,
-    # and the same references for every kind of features.
-    dot = replace(PropagationConfig.preset("mast"), long_term=(0,), short_term=(1, 2, 3),
-                  window=args.window, roi_localisation=False)
-    cosine = replace(dot, normalize=True, temperature=0.05, topk=16)
+    # The quick preset (frame 0 + 3 previous, attended directly): cheap enough for
+    # a CPU, and the same references for every kind of features.
+    dot = PropagationConfig.preset("quick", window=args.window)
+    cosine = replace(dot, **COSINE_KNOBS)
     trained = BackboneExtractor.from_checkpoint(run_dir / "backbone.pt", device)
     torch.manual_seed(0)
     random_init = BackboneExtractor(ResNetBackbone(BackboneConfig(**config["model"])).to(device))

@@ -22,7 +22,7 @@ import numpy as np
 
 from mast.eval.davis import evaluate_sequence
 from mast.eval.io import read_davis2016_mask, read_mask
-from mast.eval.propagate import PropagationConfig, Propagator, propagate_to_folder
+from mast.eval.propagate import COSINE_KNOBS, PropagationConfig, Propagator, propagate_to_folder
 from mast.eval.sources import video_input
 from mast.models.extractors import BackboneExtractor, PixelExtractor
 
@@ -41,15 +41,13 @@ def main() -> int:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     extractor = BackboneExtractor.from_checkpoint(args.checkpoint) if args.checkpoint else PixelExtractor()
-    config = PropagationConfig.preset("mast")
-    if args.protocol == "quick":
-        config = replace(config, long_term=(0,), short_term=(1, 2, 3), window=13, roi_localisation=False)
+    config = PropagationConfig.preset(args.protocol)
     if not args.checkpoint:
         if args.cosine:
             parser.error("--cosine needs --checkpoint (the pixel baseline compares by squared distance)")
         config = replace(config, **PixelExtractor.protocol_overrides)
     elif args.cosine:
-        config = replace(config, normalize=True, temperature=0.05, topk=16)
+        config = replace(config, **COSINE_KNOBS)
     propagator = Propagator(extractor, config)
     report = {}
     for name in ("bmx-trees", "caps", "gold-fish"):

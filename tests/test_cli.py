@@ -56,3 +56,11 @@ def test_cosine_is_refused_for_the_pixel_baseline(tmp_path, capsys):
     assert code == 2
     assert "--cosine" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_quick_preset_is_frame_zero_and_three_previous_without_roi():
+    from mast.cli.propagate import build_config
+
+    config = build_config(_propagate_args("--preset", "quick"), baseline=True)
+    assert (config.long_term, config.short_term, config.window, config.roi_localisation) == ((0,), (1, 2, 3), 13, False)
+    assert (config.topk, config.temperature) == (16, 0.01)  # the pixel baseline's knobs still apply

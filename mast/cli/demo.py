@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import os
-from dataclasses import replace
 import tempfile
 from pathlib import Path
 
@@ -66,8 +65,9 @@ def run(args: argparse.Namespace) -> int:
     import mast.ops as ops
 
     frames, truth = translating_video(num_frames=args.num_frames, height=args.size, width=args.size)
-    config = replace(PropagationConfig.preset("mast"), **PixelExtractor.protocol_overrides)
-    config = replace(config, window=args.window, temperature=args.temperature)
+    config = PropagationConfig.preset(
+        "mast", **{**PixelExtractor.protocol_overrides, "window": args.window, "temperature": args.temperature}
+    )
     labels = torch.stack([truth[0], *Propagator(PixelExtractor(), config).run(iter(frames), truth[0])])
     scores = [jaccard(labels[t] > 0, truth[t] > 0) for t in range(1, len(frames))]
     print(f"operator backend: {ops.backend('cpu')}")

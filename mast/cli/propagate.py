@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from mast.eval.propagate import PropagationConfig, Propagator, propagate_to_folder
+from mast.eval.propagate import PRESETS, PropagationConfig, Propagator, propagate_to_folder
 from mast.eval.sources import davis_inputs, video_input
 from mast.eval.visualize import visualize
 from mast.models.extractors import BackboneExtractor, PixelExtractor
@@ -49,9 +49,10 @@ def register(subparsers) -> None:
     source.add_argument("--first-box", help="first-frame box x,y,w,h in pixels for --video")
     model = parser.add_argument_group("model and protocol")
     model.add_argument("--checkpoint", type=Path, help="backbone checkpoint; default: the LAB-pixel baseline")
-    model.add_argument("--preset", choices=("mast", "crw"), default="mast",
+    model.add_argument("--preset", choices=PRESETS, default="mast",
                        help="mast: refs 0,5,t-1,t-3,t-5, 25x25, ROI for far refs, hard labels; "
-                            "crw: first + 20 previous, radius 12, top-10, tau 0.05, soft labels")
+                            "crw: first + 20 previous, radius 12, top-10, tau 0.05, soft labels; "
+                            "quick: frame 0 + 3 previous, 13x13, no ROI (fast on a CPU)")
     model.add_argument("--long-term", type=_int_tuple, help="long-term reference frames, e.g. 0,5")
     model.add_argument("--short-term", type=_int_tuple, help="short-term offsets back, e.g. 1,3,5")
     model.add_argument("--window", type=int, help="attention window P (odd)")

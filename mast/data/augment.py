@@ -73,15 +73,13 @@ class ClipAugment:
         if frames.ndim != 4:
             raise ValueError(f"frames must be (T, C, H, W), got {tuple(frames.shape)}")
         height, width = frames.shape[-2:]
-        draws = [self.sample_params(height, width, generator)] if not self.per_frame else [
-            self.sample_params(height, width, generator) for _ in range(len(frames))
-        ]
-        groups = [frames] if not self.per_frame else [frame[None] for frame in frames]
-        out = torch.cat([self.apply(group, params) for group, params in zip(groups, draws)])
+        split = (lambda clip: clip.split(1)) if self.per_frame else (lambda clip: [clip])
+        draws = [self.sample_params(height, width, generator) for _ in split(frames)]
+        out = torch.cat([self.apply(group, params) for group, params in zip(split(frames), draws)])
         if masks is None:
             return out
-        mask_groups = [masks[:, None]] if not self.per_frame else [mask[None, None] for mask in masks]
-        out_masks = torch.cat([self.apply(group.float(), params, nearest=True) for group, params in zip(mask_groups, draws)])
+        labels = masks[:, None].float()
+        out_masks = torch.cat([self.apply(group, params, nearest=True) for group, params in zip(split(labels), draws)])
         return out, out_masks[:, 0].long()
 
     def sample_params(self, height: int, width: int, generator: torch.Generator | None = None) -> AugmentParams:
@@ -97,10 +95,9 @@ class ClipAugment:
         (``nearest`` for label maps, which must not be blended)."""
         crop = frames[..., params.top : params.top + params.height, params.left : params.left + params.width]
         size = self._crop_output_size(params.quarter_turns)
-        if tuple(crop.shape[-2:]) != size and nearest:
-            crop = F.interpolate(crop, size=size, mode="nearest-exact")
-        elif tuple(crop.shape[-2:]) != size:
-            crop = F.interpolate(crop, size=size, mode="bilinear", align_corners=False, antialias=True)
+        if tuple(crop.shape[-2:]) != size:
+            resize = dict(mode="nearest-exact") if nearest else dict(mode="bilinear", align_corners=False, antialias=True)
+            crop = F.interpolate(crop, size=size, **resize)
         if params.flip:
             crop = crop.flip(-1)
         if params.quarter_turns:

@@ -26,6 +26,13 @@ from mast.models.extractors import FeatureExtractor
 from mast.models.memory import MemoryBank, ReferencePolicy
 
 
+PRESETS = ("mast", "crw", "quick")
+
+# Cosine similarity with a sharp softmax over the best keys: what a briefly
+# trained backbone needs (with raw dot products its softmax is nearly one-hot).
+COSINE_KNOBS = {"normalize": True, "temperature": 0.05, "topk": 16}
+
+
 @dataclass(frozen=True)
 class PropagationConfig:
     """Protocol knobs; :meth:`preset` gives the two protocols in use.
@@ -53,13 +60,15 @@ class PropagationConfig:
     @classmethod
     def preset(cls, name: str, **overrides) -> "PropagationConfig":
         """``"mast"``: refs 0, 5, t-1, t-3, t-5; 25x25; ROI localisation; hard labels.
-        ``"crw"``: first frame + 20 previous; radius 12; top-10; tau 0.05; soft labels."""
+        ``"crw"``: first frame + 20 previous; radius 12; top-10; tau 0.05; soft labels.
+        ``"quick"``: frame 0 + the 3 previous frames; 13x13; no ROI (CPU-friendly)."""
         presets = {
             "mast": cls(),
             "crw": cls(
                 long_term=(0,), short_term=tuple(range(1, 21)), window=25, roi_localisation=False,
                 topk=10, temperature=0.05, normalize=True, soft_labels=True,
             ),
+            "quick": cls(long_term=(0,), short_term=(1, 2, 3), window=13, roi_localisation=False),
         }
         if name not in presets:
             raise ValueError(f"unknown preset {name!r}; choose from {', '.join(presets)}")

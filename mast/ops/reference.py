@@ -122,7 +122,8 @@ def window_sample_reference(
 
 
 def roi_correlation_reference(
-    query: torch.Tensor, key: torch.Tensor, centers: torch.Tensor, window: int, spacing: float = 1.0
+    query: torch.Tensor, key: torch.Tensor, centers: torch.Tensor, window: int, spacing: float = 1.0,
+    sampler=None,
 ) -> torch.Tensor:
     """Dot products of each query feature with a bilinearly sampled window of keys.
 
@@ -131,11 +132,14 @@ def roi_correlation_reference(
         key: ``(B, C, Hs, Ws)``.
         centers: ``(B, 2, H, W)``; ``(x, y)`` window centre in ``key`` per query pixel.
         window: odd side ``P`` of the sampling grid; spacing: its step in pixels.
+        sampler: a ``window_sample`` implementation (default the reference one;
+            :func:`mast.ops.roi_correlation` passes the compiled one where no
+            fused kernel exists).
 
     Returns:
         ``(B, P*P, H, W)``: ``<query, window_sample(key)>`` per offset, ``-inf``
         where the sample point lies outside the key map.
     """
-    samples, valid = window_sample_reference(key, centers, window, spacing)
+    samples, valid = (sampler or window_sample_reference)(key, centers, window, spacing)
     scores = torch.einsum("bchw,bcphw->bphw", query, samples)
     return scores.masked_fill(~valid, float("-inf"))

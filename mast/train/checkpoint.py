@@ -35,7 +35,8 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def write_training_checkpoint(out_dir: Path, step: int, payload: dict[str, Any]) -> Path:
-    """``out_dir/checkpoints/step-XXXXXXXX.pt``, then the same as ``last.pt``."""
+    """Writes ``out_dir/checkpoints/step-<step, 8 digits>.pt`` (e.g. ``step-00001500.pt``),
+    then the same payload as ``last.pt``; returns the first path."""
     folder = out_dir / CHECKPOINT_DIR
     path = folder / f"step-{step:08d}.pt"
     save_checkpoint(payload, path)

@@ -317,7 +317,7 @@ class Trainer:
 
             frames, prepared, reconstruction = self._last
             colours = class_colours(self.objective.name, reconstruction.shape[1], self.centroids)
-            panel = reconstruction_panel(self.objective, frames, prepared, reconstruction.detach(), colours)
+            panel = reconstruction_panel(self.objective, frames, prepared, reconstruction, colours)
             self.writer.add_image("train/query_target_reconstruction", panel, step)
 
     def _checkpoint(self, optimiser, scheduler, scaler) -> None:

@@ -67,10 +67,10 @@ class LabHuber:
 
     def prepare(self, batch: dict, generator: torch.Generator) -> Prepared:
         frames = batch["frames"]
-        batch, count = frames.shape[:2]
-        lab = normalize_lab(rgb_to_lab(frames.flatten(0, 1))).unflatten(0, (batch, count))
+        clips, count = frames.shape[:2]
+        lab = normalize_lab(rgb_to_lab(frames.flatten(0, 1))).unflatten(0, (clips, count))
         inputs, channel = drop_ab_channel(lab, generator)
-        values = lab[torch.arange(batch, device=lab.device), :, channel].unsqueeze(2)  # (B, N, 1, H, W)
+        values = lab[torch.arange(clips, device=lab.device), :, channel].unsqueeze(2)  # (B, N, 1, H, W)
         return Prepared(inputs, values, values[:, -1], channel)
 
     def loss(self, reconstruction: torch.Tensor, prepared: Prepared) -> torch.Tensor:
@@ -104,14 +104,14 @@ class KMeansCrossEntropy:
         from mast.train.centroids import assign_labels
 
         frames = batch["frames"]
-        batch, count = frames.shape[:2]
+        clips, count = frames.shape[:2]
         flat = frames.flatten(0, 1)
         labels = assign_labels(rgb_to_lab(flat), self.centroids.to(flat.device))  # (B*N, H, W)
         one_hot = F.one_hot(labels, len(self.centroids)).permute(0, 3, 1, 2).float()
-        inputs = self.prepare_input(flat).unflatten(0, (batch, count))
+        inputs = self.prepare_input(flat).unflatten(0, (clips, count))
         inputs = drop_channels_corrflow(inputs, self.keep_all_prob, generator)
-        query_labels = labels.unflatten(0, (batch, count))[:, -1].contiguous()  # nll_loss needs it contiguous
-        return Prepared(inputs, one_hot.unflatten(0, (batch, count)), query_labels)
+        query_labels = labels.unflatten(0, (clips, count))[:, -1].contiguous()  # nll_loss needs it contiguous
+        return Prepared(inputs, one_hot.unflatten(0, (clips, count)), query_labels)
 
     def loss(self, reconstruction: torch.Tensor, prepared: Prepared) -> torch.Tensor:
         return reconstructed_cross_entropy(reconstruction, prepared.target, self.upsample)
