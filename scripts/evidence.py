@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from dataclasses import replace
@@ -25,8 +24,11 @@ from pathlib import Path
 
 import torch
 
+from mast.common.files import atomic_write_text
 from mast.eval.davis import evaluate_davis
-from mast.eval.propagate import COSINE_KNOBS, PropagationConfig, Propagator, propagate_to_folder
+from mast.eval.propagate import (
+    COSINE_KNOBS, PropagationConfig, Propagator, propagate_to_folder, results_folder,
+)
 from mast.eval.sources import davis_inputs
 from mast.models.backbone import BackboneConfig, ResNetBackbone
 from mast.models.extractors import BackboneExtractor, PixelExtractor
@@ -40,9 +42,12 @@ def propagate_and_score(name, extractor, config, args, device) -> dict:
     results = args.out / "results" / name.replace("/", "-")
     inputs = davis_inputs(args.davis, args.split, 2016)
     propagator = Propagator(extractor, config, device)
+    # The script's own folder: a rerun replaces what an earlier run wrote there.
+    folder = results_folder(results, propagator, overwrite=True, davis=str(args.davis.resolve()), year=2016)
+    folder.start({"sequences": [item.name for item in inputs]})
     start, frames = time.perf_counter(), 0
     for item in inputs:
-        propagate_to_folder(item, propagator, results)
+        propagate_to_folder(item, propagator, folder)
         frames += (item.num_frames or 1) - 1
     seconds = time.perf_counter() - start
     table, per_object = evaluate_davis(args.davis, results, args.split, year=2016, processes=2)
@@ -99,9 +104,7 @@ def main() -> int:
     report = {"training_steps": summary["steps"], "minutes": config["train"]["time_budget_minutes"], "device": str(device),
               "config": config, "protocols": {"dot": dot.__dict__, "cosine": cosine.__dict__}, "results": rows,
               "first_losses": summary["losses"][:20], "last_losses": summary["losses"][-20:]}
-    temporary = args.out / ".evidence.json.tmp"
-    temporary.write_text(json.dumps(report, indent=2, default=str))
-    os.replace(temporary, args.out / "evidence.json")
+    atomic_write_text(args.out / "evidence.json", json.dumps(report, indent=2, default=str))
     print(f"{'features':<15} {'J&F':>7} {'J':>7} {'F':>7}")
     for row in rows:
         print(f"{row['features']:<15} {row['J&F-Mean']:>7.4f} {row['J-Mean']:>7.4f} {row['F-Mean']:>7.4f}")

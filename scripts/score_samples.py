@@ -22,7 +22,9 @@ import numpy as np
 
 from mast.eval.davis import evaluate_sequence
 from mast.eval.io import read_davis2016_mask, read_mask
-from mast.eval.propagate import COSINE_KNOBS, PropagationConfig, Propagator, propagate_to_folder
+from mast.eval.propagate import (
+    COSINE_KNOBS, PropagationConfig, Propagator, propagate_to_folder, results_folder,
+)
 from mast.eval.sources import video_input
 from mast.models.extractors import BackboneExtractor, PixelExtractor
 
@@ -49,11 +51,15 @@ def main() -> int:
     elif args.cosine:
         config = replace(config, **COSINE_KNOBS)
     propagator = Propagator(extractor, config)
+    names = ("bmx-trees", "caps", "gold-fish")
+    # The script's own folder: a rerun replaces what an earlier run wrote there.
+    results = results_folder(args.out, propagator, overwrite=True, samples=str(args.samples.resolve()))
+    results.start({"sequences": list(names)})
     report = {}
-    for name in ("bmx-trees", "caps", "gold-fish"):
+    for name in names:
         folder = args.samples / name
         first = sorted((folder / "Annotations").glob("*.png"))[0]
-        result = propagate_to_folder(video_input(folder / "JPEGImages", first_mask=first), propagator, args.out)
+        result = propagate_to_folder(video_input(folder / "JPEGImages", first_mask=first), propagator, results)
         predictions = {p.stem: read_mask(p) for p in sorted(result.glob("*.png"))}
         stems = list(predictions)
         if name == "bmx-trees":
@@ -82,7 +88,7 @@ def main() -> int:
                   f"({row['frames_scored']} frames scored)")
         else:
             print(f"{name:<10} ids in frame 0: {row['objects_in_first']}, in the last frame: {row['objects_in_last']}")
-    (args.out / "samples.json").write_text(json.dumps(report, indent=2, default=float))
+    results.write_file("samples.json", lambda path: path.write_text(json.dumps(report, indent=2, default=float)))
     return 0
 
 

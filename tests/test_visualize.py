@@ -32,14 +32,14 @@ def test_visualize_writes_frames_video_and_index(tmp_path):
     assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 3
     html = index.read_text()
     assert "seq.mp4" in html and "seq/00000.jpg" in html
-    assert not [p for p in (tmp_path / "pictures").iterdir() if p.name.startswith(".")]
+    assert sorted(p.name for p in (tmp_path / "pictures").iterdir()) == ["index.html", "run.json", "seq", "seq.mp4"]
 
 
 def test_visualize_without_results_names_the_folder(tmp_path):
     (tmp_path / "results" / "seq").mkdir(parents=True)
     with pytest.raises(FileNotFoundError, match="seq"):
         visualize([("seq", iter([("00000", torch.rand(3, 8, 8))]))], tmp_path / "results", tmp_path / "out")
-    assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["run.json"]  # no temporaries left
 
 
 def test_cli_propagate_with_overlay_then_evaluate(tmp_path, capsys):

@@ -10,13 +10,12 @@ known truth is printed. A picture of the result is written to ``--out``.
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from mast.common.files import atomic_write_with
 from mast.data.synthetic import translating_video
 from mast.eval.propagate import PropagationConfig, Propagator
 from mast.models.extractors import PixelExtractor
@@ -54,11 +53,7 @@ def save_strip(path: Path, frames: torch.Tensor, labels: torch.Tensor, count: in
         image[mask] = 0.5 * image[mask] + 0.5 * np.array([1.0, 0.0, 0.0])
         tiles.append(image)
     strip = (np.concatenate(tiles, axis=1) * 255).round().astype(np.uint8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=path.parent, suffix=".png")
-    os.close(handle)
-    Image.fromarray(strip).save(temp)
-    os.replace(temp, path)
+    atomic_write_with(path, lambda temporary: Image.fromarray(strip).save(temporary, format="PNG"))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -22,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(MAST / CorrFlow): pretrain, fine-tune, propagate masks, evaluate on DAVIS.",
     )
     parser.add_argument("--version", action="version", version=f"mast {__version__}")
+    parser.set_defaults(command_line=None)  # filled in by main(); run records fall back to sys.argv
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMANDS:
         importlib.import_module(f"mast.cli.{name}").register(subparsers)
@@ -31,6 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # The command line as given, for the run records (main() is also called with a list).
+    args.command_line = ["mast", *(sys.argv[1:] if argv is None else argv)]
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -10,6 +10,14 @@ Without --checkpoint the raw-LAB-pixel baseline runs (features: LAB pixels
 averaged over 4x4 cells, affinity: negative squared distance), so the tool
 works out of the box. Results are DAVIS palette PNGs named like the input
 frames, in OUT/<sequence>/; score them with `mast evaluate`.
+
+OUT/run.json records the settings (features by checkpoint hash, protocol,
+inputs), every command line and every file written. OUT must be a new or
+empty folder or one holding results of the same settings (their sequences
+are replaced, others kept); results of other settings are replaced only with
+--overwrite, which removes the files the earlier run wrote and nothing else.
+OUT may not be, contain or lie inside an input folder. Every input is checked
+before the first file is written.
 """
 from __future__ import annotations
 
@@ -19,12 +27,15 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import torch
 from tqdm import tqdm
 
-from mast.eval.propagate import PRESETS, PropagationConfig, Propagator, propagate_to_folder
+from mast.common.devices import resolve_device
+from mast.common.outputs import OutputFolder, check_separate
+from mast.eval.propagate import (
+    PRESETS, PropagationConfig, PropagationInput, Propagator, label_lookup, propagate_to_folder, results_folder,
+)
 from mast.eval.sources import davis_inputs, video_input
-from mast.eval.visualize import visualize
+from mast.eval.visualize import overlay_folder, visualize
 from mast.models.extractors import BackboneExtractor, PixelExtractor
 
 def _int_tuple(text: str) -> tuple[int, ...]:
@@ -70,7 +81,9 @@ def register(subparsers) -> None:
                         help="predictions re-enter the memory as probabilities")
     labels.add_argument("--hard-labels", dest="soft_labels", action="store_false", help="... as one-hot labels")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
-    parser.add_argument("--out", type=Path, required=True, help="output folder (OUT/<sequence>/<frame>.png)")
+    parser.add_argument("--out", type=Path, required=True, help="output folder (OUT/<sequence>/<frame>.png, OUT/run.json)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace results of other settings in OUT (only files mast wrote there are removed)")
     parser.add_argument("--overlay", action="store_true",
                         help="also write overlays, an MP4 per sequence and OUT/overlays/index.html")
     parser.set_defaults(func=run)
@@ -92,42 +105,83 @@ def build_config(args: argparse.Namespace, baseline: bool) -> PropagationConfig:
     return replace(PropagationConfig.preset(args.preset), **overrides)
 
 
-def _inputs(args: argparse.Namespace, parser_error):
+def _inputs(args: argparse.Namespace) -> list[PropagationInput]:
     if (args.davis is None) == (args.video is None):
-        parser_error("give exactly one of --davis ROOT or --video PATH")
+        raise ValueError("give exactly one of --davis ROOT or --video PATH")
     if args.davis is not None:
         sequences = args.sequences.split(",") if args.sequences else None
         return davis_inputs(args.davis, args.split, args.year, sequences)
     return [video_input(args.video, args.first_mask, args.first_box)]
 
 
+def _check_inputs(inputs: list[PropagationInput]) -> None:
+    """Every sequence has 2+ frames and an object in its first mask, before anything is written."""
+    for item in inputs:
+        if item.num_frames is not None and item.num_frames < 2:
+            raise ValueError(f"{item.name}: needs at least 2 frames, found {item.num_frames}")
+        label_lookup(item.first_ids, item.first_source)
+
+
+def _open_outputs(args: argparse.Namespace, propagator: Propagator, inputs: list[PropagationInput]):
+    """The checked results folder (and its overlays folder), nothing written yet."""
+    read = {"--davis": args.davis, "--video": args.video, "--first-mask": args.first_mask,
+            "--checkpoint": args.checkpoint}
+    check_separate(args.out, read)
+    source = ({"davis": str(args.davis.resolve()), "year": args.year} if args.davis is not None
+              else {"video": True})
+    folder = results_folder(args.out, propagator, args.overwrite, **source)
+    names = [item.name for item in inputs]
+    if len(set(names)) != len(names):
+        raise ValueError(f"two inputs share an output name: {sorted(n for n in names if names.count(n) > 1)[0]!r}")
+    for name in names + (["overlays"] if args.overlay else []):
+        folder.check_entry(name)
+    pictures = overlay_folder(args.out / "overlays", args.out, read, args.overwrite).check() if args.overlay else None
+    return folder, pictures
+
+
+def _prepare(args: argparse.Namespace):
+    device = resolve_device(args.device)
+    inputs = _inputs(args)
+    _check_inputs(inputs)
+    extractor = BackboneExtractor.from_checkpoint(args.checkpoint, device) if args.checkpoint else PixelExtractor()
+    config = build_config(args, baseline=args.checkpoint is None)
+    propagator = Propagator(extractor, config, device)
+    return inputs, propagator, *_open_outputs(args, propagator, inputs)
+
+
 def run(args: argparse.Namespace) -> int:
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if args.device == "auto" else args.device))
     try:
-        inputs = _inputs(args, lambda message: (_ for _ in ()).throw(ValueError(message)))
-        extractor = BackboneExtractor.from_checkpoint(args.checkpoint, device) if args.checkpoint else PixelExtractor()
-        config = build_config(args, baseline=args.checkpoint is None)
-        propagator = Propagator(extractor, config, device)
-    except (ValueError, FileNotFoundError) as error:
+        inputs, propagator, folder, pictures = _prepare(args)
+    except (ValueError, OSError) as error:
         print(f"mast propagate: error: {error}", file=sys.stderr)
         return 2
-    print(f"features: {extractor.name} | device: {device} | preset: {args.preset} | {config}")
+    print(f"features: {propagator.extractor.name} | device: {propagator.device} | preset: {args.preset} "
+          f"| {propagator.config}")
+    try:
+        frames, rate = _propagate_all(inputs, propagator, folder, args.command_line)
+        if pictures is not None:
+            pictures.start({"argv": args.command_line})
+            print(f"pictures: {visualize(((item.name, item.frames()) for item in inputs), args.out, pictures)}")
+    except (ValueError, OSError) as error:
+        print(f"mast propagate: error: {error}", file=sys.stderr)
+        return 2
+    print(f"wrote {len(inputs)} sequence(s), {frames} frames, to {args.out} ({rate:.1f} frames/s); "
+          f"settings in {args.out / 'run.json'}")
+    return 0
+
+
+def _propagate_all(inputs: list[PropagationInput], propagator: Propagator, folder: OutputFolder,
+                   command_line: list[str]) -> tuple[int, float]:
+    """Writes every sequence; returns the frame count and frames/s."""
+    folder.start({"argv": command_line, "sequences": [item.name for item in inputs]})
     total = sum(item.num_frames - 1 for item in inputs if item.num_frames) or None
-    start, frames = time.perf_counter(), 0
+    start = time.perf_counter()
     with tqdm(total=total, unit="frame", desc="propagating", dynamic_ncols=True) as progress:
         for item in inputs:
             progress.set_postfix_str(item.name)
             try:
-                propagate_to_folder(item, propagator, args.out, on_frame=lambda: progress.update(1))
-            except (ValueError, FileNotFoundError) as error:
-                progress.close()
-                print(f"mast propagate: error in {item.name}: {error}", file=sys.stderr)
-                return 2
-    frames = progress.n
-    print(f"wrote {len(inputs)} sequence(s), {frames} frames, to {args.out} "
-          f"({frames / max(time.perf_counter() - start, 1e-9):.1f} frames/s)")
-    if args.overlay:
-        index = visualize(((item.name, item.frames()) for item in inputs), args.out, args.out / "overlays")
-        print(f"pictures: {index}")
-    return 0
+                propagate_to_folder(item, propagator, folder, on_frame=lambda: progress.update(1))
+            except (ValueError, OSError) as error:
+                raise ValueError(f"in {item.name}: {error}") from error
+        frames = progress.n
+    return frames, frames / max(time.perf_counter() - start, 1e-9)

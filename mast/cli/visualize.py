@@ -3,7 +3,8 @@
 Writes, for every sequence of RESULTS (palette PNGs as `mast propagate`
 writes them), the frames with their masks blended in and outlined
 (OUT/<sequence>/<frame>.jpg), an MP4 per sequence (OUT/<sequence>.mp4) and
-OUT/index.html showing them all.
+OUT/index.html showing them all, and OUT/run.json recording what it wrote
+(see `mast propagate --help` for the rules every output folder follows).
 
 Examples:
   mast visualize --results r/ --davis DAVIS --split val --out r/overlays
@@ -16,7 +17,7 @@ import sys
 from pathlib import Path
 
 from mast.eval.sources import davis_streams, video_stream
-from mast.eval.visualize import visualize
+from mast.eval.visualize import overlay_folder, visualize
 
 
 def register(subparsers) -> None:
@@ -30,7 +31,10 @@ def register(subparsers) -> None:
     parser.add_argument("--split", default="val")
     parser.add_argument("--sequences", help="comma-separated subset of sequences")
     parser.add_argument("--video", type=Path, help="the video file or frame folder the results were made from")
-    parser.add_argument("--out", type=Path, help="output folder (default RESULTS/overlays)")
+    parser.add_argument("--out", type=Path, help="output folder (default RESULTS/overlays; never RESULTS itself "
+                        "or inside the frames)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace pictures of other results in OUT (only files mast wrote there are removed)")
     parser.set_defaults(func=run)
 
 
@@ -38,13 +42,22 @@ def run(args: argparse.Namespace) -> int:
     try:
         if (args.davis is None) == (args.video is None):
             raise ValueError("give exactly one of --davis ROOT or --video PATH")
+        if not args.results.is_dir():
+            raise FileNotFoundError(f"--results {args.results} is not a folder")
         if args.davis is not None:
             sequences = args.sequences.split(",") if args.sequences else None
             streams = davis_streams(args.davis, args.split, args.year, sequences)
         else:
             streams = [video_stream(args.video)]
-        index = visualize(((s.name, s.frames()) for s in streams), args.results, args.out or args.results / "overlays")
-    except (ValueError, FileNotFoundError) as error:
+        out = args.out or args.results / "overlays"
+        folder = overlay_folder(out, args.results, {"--davis": args.davis, "--video": args.video}, args.overwrite)
+        folder.check()
+        for stream in streams:
+            folder.check_entry(stream.name)
+            folder.check_entry(f"{stream.name}.mp4")
+        folder.start({"argv": args.command_line, "sequences": [s.name for s in streams]})
+        index = visualize(((s.name, s.frames()) for s in streams), args.results, folder)
+    except (ValueError, OSError) as error:
         print(f"mast visualize: error: {error}", file=sys.stderr)
         return 2
     print(f"wrote {index}")

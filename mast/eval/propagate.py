@@ -10,9 +10,7 @@ predicted labels, hard (MAST) or soft (CRW).
 from __future__ import annotations
 
 import os
-import shutil
-import uuid
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
@@ -20,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from mast.common.outputs import OutputFolder
 from mast.eval.io import write_palette_png
 from mast.models.engine import EngineConfig, ReconstructionEngine
 from mast.models.extractors import FeatureExtractor
@@ -174,43 +173,52 @@ def label_lookup(first_ids: np.ndarray, source: str) -> tuple[np.ndarray, np.nda
     return ids, lookup
 
 
-def propagate_to_folder(
-    item: PropagationInput, propagator: Propagator, out_dir: str | os.PathLike, on_frame: Callable[[], None] | None = None
-) -> Path:
-    """Propagates one video and writes ``out_dir/<name>/<stem>.png`` palette PNGs.
+def propagation_settings(propagator: Propagator, **inputs) -> dict:
+    """What makes a results folder's masks: the features (checkpoint by content),
+    the protocol, and where the annotations came from (``inputs``)."""
+    return {"features": propagator.extractor.name, "protocol": asdict(propagator.config), "inputs": inputs}
 
-    The first frame's annotation is written as given. The folder is built
-    under a temporary name and renamed at the end, so an error never leaves a
-    half-written sequence behind (an older result of the same name is
-    replaced only on success).
+
+def results_folder(out_dir: str | os.PathLike, propagator: Propagator, overwrite: bool = False,
+                   **inputs) -> OutputFolder:
+    """The checked, recorded output folder of propagation results (see :mod:`mast.common.outputs`)."""
+    return OutputFolder(out_dir, "propagate", propagation_settings(propagator, **inputs), overwrite).check()
+
+
+def propagate_to_folder(
+    item: PropagationInput, propagator: Propagator, folder: OutputFolder | str | os.PathLike,
+    on_frame: Callable[[], None] | None = None,
+) -> Path:
+    """Propagates one video and writes ``<folder>/<name>/<stem>.png`` palette PNGs.
+
+    The first frame's annotation is written as given. The sequence is built
+    in a temporary folder that replaces ``<folder>/<name>`` only on success,
+    so an error never leaves a half-written sequence behind; ``folder``
+    refuses to replace a sequence folder holding files mast did not write.
+    ``folder`` is a started :class:`OutputFolder` or a path (checked and
+    started here with :func:`results_folder`).
     """
     ids, lookup = label_lookup(item.first_ids, item.first_source)
-    out_dir = Path(out_dir)
-    temporary = out_dir / f".{item.name}.tmp-{uuid.uuid4().hex[:8]}"
-    temporary.mkdir(parents=True)
-    try:
-        frames = item.frames()
+    if not isinstance(folder, OutputFolder):
+        folder = results_folder(folder, propagator)
+        folder.check_entry(item.name)
+        folder.start({"sequences": [item.name]})
+    folder.check_entry(item.name)
+    with folder.entry(item.name) as staging:
         stems: list[str] = []
 
         def frames_only() -> Iterator[torch.Tensor]:
-            for stem, frame in frames:
+            for stem, frame in item.frames():
                 stems.append(stem)
                 yield frame
 
         first_labels = torch.from_numpy(lookup[item.first_ids])
         for t, labels in enumerate(propagator.run(frames_only(), first_labels), start=1):
             if t == 1:
-                write_palette_png(temporary / f"{stems[0]}.png", item.first_ids)
-            write_palette_png(temporary / f"{stems[t]}.png", ids[labels.numpy()])
+                write_palette_png(staging / f"{stems[0]}.png", item.first_ids)
+            write_palette_png(staging / f"{stems[t]}.png", ids[labels.numpy()])
             if on_frame is not None:
                 on_frame()
         if len(stems) < 2:
             raise ValueError(f"{item.name}: needs at least 2 frames, found {len(stems)}")
-        final = out_dir / item.name
-        if final.exists():
-            shutil.rmtree(final)
-        temporary.rename(final)
-        return final
-    except BaseException:
-        shutil.rmtree(temporary, ignore_errors=True)
-        raise
+    return folder.path / item.name

@@ -8,9 +8,6 @@ and one ``index.html`` showing all sequences.
 from __future__ import annotations
 
 import html
-import os
-import shutil
-import uuid
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -18,6 +15,8 @@ import cv2
 import numpy as np
 import torch
 
+from mast.common.files import PathLike
+from mast.common.outputs import OutputFolder, check_separate
 from mast.eval.io import davis_palette, read_mask
 
 
@@ -51,54 +50,45 @@ def _to_uint8(frame: torch.Tensor) -> np.ndarray:
 
 
 def write_sequence_pictures(
-    name: str, frames: Iterable[tuple[str, torch.Tensor]], results_dir: Path, out_dir: Path, fps: float = 12.0
+    name: str, frames: Iterable[tuple[str, torch.Tensor]], results_dir: Path, folder: OutputFolder, fps: float = 12.0
 ) -> dict:
-    """Overlays of one sequence: ``out_dir/<name>/<stem>.jpg`` and ``out_dir/<name>.mp4``.
+    """Overlays of one sequence: ``<folder>/<name>/<stem>.jpg`` and ``<folder>/<name>.mp4``.
 
     Frames without a result PNG are skipped (none at all is an error naming the folder).
-    Written under temporary names and renamed at the end.
+    Both are written under temporary names and renamed at the end.
 
     Returns:
         ``{"name", "frames", "video", "thumbnails"}`` for the index page.
     """
-    staging = out_dir / f".{name}.tmp-{uuid.uuid4().hex[:8]}"
-    staging.mkdir(parents=True)
-    video_path = out_dir / f".{name}.tmp-{uuid.uuid4().hex[:8]}.mp4"
-    writer, stems = None, []
-    try:
-        for stem, frame in frames:
-            mask_path = results_dir / name / f"{stem}.png"
-            if not mask_path.is_file():
-                continue
-            picture = overlay(_to_uint8(frame), read_mask(mask_path))
-            cv2.imwrite(str(staging / f"{stem}.jpg"), picture[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])
+    stems: list[str] = []
+    folder.check_entry(name)
+    folder.check_entry(f"{name}.mp4")
+    with folder.entry(name) as staging:
+
+        def write_video(video_path: Path) -> None:
+            writer = None
+            for stem, frame in frames:
+                mask_path = results_dir / name / f"{stem}.png"
+                if not mask_path.is_file():
+                    continue
+                picture = overlay(_to_uint8(frame), read_mask(mask_path))
+                cv2.imwrite(str(staging / f"{stem}.jpg"), picture[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])
+                if writer is None:
+                    height, width = picture.shape[:2]
+                    writer = cv2.VideoWriter(str(video_path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+                writer.write(picture[:, :, ::-1])
+                stems.append(stem)
             if writer is None:
-                height, width = picture.shape[:2]
-                writer = cv2.VideoWriter(str(video_path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
-            writer.write(picture[:, :, ::-1])
-            stems.append(stem)
-        if writer is not None:
+                raise FileNotFoundError(f"no result PNG matches a frame of {name!r} in {results_dir / name}")
             writer.release()
-        if not stems:
-            raise FileNotFoundError(f"no result PNG matches a frame of {name!r} in {results_dir / name}")
-        _replace(staging, out_dir / name)
-        os.replace(video_path, out_dir / f"{name}.mp4")
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        video_path.unlink(missing_ok=True)
-        raise
+
+        folder.write_file(f"{name}.mp4", write_video)
     picks = np.linspace(0, len(stems) - 1, min(6, len(stems))).round().astype(int)
     return {"name": name, "frames": len(stems), "video": f"{name}.mp4",
             "thumbnails": [f"{name}/{stems[i]}.jpg" for i in picks]}
 
 
-def _replace(source: Path, target: Path) -> None:
-    if target.exists():
-        shutil.rmtree(target)
-    source.rename(target)
-
-
-def write_index(out_dir: Path, sequences: list[dict], title: str = "mast propagation results") -> Path:
+def index_page(sequences: list[dict], title: str = "mast propagation results") -> str:
     """A small HTML page: per sequence, the video and evenly spaced overlay frames."""
     parts = [f"<!doctype html><meta charset='utf-8'><title>{html.escape(title)}</title>",
              "<style>body{font-family:sans-serif;margin:1em}img,video{height:160px;margin:2px}</style>",
@@ -108,15 +98,35 @@ def write_index(out_dir: Path, sequences: list[dict], title: str = "mast propaga
         parts.append(f"<h2>{name} <small>({entry['frames']} frames)</small></h2>")
         parts.append(f"<video src='{html.escape(entry['video'])}' controls loop muted></video>")
         parts += [f"<a href='{html.escape(t)}'><img src='{html.escape(t)}' loading='lazy'></a>" for t in entry["thumbnails"]]
-    path = out_dir / "index.html"
-    temporary = out_dir / f".index.{uuid.uuid4().hex[:8]}.tmp"
-    temporary.write_text("\n".join(parts) + "\n")
-    os.replace(temporary, path)
-    return path
+    return "\n".join(parts) + "\n"
 
 
-def visualize(items: Iterable[tuple[str, Iterator[tuple[str, torch.Tensor]]]], results_dir: Path, out_dir: Path) -> Path:
-    """Pictures for every ``(name, frames)`` item, then the index page; returns its path."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    entries = [write_sequence_pictures(name, frames, Path(results_dir), out_dir) for name, frames in items]
-    return write_index(out_dir, entries)
+def overlay_folder(out_dir: PathLike, results_dir: PathLike, inputs: dict[str, PathLike | None],
+                   overwrite: bool = False) -> OutputFolder:
+    """The recorded output folder of overlays of ``results_dir`` (not yet checked).
+
+    ``out_dir`` may be a direct sub-folder of ``results_dir`` (``RESULTS/overlays``,
+    the default) other than a sequence folder; it may not be, contain or lie in
+    another input.
+    """
+    out, results = Path(out_dir), Path(results_dir)
+    # A sequence folder of the results holds PNGs and no record: OutputFolder.check refuses it.
+    direct_child = out.resolve().parent == results.resolve()
+    check_separate(out, {**inputs, "--results": results},
+                   may_hold_output=frozenset({"--results"}) if direct_child else frozenset())
+    return OutputFolder(out, "visualize", {"results": str(results.resolve())}, overwrite)
+
+
+def visualize(items: Iterable[tuple[str, Iterator[tuple[str, torch.Tensor]]]], results_dir: PathLike,
+              folder: OutputFolder | PathLike) -> Path:
+    """Pictures for every ``(name, frames)`` item, then the index page; returns its path.
+
+    ``folder`` is a started :class:`OutputFolder` or a path (checked and
+    started here with :func:`overlay_folder`).
+    """
+    if not isinstance(folder, OutputFolder):
+        folder = overlay_folder(folder, results_dir, {}).check()
+        folder.start()
+    entries = [write_sequence_pictures(name, frames, Path(results_dir), folder) for name, frames in items]
+    page = index_page(entries)
+    return folder.write_file("index.html", lambda path: path.write_text(page))

@@ -10,6 +10,8 @@ import os
 from typing import Protocol
 
 import torch
+
+from mast.common.outputs import file_sha256
 from mast.models.backbone import ResNetBackbone
 from mast.models.pixel import lab_pixel_features, squared_distance_embedding
 
@@ -53,7 +55,8 @@ class BackboneExtractor:
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, device: torch.device | str = "cpu") -> "BackboneExtractor":
         extractor = cls(ResNetBackbone.load(path, map_location=device).to(device))
-        extractor.name = f"backbone:{os.path.basename(os.fspath(path))}"
+        # Named by content: results folders compare it to tell runs apart.
+        extractor.name = f"backbone:sha256:{file_sha256(path)}"
         return extractor
 
     @torch.no_grad()

@@ -1,0 +1,293 @@
+"""Output folders that never destroy what mast did not write.
+
+Every output folder of a command that writes results (``mast propagate``,
+``mast visualize``) holds a ``run.json`` record: the command, the settings
+that made the results, the library version, each invocation's command line,
+and every file the command wrote there. The record makes these rules
+checkable before anything is written:
+
+* an output may not be, contain or lie inside an input folder
+  (:func:`check_separate`);
+* a folder without a record must be empty (or not exist): mast never writes
+  among files it did not write;
+* a folder whose record holds other settings is refused unless
+  ``overwrite=True``; then the files of the previous run (those its record
+  lists, and those of records in sub-folders) are removed, nothing else;
+* an entry (a sequence folder) is replaced only when every file in it is
+  listed in the record;
+* temporaries left in the folder by a killed run are removed at the start
+  (:func:`mast.common.files.remove_stale_temporaries`).
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping
+
+from mast.common.files import (
+    PathLike, atomic_directory, atomic_write_text, atomic_write_with, is_temporary, remove_stale_temporaries,
+)
+
+RECORD_NAME = "run.json"
+RECORD_FORMAT = 1
+
+
+class OutputConflict(ValueError):
+    """An output folder that cannot be written without losing or mixing files."""
+
+
+def _resolved(path: PathLike) -> Path:
+    return Path(path).expanduser().resolve()
+
+
+def check_separate(output: PathLike, inputs: Mapping[str, PathLike | None], flag: str = "--out",
+                   may_hold_output: frozenset[str] = frozenset()) -> None:
+    """Refuses an output that is, contains or lies inside an input.
+
+    Args:
+        output: the folder the command writes.
+        inputs: ``{flag: path}`` of what the command reads (folders or files;
+            None entries are ignored). Symbolic links are resolved first.
+        may_hold_output: flags of input folders the output may lie inside
+            (as a new sub-folder; the caller checks it collides with nothing read).
+
+    Raises:
+        OutputConflict: naming both flags and paths.
+    """
+    out = _resolved(output)
+    for name, given in inputs.items():
+        if given is None:
+            continue
+        source = _resolved(given)
+        if out == source:
+            raise OutputConflict(f"{flag} {output} is the input {name} {given}; write the results elsewhere")
+        if source in out.parents and name not in may_hold_output:
+            raise OutputConflict(f"{flag} {output} lies inside the input {name} {given}; write the results elsewhere")
+        if out in source.parents:
+            raise OutputConflict(f"{flag} {output} contains the input {name} {given}; write the results elsewhere")
+
+
+def file_sha256(path: PathLike) -> str:
+    """Hex SHA-256 of a file (checkpoints are identified by content, not name)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        flat: dict[str, Any] = {}
+        for key, item in value.items():
+            flat.update(_flatten(item, f"{prefix}{key}."))
+        return flat
+    return {prefix[:-1]: value}
+
+
+def settings_difference(ours: dict, theirs: dict) -> list[str]:
+    """``key: ours vs theirs`` for every dotted key whose values differ."""
+    a, b = _flatten(ours), _flatten(theirs)
+    return [f"{key}: {a.get(key)!r} now, {b.get(key)!r} there" for key in sorted(set(a) | set(b)) if a.get(key) != b.get(key)]
+
+
+def _normalised(settings: dict) -> dict:
+    """Settings as they read back from JSON (tuples become lists, paths strings)."""
+    return json.loads(json.dumps(settings, default=str))
+
+
+def _files_under(folder: Path, root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in folder.rglob("*") if p.is_file() or p.is_symlink())
+
+
+class OutputFolder:
+    """A command's output folder, checked up front and recorded in ``run.json``.
+
+    Use: ``folder = OutputFolder(path, "propagate", settings, overwrite).check()``,
+    then :meth:`check_entry` for every entry the command will write, then
+    :meth:`start` (the first write), then :meth:`entry` / :meth:`write_file`.
+
+    Args:
+        path: the folder.
+        command: the command writing it (a folder is never shared by two commands).
+        settings: JSON-able settings that made the results; a folder made with
+            other settings is refused unless ``overwrite``.
+        overwrite: allow replacing the previous run's files (only those).
+        flag: the command-line flag naming ``path``, for messages.
+    """
+
+    def __init__(self, path: PathLike, command: str, settings: dict, overwrite: bool = False,
+                 flag: str = "--out") -> None:
+        self.path, self.command, self.flag = Path(path), command, flag
+        self.settings, self.overwrite = _normalised(settings), overwrite
+        self.previous: dict | None = None
+        self.replace_previous = False
+        self.files: set[str] = set()
+        self.record: dict = {}
+
+    # -- checks (nothing written) -------------------------------------------
+
+    def check(self) -> "OutputFolder":
+        """Validates the folder; removes only stale temporaries of killed runs."""
+        if self.path.exists() and not self.path.is_dir():
+            raise OutputConflict(f"{self.flag} {self.path} is an existing file, not a folder")
+        self._check_writable()
+        if not self.path.is_dir():
+            return self
+        remove_stale_temporaries(self.path)
+        self.previous = self._read_record()
+        if self.previous is None:
+            foreign = [p.name for p in sorted(self.path.iterdir()) if not is_temporary(p)]
+            if foreign:
+                raise OutputConflict(
+                    f"{self.flag} {self.path} holds files mast did not write ({', '.join(foreign[:3])}"
+                    f"{', ...' if len(foreign) > 3 else ''}) and no {RECORD_NAME}; choose an empty or new folder")
+            return self
+        self.files = set(self.previous.get("files", []))
+        difference = settings_difference(self.settings, self.previous.get("settings", {}))
+        if difference and not self.overwrite:
+            raise OutputConflict(
+                f"{self.flag} {self.path} holds results of other settings ({'; '.join(difference[:4])}"
+                f"{'; ...' if len(difference) > 4 else ''}); give --overwrite to replace them, or another {self.flag}")
+        self.replace_previous = bool(difference)
+        return self
+
+    def _check_writable(self) -> None:
+        existing = self.path
+        while not existing.exists():
+            existing = existing.parent
+        if not existing.is_dir():
+            raise OutputConflict(f"{self.flag} {self.path}: {existing} is a file, so the folder cannot be made")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise OutputConflict(f"{self.flag} {self.path}: {existing} is not writable")
+
+    def _read_record(self) -> dict | None:
+        path = self.path / RECORD_NAME
+        if not path.exists():
+            return None
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError) as error:
+            raise OutputConflict(f"{path} is not a readable mast record ({error}); choose another {self.flag}") from None
+        if not isinstance(record, dict) or record.get("format") != RECORD_FORMAT or "files" not in record:
+            raise OutputConflict(f"{path} was not written by mast; choose another {self.flag}")
+        if record.get("command") != self.command:
+            raise OutputConflict(f"{self.flag} {self.path} holds the output of `mast {record.get('command')}`, "
+                                 f"not of `mast {self.command}`; choose another {self.flag}")
+        return record
+
+    def check_entry(self, name: str) -> None:
+        """Refuses to write entry ``name`` over a file or folder mast did not write there."""
+        target = self.path / name
+        if not target.exists():
+            return
+        present = _files_under(target, self.path) if target.is_dir() else [name]
+        known = self.files | recorded_files(target, prefix=f"{name}/")
+        foreign = [f for f in present if f not in known]
+        if foreign:
+            raise OutputConflict(f"{target} holds files mast did not write ({', '.join(foreign[:3])}); "
+                                 f"move them away or choose another {self.flag}")
+
+    # -- writing --------------------------------------------------------------
+
+    def start(self, details: dict | None = None) -> None:
+        """The first write: clears the previous run's files when replacing them, then the record.
+
+        ``details`` (JSON-able) join this invocation's history entry; its
+        ``argv`` defaults to ``sys.argv``.
+        """
+        self.path.mkdir(parents=True, exist_ok=True)
+        if self.replace_previous:
+            remove_recorded_files(self.path)
+            self.files = set()
+        history = list(self.previous.get("history", [])) if self.previous and not self.replace_previous else []
+        now = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+        details = {key: value for key, value in (details or {}).items() if value is not None}
+        history.append({"argv": list(sys.argv), "time": now, **_normalised(details)})
+        from mast._version import __version__  # the package root only defines the version
+
+        self.record = {"format": RECORD_FORMAT, "command": self.command, "mast_version": __version__,
+                       "settings": self.settings, "history": history, "files": []}
+        self._save()
+
+    @contextlib.contextmanager
+    def entry(self, name: str) -> Iterator[Path]:
+        """Yields a staging folder that replaces ``path/name`` (and its record) on success."""
+        with atomic_directory(self.path / name) as staging:
+            yield staging
+            written = [f"{name}/{rel}" for rel in _files_under(staging, staging)]
+        self.files = {f for f in self.files if not f.startswith(f"{name}/")} | set(written)
+        self._save()
+
+    def write_file(self, name: str, write: Callable[[Path], None]) -> Path:
+        """Writes one file atomically through ``write(temporary_path)`` and records it."""
+        atomic_write_with(self.path / name, write)
+        self.files.add(name)
+        self._save()
+        return self.path / name
+
+    def _save(self) -> None:
+        self.record["files"] = sorted(self.files)
+        atomic_write_text(self.path / RECORD_NAME, json.dumps(self.record, indent=1) + "\n")
+
+
+def record_added_files(folder: PathLike, names: list[str]) -> bool:
+    """Adds files another command wrote into a recorded folder (``mast evaluate``'s CSVs
+    in a results folder) to its record, so that an ``--overwrite`` removes them too.
+
+    Returns False when ``folder`` has no mast record (nothing to add to).
+    """
+    path = Path(folder) / RECORD_NAME
+    listed = _listed(Path(folder))
+    if listed is None:
+        return False
+    record = json.loads(path.read_text())
+    record["files"] = sorted(set(listed) | set(names))
+    atomic_write_text(path, json.dumps(record, indent=1) + "\n")
+    return True
+
+
+def _listed(folder: Path) -> list[str] | None:
+    try:
+        record = json.loads((folder / RECORD_NAME).read_text())
+    except (OSError, ValueError):
+        return None
+    return record.get("files", []) if isinstance(record, dict) else None
+
+
+def recorded_files(folder: Path, prefix: str = "") -> set[str]:
+    """The files the records in ``folder`` and its sub-folders list (records included),
+    relative to ``folder`` and prefixed by ``prefix``."""
+    known: set[str] = set()
+    for record in folder.rglob(RECORD_NAME) if folder.is_dir() else []:
+        base = record.parent.relative_to(folder)
+        listed = _listed(record.parent)
+        if listed is not None:
+            known |= {prefix + str(base / name) for name in listed + [RECORD_NAME]}
+    return known
+
+
+def remove_recorded_files(folder: Path) -> None:
+    """Removes the files ``folder/run.json`` lists and those of records in sub-folders,
+    then the folders that became empty; files mast did not record stay."""
+    record_path = folder / RECORD_NAME
+    listed = _listed(folder)
+    if listed is None:
+        return
+    for nested in sorted(folder.rglob(RECORD_NAME)):
+        if nested != record_path:
+            remove_recorded_files(nested.parent)
+    root = folder.resolve()
+    for name in listed:
+        target = (folder / name)
+        if root in target.resolve().parents and (target.is_file() or target.is_symlink()):
+            target.unlink()
+    record_path.unlink(missing_ok=True)
+    for directory in sorted((p for p in folder.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+        with contextlib.suppress(OSError):
+            directory.rmdir()  # only empty folders go
