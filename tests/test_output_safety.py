@@ -103,7 +103,11 @@ def test_other_settings_are_refused_then_overwrite_removes_only_what_mast_wrote(
 def test_same_settings_add_sequences_and_foreign_files_are_never_replaced(davis, tmp_path, capsys):
     out = tmp_path / "results"
     assert propagate(davis, out, "--sequences", "a") == 0
+    (davis / "ImageSets" / "2017" / "a.txt").write_text("a\n")  # a split of the sequence written so far
+    assert main(["evaluate", "--davis", str(davis), "--results", str(out), "--split", "a", "--processes", "1"]) == 0
+    assert (out / "global_results-a.csv").is_file()
     assert propagate(davis, out, "--sequences", "b") == 0
+    # the CSVs described results that changed: gone
     assert sorted(p.name for p in out.iterdir()) == ["a", "b", "run.json"]
     assert len(json.loads((out / "run.json").read_text())["history"]) == 2
 

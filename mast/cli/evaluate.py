@@ -68,10 +68,10 @@ def run(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError) as error:
         print(f"mast evaluate: error: {error}", file=sys.stderr)
         return 1
-    from mast.common.outputs import record_added_files
+    from mast.common.outputs import record_derived_files
 
-    # In a propagate results folder the CSVs join its record: an --overwrite removes them.
-    record_added_files(args.results, [f"global_results-{args.split}.csv", f"per-sequence_results-{args.split}.csv"])
+    # In a propagate results folder the CSVs join its record, to go when the results change.
+    record_derived_files(args.results, [f"global_results-{args.split}.csv", f"per-sequence_results-{args.split}.csv"])
     print(format_results(global_table, per_sequence_table))
     print(f"\nCSV files written to {args.results}")
     return 0

@@ -205,6 +205,8 @@ class OutputFolder:
         if self.replace_previous:
             remove_recorded_files(self.path)
             self.files = set()
+        for name in self.previous.get("derived", []) if self.previous and not self.replace_previous else []:
+            (self.path / name).unlink(missing_ok=True)  # about results about to change
         history = list(self.previous.get("history", [])) if self.previous and not self.replace_previous else []
         now = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
         details = {key: value for key, value in (details or {}).items() if value is not None}
@@ -236,28 +238,30 @@ class OutputFolder:
         atomic_write_text(self.path / RECORD_NAME, json.dumps(self.record, indent=1) + "\n")
 
 
-def record_added_files(folder: PathLike, names: list[str]) -> bool:
-    """Adds files another command wrote into a recorded folder (``mast evaluate``'s CSVs
-    in a results folder) to its record, so that an ``--overwrite`` removes them too.
+def record_derived_files(folder: PathLike, names: list[str]) -> bool:
+    """Records files another command derived from a recorded folder's results
+    (``mast evaluate``'s CSVs in a results folder): they are removed by an
+    ``--overwrite`` and whenever the results change, since they then describe
+    results that are gone.
 
     Returns False when ``folder`` has no mast record (nothing to add to).
     """
     path = Path(folder) / RECORD_NAME
-    listed = _listed(Path(folder))
-    if listed is None:
+    if _listed(Path(folder)) is None:
         return False
     record = json.loads(path.read_text())
-    record["files"] = sorted(set(listed) | set(names))
+    record["derived"] = sorted(set(record.get("derived", [])) | set(names))
     atomic_write_text(path, json.dumps(record, indent=1) + "\n")
     return True
 
 
 def _listed(folder: Path) -> list[str] | None:
+    """The files (derived ones included) the record of ``folder`` lists; None without a record."""
     try:
         record = json.loads((folder / RECORD_NAME).read_text())
     except (OSError, ValueError):
         return None
-    return record.get("files", []) if isinstance(record, dict) else None
+    return record.get("files", []) + record.get("derived", []) if isinstance(record, dict) else None
 
 
 def recorded_files(folder: Path, prefix: str = "") -> set[str]:
