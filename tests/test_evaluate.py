@@ -215,7 +215,7 @@ def test_evaluate_davis_writes_csvs_and_never_reuses_them(dataset):
     assert rows[0] == ["Sequence", "J-Mean", "F-Mean"]
     assert [r[0] for r in rows[1:]] == ["seq-a_1", "seq-a_2", "seq-b_1", "seq-b_2", "seq-b_3"]
     assert [[float(r[1]), float(r[2])] for r in rows[1:]] == [[r["J-Mean"], r["F-Mean"]] for r in per_sequence]
-    assert not [p for p in os.listdir(results) if p.endswith(".tmp")]  # no temp files left
+    assert not [p for p in os.listdir(results) if p.startswith(".")]  # no temporaries left
 
 
 def test_evaluate_davis_perfect_results(tmp_path):

@@ -1,8 +1,15 @@
-"""``mast evaluate``: score propagated masks on DAVIS (J&F)."""
+"""``mast evaluate``: score propagated masks on DAVIS (J&F).
+
+``--objects davis`` (default, the official toolkit: ids 1..max id of the first
+ground-truth frame) or ``--objects first-frame`` (only the ids present there).
+"""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
+import warnings
+from typing import Iterator
 
 DESCRIPTION = """\
 Score a folder of predicted masks on a DAVIS split with the DAVIS-2017
@@ -10,17 +17,25 @@ semi-supervised protocol (region similarity J and boundary F-measure).
 
 Expected layout:
   ROOT/ImageSets/<year>/<split>.txt     one sequence name per line
-  ROOT/Annotations/480p/<seq>/*.png     ground truth
+  ROOT/Annotations/480p/<seq>/*.png     ground truth, one PNG per frame
+  ROOT/JPEGImages/480p/<seq>/*.jpg      the frames (optional; when present,
+                                        every frame needs its ground truth)
   DIR/<seq>/<frame>.png                 predictions (palette PNGs of object ids,
                                         same file names as the ground truth)
 
-The first and last frame of every sequence are not scored; objects are the
-ids of the first ground-truth frame and every object counts once in the
-global means. With --year 2016 the ground truth is single-object (0/255) and
-any predicted id > 0 is the object.
+The first and last frame of every sequence are not scored; every object
+counts once in the global means. Objects (--objects): "davis", the official
+toolkit's rule, scores ids 1..max id of the first ground-truth frame, so ids
+absent from it are scored too (a warning names them); "first-frame" scores
+only the ids present there. With --year 2016 the ground truth is
+single-object (0/255) and any predicted id > 0 is the object.
 
-The results are always recomputed and written to
-DIR/global_results-<split>.csv and DIR/per-sequence_results-<split>.csv.
+Ground truth is needed on every scored frame, so DAVIS test-dev / challenge
+folders (first frame annotated only) cannot be scored. Without JPEGImages/ a
+gap in the numbering of the ground-truth files is an error.
+
+The results are always recomputed; the tables are printed first, then
+written to DIR/global_results-<split>.csv and DIR/per-sequence_results-<split>.csv.
 """
 
 
@@ -52,26 +67,55 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="worker processes, sequences are scored in parallel; 1 = no pool "
         "(default: number of CPUs)",
     )
+    parser.add_argument(
+        "--objects",
+        choices=("davis", "first-frame"),
+        default="davis",
+        help="which object ids are scored: davis = ids 1..max id of the first ground-truth "
+        "frame, the official toolkit's rule for DAVIS numbers (ids absent from that frame are "
+        "scored too, J = F = 1 where neither annotated nor predicted; a warning names them); "
+        "first-frame = only the ids present in the first ground-truth frame, for your own "
+        "annotations. Rows keep the real ids (<seq>_5) (default: %(default)s)",
+    )
     parser.set_defaults(func=run)
     return parser
 
 
+@contextlib.contextmanager
+def _warnings_to_stderr() -> Iterator[None]:
+    """Prints each warning raised inside as one line on stderr, also when an error ends the block."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            yield
+        finally:
+            for warning in caught:
+                print(f"mast evaluate: warning: {warning.message}", file=sys.stderr)
+
+
 def run(args: argparse.Namespace) -> int:
-    """Runs the evaluation, prints the tables; 0 on success, 1 on a data error."""
+    """Scores, prints the tables, then writes the CSVs; 0 on success, 1 on a data or write error."""
     # Imported here so that ``mast --help`` stays fast.
-    from mast.eval.davis import evaluate_davis, format_results
+    from mast.common.outputs import record_derived_files
+    from mast.eval.davis import format_results, score_davis, write_csvs
 
     try:
-        global_table, per_sequence_table = evaluate_davis(
-            args.davis, args.results, split=args.split, year=args.year, processes=args.processes
-        )
+        with _warnings_to_stderr():
+            tables = score_davis(
+                args.davis, args.results, split=args.split, year=args.year,
+                processes=args.processes, objects=args.objects,
+            )
     except (FileNotFoundError, ValueError) as error:
         print(f"mast evaluate: error: {error}", file=sys.stderr)
         return 1
-    from mast.common.outputs import record_derived_files
-
-    # In a propagate results folder the CSVs join its record, to go when the results change.
-    record_derived_files(args.results, [f"global_results-{args.split}.csv", f"per-sequence_results-{args.split}.csv"])
-    print(format_results(global_table, per_sequence_table))
-    print(f"\nCSV files written to {args.results}")
+    # Printed before writing, so that a failed write loses no scores.
+    print(format_results(*tables), flush=True)
+    try:
+        paths = write_csvs(args.results, args.split, *tables)
+        # In a propagate results folder the CSVs join its record, to go when the results change.
+        record_derived_files(args.results, [path.name for path in paths])
+    except OSError as error:
+        print(f"mast evaluate: error: {error}", file=sys.stderr)
+        return 1
+    print(f"\nCSV files written: {paths[0]}, {paths[1]}")
     return 0

@@ -56,7 +56,8 @@ def register(subparsers) -> None:
     source.add_argument("--split", default="val", help="split file name under ImageSets/<year>/ (default val)")
     source.add_argument("--sequences", help="comma-separated subset of the split's sequences")
     source.add_argument("--video", type=Path, help="a video file (mp4/avi/mov/mkv) or a folder of frames")
-    source.add_argument("--first-mask", type=Path, help="first-frame mask PNG for --video (palette ids)")
+    source.add_argument("--first-mask", type=Path, help="first-frame mask PNG for --video: object ids (palette or grayscale), "
+                        "0 = background, 255 = void (not an object, as in DAVIS)")
     source.add_argument("--first-box", help="first-frame box x,y,w,h in pixels for --video")
     model = parser.add_argument_group("model and protocol")
     model.add_argument("--checkpoint", type=Path, help="backbone checkpoint; default: the LAB-pixel baseline")

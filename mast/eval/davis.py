@@ -1,32 +1,55 @@
 """DAVIS semi-supervised evaluation (J&F), following SPEC section 6.
 
 ``evaluate_sequence`` scores in-memory masks of one sequence;
-``evaluate_davis`` scores a results folder against a DAVIS dataset folder,
-writes the two CSV files the official toolkit writes and returns the tables.
+``score_davis`` scores a results folder against a DAVIS dataset folder and
+returns the tables; ``write_csvs`` writes the two CSV files the official
+toolkit writes; ``evaluate_davis`` does both.
 
 Protocol (DAVIS-2017 toolkit):
 
 * frames scored: all but the first and the last of each sequence;
-* objects: 1..(max id of the first ground-truth frame); ground-truth void
-  pixels (255) count as background and nothing is excluded from the scores;
-* a predicted id above the number of objects is an error, an id missing from
-  a prediction is an empty mask;
+* objects (``objects="davis"``, the default and the toolkit's rule):
+  1..(max id of the first ground-truth frame), so with first-frame ids
+  {1, 5} the absent ids 2..4 are scored too (J = F = 1 wherever they are
+  neither annotated nor predicted); a ``UserWarning`` names such sequences
+  and ids. ``objects="first-frame"`` (``mast evaluate --objects
+  first-frame``) scores only the ids present in the first ground-truth frame,
+  for annotations that are not DAVIS's; rows keep the real ids (``seq_5``);
+* ground-truth void pixels (255) count as background and nothing is excluded
+  from the scores;
+* a predicted id that is not a scored object is an error (with the DAVIS
+  rule: an id above the max), an id missing from a prediction is an empty
+  mask;
 * global statistics are object-weighted: every object of every sequence
   counts once.
 
+Every scored frame needs ground truth. The frames of a sequence are
+``JPEGImages/480p/<seq>/*.jpg``: a frame without its ground-truth PNG (as in
+DAVIS test-dev / challenge folders, which annotate the first frame only), or
+a PNG without its frame, is an error naming the file. Without that folder
+the ground-truth PNGs are the frames, and a gap in their numbering
+(``00003.png`` after ``00001.png``) is an error naming the missing file.
+Every ground-truth mask must have the size of the first one and of the
+frames.
+
 DAVIS-2016 (``year=2016``) is single-object: ground truth is ``mask > 127``
-and any predicted id > 0 is the object.
+and any predicted id > 0 is the object. A DAVIS-2017 first frame holding only
+0 and 255 (background and void: no object) is taken for a DAVIS-2016 mask
+and is an error that suggests ``year=2016``.
 """
 from __future__ import annotations
 
 import csv
 import os
+import re
+import warnings
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+from PIL import Image
 
 from mast.eval import metrics
 from mast.eval.io import PathLike, atomic_open, read_davis2016_mask, read_mask
@@ -40,6 +63,10 @@ PER_SEQUENCE_COLUMNS = ("Sequence", "J-Mean", "F-Mean")
 #: Sub-folder of ``Annotations`` / ``JPEGImages`` holding the 480p data.
 RESOLUTION = "480p"
 
+#: Which ids of a sequence are scored: ``davis`` = 1..max id of the first
+#: ground-truth frame (the toolkit), ``first-frame`` = the ids present there.
+OBJECT_RULES = ("davis", "first-frame")
+
 
 # --------------------------------------------------------------------------
 # One sequence, in memory
@@ -51,37 +78,106 @@ def remove_void(gt_ids: np.ndarray) -> np.ndarray:
     return np.where(gt_ids == VOID_ID, 0, gt_ids)
 
 
+def present_ids(first_gt_ids: np.ndarray) -> tuple[int, ...]:
+    """Object ids of a first ground-truth frame ``(H, W)``, ascending; void and 0 excluded."""
+    values = np.unique(np.asarray(first_gt_ids))
+    return tuple(int(v) for v in values if v not in (0, VOID_ID))
+
+
 def count_objects(first_gt_ids: np.ndarray) -> int:
     """Number of objects of a sequence: the max id of its first GT frame, void removed."""
-    cleaned = remove_void(np.asarray(first_gt_ids))
-    return int(cleaned.max()) if cleaned.size else 0
+    return max(present_ids(first_gt_ids), default=0)
 
 
-def check_prediction(pred_ids: np.ndarray, gt_shape: tuple[int, ...], num_objects: int, source: str) -> None:
-    """Raises ``ValueError`` (naming ``source``) on a wrong size or an id above ``num_objects``."""
+def _check_objects(objects: str) -> None:
+    if objects not in OBJECT_RULES:
+        raise ValueError(f"objects must be one of {', '.join(OBJECT_RULES)}, got {objects!r}")
+
+
+def scored_ids(present: Sequence[int], objects: str = "davis") -> tuple[int, ...]:
+    """The ids scored for a first frame holding ``present``, under an ``OBJECT_RULES`` rule."""
+    _check_objects(objects)
+    if objects == "first-frame":
+        return tuple(present)
+    return tuple(range(1, max(present, default=0) + 1))
+
+
+def absent_ids(present: Sequence[int]) -> tuple[int, ...]:
+    """Ids in 1..max(present) that are not in ``present`` (what the DAVIS rule adds)."""
+    return tuple(sorted(set(range(1, max(present, default=0) + 1)) - set(present)))
+
+
+def holds_only_void(gt_ids: np.ndarray) -> bool:
+    """Whether an id map ``(H, W)`` holds void (255) and otherwise only background: a 0/255 mask."""
+    values = np.unique(np.asarray(gt_ids))
+    return VOID_ID in values and bool(np.isin(values, (0, VOID_ID)).all())
+
+
+def check_davis2017_first_frame(first_gt_ids: np.ndarray, source: str) -> None:
+    """Raises ``ValueError`` (naming ``source``) for a DAVIS-2016 0/255 mask read as DAVIS-2017."""
+    if holds_only_void(first_gt_ids):
+        raise ValueError(
+            f"{source}: holds only 0 and 255, which DAVIS-2017 reads as background and void, so there "
+            "is no object; DAVIS-2016 masks (255 = the object) need --year 2016"
+        )
+
+
+def check_prediction(pred_ids: np.ndarray, gt_shape: tuple[int, ...], object_ids: Sequence[int], source: str) -> None:
+    """Raises ``ValueError`` (naming ``source``) on a wrong size or an id that is not in ``object_ids``."""
     if pred_ids.shape != gt_shape:
         raise ValueError(
             f"{source}: mask size {pred_ids.shape} differs from the ground truth size {gt_shape}"
         )
-    highest = int(pred_ids.max()) if pred_ids.size else 0
-    if highest > num_objects:
+    object_ids = tuple(object_ids)
+    if object_ids == tuple(range(1, len(object_ids) + 1)):  # the DAVIS rule: only the max matters
+        highest, count = (int(pred_ids.max()) if pred_ids.size else 0), len(object_ids)
+        if highest > count:
+            raise ValueError(
+                f"{source}: contains object id {highest}, but the sequence has only "
+                f"{count} object(s) (ids 1..{count} in its first ground-truth frame)"
+            )
+        return
+    unexpected = np.setdiff1d(np.unique(pred_ids), (0, *object_ids))
+    if unexpected.size:
         raise ValueError(
-            f"{source}: contains object id {highest}, but the sequence has only "
-            f"{num_objects} object(s) (ids 1..{num_objects} in its first ground-truth frame)"
+            f"{source}: contains object id {int(unexpected[0])}, which is not an object of the sequence "
+            f"(its first ground-truth frame has ids {_id_list(object_ids)})"
         )
 
 
+def _id_list(ids: Sequence[int]) -> str:
+    return ", ".join(str(i) for i in ids) or "none"
+
+
+def check_gt_sizes(gt_masks: Sequence[np.ndarray], sources: Sequence[str]) -> None:
+    """Raises ``ValueError`` naming ``sources[t]`` when ground truth t differs in size from the first."""
+    first = np.asarray(gt_masks[0]).shape
+    for mask, source in zip(gt_masks, sources):
+        shape = np.asarray(mask).shape
+        if shape != first:
+            raise ValueError(
+                f"{source}: ground-truth mask is {_size(shape)} but the first ground-truth frame "
+                f"({sources[0]}) is {_size(first)}"
+            )
+
+
+def _size(shape: tuple[int, ...]) -> str:
+    """``WxH`` of an ``(H, W)`` shape, as image sizes are usually written."""
+    return f"{shape[1]}x{shape[0]}" if len(shape) == 2 else str(shape)
+
+
 def evaluate_frame(
-    gt_ids: np.ndarray, pred_ids: np.ndarray, num_objects: int
+    gt_ids: np.ndarray, pred_ids: np.ndarray, object_ids: Sequence[int]
 ) -> tuple[np.ndarray, np.ndarray]:
     """J and F of every object on one frame.
 
     ``gt_ids`` (void already removed) and ``pred_ids`` are ``(H, W)`` id maps.
-    Returns two float64 arrays of shape ``(num_objects,)``, index i = object i+1.
+    Returns two float64 arrays of shape ``(len(object_ids),)``, index i =
+    object ``object_ids[i]``.
     """
-    j_values = np.empty(num_objects, dtype=np.float64)
-    f_values = np.empty(num_objects, dtype=np.float64)
-    for index, object_id in enumerate(range(1, num_objects + 1)):
+    j_values = np.empty(len(object_ids), dtype=np.float64)
+    f_values = np.empty(len(object_ids), dtype=np.float64)
+    for index, object_id in enumerate(object_ids):
         gt = gt_ids == object_id
         pred = pred_ids == object_id
         j_values[index] = metrics.region_similarity(pred, gt)
@@ -93,6 +189,8 @@ def evaluate_sequence(
     gt_masks: Sequence[np.ndarray],
     pred_masks: Sequence[np.ndarray | None],
     num_objects: int | None = None,
+    *,
+    object_ids: Sequence[int] | None = None,
 ) -> dict[str, np.ndarray]:
     """Per-object, per-frame J and F of one sequence.
 
@@ -103,32 +201,39 @@ def evaluate_sequence(
             first and last entries are not scored and may be ``None``.
         num_objects: objects to score (ids 1..num_objects); defaults to the
             max id of the first ground-truth frame, as the toolkit does.
+        object_ids: the ids to score instead (K of them, e.g.
+            ``scored_ids(present_ids(gt_masks[0]), "first-frame")``); not
+            together with ``num_objects``.
 
     Returns:
-        ``{"J": (num_objects, n - 2), "F": (num_objects, n - 2)}`` float64
-        arrays; column k is frame k + 1.
+        ``{"J": (K, n - 2), "F": (K, n - 2)}`` float64 arrays; row i is
+        object i + 1 (or ``object_ids[i]``), column k is frame k + 1.
 
     Raises:
         ValueError: fewer than 3 frames, mismatched lengths or sizes, or a
-            predicted id above ``num_objects``.
+            predicted id that is not scored.
     """
     n = len(gt_masks)
     if len(pred_masks) != n:
         raise ValueError(f"got {n} ground-truth frames but {len(pred_masks)} predictions")
     if n < 3:
         raise ValueError(f"a sequence needs at least 3 frames (first and last are not scored), got {n}")
-    if num_objects is None:
-        num_objects = count_objects(gt_masks[0])
+    if num_objects is not None and object_ids is not None:
+        raise ValueError("give num_objects or object_ids, not both")
+    if object_ids is None:
+        object_ids = range(1, (count_objects(gt_masks[0]) if num_objects is None else num_objects) + 1)
+    object_ids = tuple(object_ids)
+    check_gt_sizes(gt_masks, [f"ground-truth frame {t}" for t in range(n)])
     scored = range(1, n - 1)
-    j_table = np.empty((num_objects, len(scored)), dtype=np.float64)
+    j_table = np.empty((len(object_ids), len(scored)), dtype=np.float64)
     f_table = np.empty_like(j_table)
     for column, t in enumerate(scored):
         gt_ids = remove_void(np.asarray(gt_masks[t]))
         if pred_masks[t] is None:
             raise ValueError(f"prediction for frame {t} is missing")
         pred_ids = np.asarray(pred_masks[t])
-        check_prediction(pred_ids, gt_ids.shape, num_objects, f"prediction for frame {t}")
-        j_table[:, column], f_table[:, column] = evaluate_frame(gt_ids, pred_ids, num_objects)
+        check_prediction(pred_ids, gt_ids.shape, object_ids, f"prediction for frame {t}")
+        j_table[:, column], f_table[:, column] = evaluate_frame(gt_ids, pred_ids, object_ids)
     return {"J": j_table, "F": f_table}
 
 
@@ -174,8 +279,95 @@ class _SequenceJob:
 
     name: str
     gt_dir: Path
+    frames_dir: Path
     results_dir: Path
     year: int
+    objects: str
+
+
+@dataclass(frozen=True)
+class _SequenceResult:
+    """A worker's answer: the ids present in the first ground-truth frame, the K
+    scored ids and their ``{"J": (K, T), "F": (K, T)}`` tables."""
+
+    present: tuple[int, ...]
+    object_ids: tuple[int, ...]
+    scores: dict[str, np.ndarray]
+
+
+# A numbered file stem: a prefix, then the frame number (``00017``, ``frame_000017``).
+_NUMBERED_STEM = re.compile(r"^(.*?)(\d+)$")
+
+
+def _frames_of(frames_dir: Path) -> list[Path]:
+    """The JPEG frames of a sequence, sorted; empty when the folder is absent."""
+    return sorted(frames_dir.glob("*.jpg")) if frames_dir.is_dir() else []
+
+
+def _gt_of_frames(job: _SequenceJob, frames: list[Path]) -> list[Path]:
+    """The ground-truth PNG of each JPEG frame; raises naming the first missing or extra one."""
+    gt_paths = [job.gt_dir / f"{frame.stem}.png" for frame in frames]
+    missing = [path for path in gt_paths if not path.is_file()]
+    if missing:
+        only_first = len(missing) == len(gt_paths) - 1 and gt_paths[0].is_file()
+        why = "only the first frame is annotated, as in DAVIS test-dev / challenge folders, but " if only_first else ""
+        raise FileNotFoundError(
+            f"sequence {job.name!r}: ground truth missing: {missing[0]} ({why}every frame of "
+            f"{job.frames_dir} needs one; {len(missing)} of {len(gt_paths)} missing)"
+        )
+    stems = {frame.stem for frame in frames}
+    extra = [path for path in sorted(job.gt_dir.glob("*.png")) if path.stem not in stems]
+    if extra:
+        raise ValueError(f"{extra[0]}: ground truth of no frame in {job.frames_dir} (no {extra[0].stem}.jpg)")
+    return gt_paths
+
+
+def _check_numbering(job: _SequenceJob, gt_paths: list[Path]) -> None:
+    """Raises ``FileNotFoundError`` naming the first file missing from a numbered run of PNGs.
+
+    Only for stems sharing one prefix and one number width (zero-padded), the
+    only case where sorted names are in frame order and a gap is certain.
+    """
+    matches = [_NUMBERED_STEM.match(path.stem) for path in gt_paths]
+    if not matches or not all(matches) or len({(m[1], len(m[2])) for m in matches}) != 1:
+        return
+    prefix, width = matches[0][1], len(matches[0][2])
+    numbers = [int(m[2]) for m in matches]
+    gaps = [n + 1 for n, following in zip(numbers, numbers[1:]) if following != n + 1]
+    if gaps:
+        missing = job.gt_dir / f"{prefix}{gaps[0]:0{width}d}.png"
+        lost = numbers[-1] - numbers[0] + 1 - len(numbers)
+        raise FileNotFoundError(
+            f"sequence {job.name!r}: ground truth missing: {missing} (a gap in the numbering of "
+            f"{job.gt_dir}; {lost} frame(s) missing)"
+        )
+
+
+def _gt_paths(job: _SequenceJob, frames: list[Path]) -> list[Path]:
+    """The ground-truth PNG of every frame of a sequence, in frame order (``frames``: its JPEGs, if any)."""
+    if not job.gt_dir.is_dir():
+        raise FileNotFoundError(f"ground-truth folder not found: {job.gt_dir}")
+    if frames:
+        gt_paths = _gt_of_frames(job, frames)
+    else:  # no frames to compare to: the annotations are the frames
+        gt_paths = sorted(job.gt_dir.glob("*.png"))
+        _check_numbering(job, gt_paths)
+    if len(gt_paths) < 3:
+        raise ValueError(
+            f"sequence {job.name!r}: {len(gt_paths)} ground-truth frame(s) in {job.gt_dir}; "
+            "at least 3 are needed (the first and last frames are not scored)"
+        )
+    return gt_paths
+
+
+def _frame_size(path: Path) -> tuple[int, int]:
+    """``(H, W)`` of an image, from its header."""
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+    except (OSError, SyntaxError, ValueError) as error:
+        raise ValueError(f"cannot read frame {path}: {error}") from error
+    return height, width
 
 
 def _read_gt(path: Path, year: int) -> np.ndarray:
@@ -183,6 +375,21 @@ def _read_gt(path: Path, year: int) -> np.ndarray:
     if year == 2016:
         return read_davis2016_mask(path).astype(np.uint8)
     return read_mask(path)
+
+
+def _read_ground_truth(job: _SequenceJob, gt_paths: list[Path], frames: list[Path]) -> list[np.ndarray]:
+    """All ground-truth id maps ``(H, W)`` of a sequence, checked against each other and the frames."""
+    gt_masks = [_read_gt(path, job.year) for path in gt_paths]
+    if job.year == 2017:
+        check_davis2017_first_frame(gt_masks[0], str(gt_paths[0]))
+    check_gt_sizes(gt_masks, [str(path) for path in gt_paths])
+    frame_size = _frame_size(frames[0]) if frames else gt_masks[0].shape
+    if frame_size != gt_masks[0].shape:
+        raise ValueError(
+            f"{gt_paths[0]}: ground-truth mask is {_size(gt_masks[0].shape)} but the frames "
+            f"({frames[0]}) are {_size(frame_size)}"
+        )
+    return gt_masks
 
 
 def _read_prediction(path: Path, year: int) -> np.ndarray:
@@ -195,24 +402,19 @@ def _read_prediction(path: Path, year: int) -> np.ndarray:
     return ids
 
 
-def _score_sequence(job: _SequenceJob) -> dict[str, np.ndarray]:
+def _score_sequence(job: _SequenceJob) -> _SequenceResult:
     """Reads one sequence's ground truth and results and scores it (runs in a worker)."""
-    if not job.gt_dir.is_dir():
-        raise FileNotFoundError(f"ground-truth folder not found: {job.gt_dir}")
-    gt_paths = sorted(job.gt_dir.glob("*.png"))
-    if len(gt_paths) < 3:
-        raise ValueError(
-            f"sequence {job.name!r}: {len(gt_paths)} ground-truth frame(s) in {job.gt_dir}; "
-            "at least 3 are needed (the first and last frames are not scored)"
-        )
-    gt_masks = [_read_gt(path, job.year) for path in gt_paths]
-    num_objects = count_objects(gt_masks[0])
+    frames = _frames_of(job.frames_dir)
+    gt_paths = _gt_paths(job, frames)
+    gt_masks = _read_ground_truth(job, gt_paths, frames)
+    present = present_ids(gt_masks[0])
+    object_ids = scored_ids(present, job.objects)
     pred_masks: list[np.ndarray | None] = [None] * len(gt_paths)
     for t in range(1, len(gt_paths) - 1):  # only scored frames are read, as in the toolkit
         path = job.results_dir / job.name / f"{gt_paths[t].stem}.png"
         pred_masks[t] = _read_prediction(path, job.year)
-        check_prediction(pred_masks[t], gt_masks[t].shape, num_objects, str(path))
-    return evaluate_sequence(gt_masks, pred_masks, num_objects)
+        check_prediction(pred_masks[t], gt_masks[t].shape, object_ids, str(path))
+    return _SequenceResult(present, object_ids, evaluate_sequence(gt_masks, pred_masks, object_ids=object_ids))
 
 
 def _init_worker() -> None:
@@ -222,7 +424,7 @@ def _init_worker() -> None:
     cv2.setNumThreads(1)
 
 
-def _score_all(jobs: list[_SequenceJob], processes: int) -> list[dict[str, np.ndarray]]:
+def _score_all(jobs: list[_SequenceJob], processes: int) -> list[_SequenceResult]:
     """Scores the sequences, inline when ``processes == 1``, else in a process pool."""
     if processes == 1:
         return [_score_sequence(job) for job in jobs]
@@ -232,6 +434,20 @@ def _score_all(jobs: list[_SequenceJob], processes: int) -> list[dict[str, np.nd
     finally:
         # On an error, do not wait for sequences that have not started yet.
         executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _warn_absent_ids(name: str, present: tuple[int, ...]) -> None:
+    """Warns that the DAVIS rule scores ids the first frame of ``name`` does not hold."""
+    absent = absent_ids(present)
+    if absent:
+        warnings.warn(
+            f"sequence {name!r}: its first ground-truth frame has object ids {_id_list(present)}, so "
+            f"ids {_id_list(absent)} are scored as objects too (DAVIS rule: ids 1..{max(present)}; "
+            "J = F = 1 where such an id is neither annotated nor predicted); "
+            "objects='first-frame' (--objects first-frame) scores only the ids present",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 # --------------------------------------------------------------------------
@@ -257,21 +473,28 @@ def global_statistics(object_scores: list[dict[str, np.ndarray]]) -> dict[str, f
     return {column: table[column] for column in GLOBAL_COLUMNS}
 
 
-def _per_object_scores(names: list[str], results: list[dict[str, np.ndarray]]) -> list[tuple[str, dict]]:
-    """``(<sequence>_<id>, {"J": (T,), "F": (T,)})`` for every object of every sequence."""
+def _per_object_scores(names: list[str], results: list[_SequenceResult]) -> list[tuple[str, dict]]:
+    """``(<sequence>_<id>, {"J": (T,), "F": (T,)})`` for every scored object of every sequence."""
     rows = []
-    for name, scores in zip(names, results):
-        for index in range(scores["J"].shape[0]):
-            rows.append((f"{name}_{index + 1}", {"J": scores["J"][index], "F": scores["F"][index]}))
+    for name, result in zip(names, results):
+        for index, object_id in enumerate(result.object_ids):
+            scores = {"J": result.scores["J"][index], "F": result.scores["F"][index]}
+            rows.append((f"{name}_{object_id}", scores))
     return rows
 
 
 def _write_csv(path: Path, header: Sequence[str], rows: list[Sequence]) -> None:
-    """Writes a CSV atomically; floats keep full precision (``repr``)."""
-    with atomic_open(path, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        writer.writerows(rows)
+    """Writes a CSV atomically; floats keep full precision (``repr``).
+
+    Raises ``OSError`` with a one-line message naming ``path``.
+    """
+    try:
+        with atomic_open(path, "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(header)
+            writer.writerows(rows)
+    except OSError as error:
+        raise OSError(f"cannot write {path}: {error.strerror or error}") from error
 
 
 def format_results(global_table: dict[str, float], per_sequence_table: list[dict]) -> str:
@@ -286,31 +509,33 @@ def format_results(global_table: dict[str, float], per_sequence_table: list[dict
 
 
 # --------------------------------------------------------------------------
-# Entry point
+# Entry points
 # --------------------------------------------------------------------------
 
 
-def evaluate_davis(
+def score_davis(
     davis_root: PathLike,
     results_dir: PathLike,
     split: str = "val",
     year: int = 2017,
     processes: int | None = None,
+    objects: str = "davis",
 ) -> tuple[dict[str, float], list[dict]]:
-    """Scores a results folder on a DAVIS split and writes the toolkit's CSVs.
+    """Scores a results folder on a DAVIS split; writes nothing.
 
-    Layout: sequences from ``davis_root/ImageSets/<year>/<split>.txt``, ground
-    truth ``davis_root/Annotations/480p/<seq>/*.png``, results
-    ``results_dir/<seq>/<frame>.png`` (same stem as the ground-truth frame;
-    only the scored frames, all but the first and last, are needed).
-
-    Always recomputes, then writes (atomically, full float precision)
-    ``global_results-<split>.csv`` and ``per-sequence_results-<split>.csv``
-    into ``results_dir``.
+    Layout: sequences from ``davis_root/ImageSets/<year>/<split>.txt``, frames
+    ``davis_root/JPEGImages/480p/<seq>/*.jpg`` (optional, see the module
+    docstring), ground truth ``davis_root/Annotations/480p/<seq>/*.png``,
+    results ``results_dir/<seq>/<frame>.png`` (same stem as the ground-truth
+    frame; only the scored frames, all but the first and last, are needed).
+    Always recomputes.
 
     Args:
         processes: worker processes (sequences are scored in parallel);
             1 runs inline; ``None`` = one per CPU, at most one per sequence.
+        objects: ``"davis"`` (ids 1..max of the first ground-truth frame,
+            the toolkit; warns, naming the sequence, when some are absent) or
+            ``"first-frame"`` (only the ids present there).
 
     Returns:
         ``(global_table, per_sequence_table)``: a dict with the keys of
@@ -318,13 +543,16 @@ def evaluate_davis(
         ``PER_SEQUENCE_COLUMNS`` (``Sequence`` is ``<sequence>_<id>``).
 
     Raises:
-        FileNotFoundError: missing split file, ground-truth folder or results
-            frame (the message names it).
-        ValueError: unreadable mask, size mismatch, id above the number of
-            objects, a sequence with fewer than 3 frames, or no objects at all.
+        FileNotFoundError: missing split file, ground-truth folder,
+            ground-truth frame or results frame (the message names it).
+        ValueError: unreadable mask, size mismatch (ground truth against its
+            first frame or the frames, prediction against ground truth), a
+            predicted id that is not scored, a sequence with fewer than 3
+            frames, a DAVIS-2016 mask under ``year=2017``, or no objects.
     """
     if year not in (2016, 2017):
         raise ValueError(f"year must be 2016 or 2017, got {year}")
+    _check_objects(objects)
     davis_root, results_dir = Path(davis_root), Path(results_dir)
     if not results_dir.is_dir():
         raise FileNotFoundError(f"results folder not found: {results_dir}")
@@ -333,22 +561,58 @@ def evaluate_davis(
         processes = min(os.cpu_count() or 1, len(names))
     if processes < 1:
         raise ValueError(f"processes must be >= 1, got {processes}")
-    jobs = [_SequenceJob(n, davis_root / "Annotations" / RESOLUTION / n, results_dir, year) for n in names]
-    objects = _per_object_scores(names, _score_all(jobs, min(processes, len(jobs))))
-
-    global_table = global_statistics([scores for _, scores in objects])
+    jobs = [
+        _SequenceJob(
+            name, davis_root / "Annotations" / RESOLUTION / name, davis_root / "JPEGImages" / RESOLUTION / name,
+            results_dir, year, objects,
+        )
+        for name in names
+    ]
+    results = _score_all(jobs, min(processes, len(jobs)))
+    if objects == "davis":
+        for name, result in zip(names, results):
+            _warn_absent_ids(name, result.present)
+    per_object = _per_object_scores(names, results)
+    global_table = global_statistics([scores for _, scores in per_object])
     per_sequence_table = [
         {"Sequence": name, "J-Mean": metrics.mean(s["J"]), "F-Mean": metrics.mean(s["F"])}
-        for name, s in objects
+        for name, s in per_object
     ]
+    return global_table, per_sequence_table
+
+
+def write_csvs(
+    results_dir: PathLike, split: str, global_table: dict[str, float], per_sequence_table: list[dict]
+) -> tuple[Path, Path]:
+    """Writes ``global_results-<split>.csv`` and ``per-sequence_results-<split>.csv`` into ``results_dir``.
+
+    Atomic, full float precision. Returns the two paths; raises ``OSError``
+    with a one-line message naming the file that could not be written.
+    """
+    results_dir = Path(results_dir)
+    global_path = results_dir / f"global_results-{split}.csv"
+    per_sequence_path = results_dir / f"per-sequence_results-{split}.csv"
+    _write_csv(global_path, GLOBAL_COLUMNS, [[global_table[c] for c in GLOBAL_COLUMNS]])
     _write_csv(
-        results_dir / f"global_results-{split}.csv",
-        GLOBAL_COLUMNS,
-        [[global_table[c] for c in GLOBAL_COLUMNS]],
-    )
-    _write_csv(
-        results_dir / f"per-sequence_results-{split}.csv",
+        per_sequence_path,
         PER_SEQUENCE_COLUMNS,
         [[row[c] for c in PER_SEQUENCE_COLUMNS] for row in per_sequence_table],
     )
-    return global_table, per_sequence_table
+    return global_path, per_sequence_path
+
+
+def evaluate_davis(
+    davis_root: PathLike,
+    results_dir: PathLike,
+    split: str = "val",
+    year: int = 2017,
+    processes: int | None = None,
+    objects: str = "davis",
+) -> tuple[dict[str, float], list[dict]]:
+    """``score_davis``, then ``write_csvs`` into ``results_dir``; returns the tables.
+
+    Raises what those two raise (``OSError`` when a CSV cannot be written).
+    """
+    tables = score_davis(davis_root, results_dir, split, year, processes, objects)
+    write_csvs(results_dir, split, *tables)
+    return tables

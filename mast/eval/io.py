@@ -6,6 +6,8 @@
 * ``write_palette_png`` -- ids to a mode-'P' PNG with the DAVIS palette,
   written atomically.
 * ``davis_palette`` -- the standard DAVIS / PASCAL VOC colour map.
+* ``atomic_open`` -- re-exported from :mod:`mast.common.files`, the one
+  implementation of atomic writes.
 
 Every read error names the file: ``FileNotFoundError`` for a missing file,
 ``ValueError`` for a file that is not a readable single-channel mask.
@@ -15,12 +17,14 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import uuid
 from pathlib import Path
-from typing import IO, Iterator
+from typing import Iterator
 
 import numpy as np
 from PIL import Image
+
+# Re-exported: older code imports the atomic writer from here.
+from mast.common.files import atomic_open  # noqa: F401
 
 PathLike = str | os.PathLike
 
@@ -134,29 +138,6 @@ def read_davis2016_mask(path: PathLike) -> np.ndarray:
         if image.mode not in _RAW_ID_MODES:
             raise ValueError(f"{path}: unsupported image mode {image.mode!r} for a mask")
         return np.asarray(image) > 127
-
-
-@contextlib.contextmanager
-def atomic_open(path: PathLike, mode: str = "w", **kwargs) -> Iterator[IO]:
-    """Opens a temporary file next to ``path``; renames it over ``path`` on success.
-
-    Readers never see a half-written file; on an exception the temporary file
-    is removed and ``path`` is left untouched. ``mode`` is 'w' or 'wb'.
-    """
-    if mode not in ("w", "wb"):
-        raise ValueError(f"atomic_open supports modes 'w' and 'wb', not {mode!r}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # A unique hidden name in the same directory, so os.replace is a rename
-    # on one file system; open(..., 'x') keeps the usual umask permissions.
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(temporary, mode.replace("w", "x"), **kwargs) as handle:
-            yield handle
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
 
 
 def write_palette_png(path: PathLike, ids: np.ndarray) -> None:

@@ -1,8 +1,20 @@
 """Where propagation inputs come from: DAVIS folders, a video file or frame
-folder with a first-frame mask, or a first-frame box."""
+folder with a first-frame mask, or a first-frame box.
+
+First-frame annotations follow one rule on every path (``mast propagate
+--davis`` and ``--video --first-mask``): pixel values are object ids,
+0 is background and 255 is void, which is not an object (it becomes
+background, as the DAVIS-2017 toolkit reads it). A mask holding only 0 and
+255 therefore has no object and is an error: under ``--davis`` it suggests
+``--year 2016`` (DAVIS-2016 masks are 0/255 with 255 = the object, read as
+``> 127``); under ``--first-mask`` it asks for the object as id 1. A
+``--first-box`` reaching outside the frame is clipped to it, with a warning
+giving the clipped box.
+"""
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -10,7 +22,7 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from mast.eval.davis import RESOLUTION, read_sequence_names
+from mast.eval.davis import RESOLUTION, check_davis2017_first_frame, holds_only_void, read_sequence_names, remove_void
 from mast.eval.io import read_davis2016_mask, read_mask
 from mast.data.video import VIDEO_EXTENSIONS, FrameFolderSource, VideoFileSource, VideoSource
 from mast.eval.propagate import PropagationInput
@@ -37,12 +49,25 @@ def parse_box(text: str) -> tuple[int, int, int, int]:
 
 
 def box_to_ids(box: tuple[int, int, int, int], height: int, width: int) -> np.ndarray:
-    """A box-shaped first-frame mask ``(H, W)`` uint8 (object id 1), clipped to the frame."""
+    """A box-shaped first-frame mask ``(H, W)`` uint8 (object id 1), clipped to the frame.
+
+    A box partly outside the frame is clipped, with a ``UserWarning`` giving
+    the clipped ``x,y,w,h``; a box wholly outside is a ``ValueError``.
+    """
     x, y, w, h = box
+    left, top, right, bottom = max(x, 0), max(y, 0), min(x + w, width), min(y + h, height)
+    if right <= left or bottom <= top:
+        raise ValueError(f"--first-box {x},{y},{w},{h} lies outside the {width}x{height} frame")
+    clipped = (left, top, right - left, bottom - top)
+    if clipped != (x, y, w, h):
+        warnings.warn(
+            f"--first-box {x},{y},{w},{h} reaches outside the {width}x{height} frame; "
+            f"clipped to {','.join(map(str, clipped))}",
+            UserWarning,
+            stacklevel=2,
+        )
     ids = np.zeros((height, width), dtype=np.uint8)
-    ids[max(y, 0) : min(y + h, height), max(x, 0) : min(x + w, width)] = 1
-    if not ids.any():
-        raise ValueError(f"--first-box {box} lies outside the {width}x{height} frame")
+    ids[top:bottom, left:right] = 1
     return ids
 
 
@@ -107,10 +132,27 @@ def _checked_mask(ids: np.ndarray, path: str, size: tuple[int, int]) -> np.ndarr
     return ids
 
 
+def _first_mask_ids(path: str | os.PathLike) -> np.ndarray:
+    """Object ids ``(H, W)`` of a ``--first-mask`` PNG, void (255) made background."""
+    ids = read_mask(path)
+    if holds_only_void(ids):
+        raise ValueError(
+            f"--first-mask {path}: holds only 0 and 255, but 255 is void (not an object, as in DAVIS), "
+            "so there is no object; save the object as id 1 (for a 0/255 binary mask: value > 127 -> 1)"
+        )
+    return remove_void(ids)
+
+
 def video_input(
     video: str | os.PathLike, first_mask: str | os.PathLike | None = None, first_box: str | None = None
 ) -> PropagationInput:
-    """One video file or frame folder, annotated by a mask PNG or a box."""
+    """One video file or frame folder, annotated by a mask PNG or a box.
+
+    ``first_mask``: a PNG of object ids the size of the frames (palette,
+    grayscale or DAVIS-colour RGB; 0 = background, 255 = void, not an
+    object). ``first_box``: ``"x,y,w,h"`` in pixels, object id 1, clipped to
+    the frame with a warning.
+    """
     if (first_mask is None) == (first_box is None):
         raise ValueError("give exactly one of --first-mask PNG or --first-box x,y,w,h")
     stream = video_stream(video)
@@ -118,7 +160,7 @@ def video_input(
     if first_box is not None:
         ids, mask_source = box_to_ids(parse_box(first_box), height, width), f"--first-box {first_box}"
     else:
-        ids, mask_source = _checked_mask(read_mask(first_mask), str(first_mask), (height, width)), str(first_mask)
+        ids, mask_source = _checked_mask(_first_mask_ids(first_mask), str(first_mask), (height, width)), str(first_mask)
     return PropagationInput(stream.name, stream.frames, ids, mask_source, stream.num_frames)
 
 
@@ -128,7 +170,8 @@ def davis_inputs(
     """The sequences of a DAVIS split, each with its first-frame annotation.
 
     DAVIS-2016 annotations are 0/255 single-object masks (``> 127`` is the object);
-    DAVIS-2017 void (255) is not an object.
+    DAVIS-2017 void (255) is not an object, and a DAVIS-2017 first frame
+    holding only 0 and 255 is an error suggesting ``--year 2016``.
     """
     inputs = []
     for stream in davis_streams(root, split, year, sequences):
@@ -136,7 +179,11 @@ def davis_inputs(
         mask_path = Path(root) / "Annotations" / RESOLUTION / stream.name / f"{stem}.png"
         if not mask_path.is_file():
             raise FileNotFoundError(f"first-frame annotation missing: {mask_path}")
-        ids = read_davis2016_mask(mask_path).astype(np.uint8) if year == 2016 else read_mask(mask_path)
-        ids = _checked_mask(np.where(ids == 255, 0, ids).astype(np.uint8), str(mask_path), stream.size())
+        if year == 2016:
+            ids = read_davis2016_mask(mask_path).astype(np.uint8)
+        else:
+            ids = read_mask(mask_path)
+            check_davis2017_first_frame(ids, str(mask_path))
+        ids = _checked_mask(remove_void(ids), str(mask_path), stream.size())
         inputs.append(PropagationInput(stream.name, stream.frames, ids, str(mask_path), stream.num_frames))
     return inputs
