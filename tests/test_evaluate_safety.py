@@ -18,6 +18,7 @@ from mast.common.files import is_temporary
 from mast.eval import davis, io
 from mast.eval.io import write_palette_png
 from tests.test_evaluate import SHAPE, cli_parser, draw, synthetic_sequences, write_dataset, write_results
+from mast.cli.main import main as cli_main
 
 
 def write_frames(root, gts: dict, shape=SHAPE) -> None:
@@ -45,8 +46,7 @@ def gt_path(root, name, t):
 
 
 def run_cli(*argv):
-    args = cli_parser().parse_args(["evaluate", *map(str, argv), "--processes", "1"])
-    return args.func(args)
+    return cli_main(["evaluate", *map(str, argv), "--processes", "1"])
 
 
 # --------------------------------------------------------------------------

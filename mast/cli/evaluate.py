@@ -6,10 +6,7 @@ ground-truth frame) or ``--objects first-frame`` (only the ids present there).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
-import warnings
-from typing import Iterator
 
 DESCRIPTION = """\
 Score a folder of predicted masks on a DAVIS split with the DAVIS-2017
@@ -81,18 +78,6 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return parser
 
 
-@contextlib.contextmanager
-def _warnings_to_stderr() -> Iterator[None]:
-    """Prints each warning raised inside as one line on stderr, also when an error ends the block."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            yield
-        finally:
-            for warning in caught:
-                print(f"mast evaluate: warning: {warning.message}", file=sys.stderr)
-
-
 def run(args: argparse.Namespace) -> int:
     """Scores, prints the tables, then writes the CSVs; 0 on success, 1 on a data or write error."""
     # Imported here so that ``mast --help`` stays fast.
@@ -100,11 +85,10 @@ def run(args: argparse.Namespace) -> int:
     from mast.eval.davis import format_results, score_davis, write_csvs
 
     try:
-        with _warnings_to_stderr():
-            tables = score_davis(
-                args.davis, args.results, split=args.split, year=args.year,
-                processes=args.processes, objects=args.objects,
-            )
+        tables = score_davis(
+            args.davis, args.results, split=args.split, year=args.year,
+            processes=args.processes, objects=args.objects,
+        )
     except (FileNotFoundError, ValueError) as error:
         print(f"mast evaluate: error: {error}", file=sys.stderr)
         return 1

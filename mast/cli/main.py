@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 
 from mast._version import __version__
 
@@ -37,7 +38,19 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    return int(args.func(args) or 0)
+    with warnings.catch_warnings():
+        warnings.showwarning = _one_line_warning(args.command)
+        return int(args.func(args) or 0)
+
+
+def _one_line_warning(command: str):
+    """Warnings as ``mast COMMAND: warning: ...`` lines that do not break a progress bar."""
+    from tqdm import tqdm
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        tqdm.write(f"mast {command}: warning: {message}", file=sys.stderr)
+
+    return show
 
 
 if __name__ == "__main__":
