@@ -22,12 +22,34 @@ Layouts :func:`discover_videos` understands, for each given path:
   ``JPEGImages/<seq>/`` (or ``JPEGImages/*.jpg`` directly, named after the
   root); ``Annotations`` folders are ignored (labels are not frames);
 * any nesting of the above (directories are walked recursively).
+
+Damaged frame files: every frame file is read by :func:`read_image`, which
+raises ``ValueError`` naming the file when it does not decode or is cut
+short: a JPEG must end with its end-of-image marker (``FF D9``) and a PNG
+with its ``IEND`` chunk, followed by nothing but optional NUL/0xFF padding
+(so data appended after the image, as in some phones' motion photos, is
+refused too).
+
+Missing frames: when the file stems of a frame folder are all one prefix
+plus a number (``00000.jpg``, ``frame_017.png``), the folder's *step* is the
+most common difference between consecutive numbers (ties: the smallest), so
+YouTube-VOS train folders (``00000``, ``00005``, ...) have step 5. A
+difference that is a larger multiple of the step means frames are missing
+(:func:`missing_frames` names them). Not checked: names without a number,
+differences that are no multiple of the step (irregular numbering such as
+timestamps) and frames before the first one. :meth:`FrameFolderSource.from_folder`
+raises on a gap by default (so ``mast propagate`` refuses such a folder);
+:func:`discover_videos` warns and keeps the folder for training, where a gap
+only makes time gaps between frames inexact.
 """
 from __future__ import annotations
 
+import itertools
 import math
 import os
+import re
 import warnings
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,12 +120,41 @@ def _to_float_rgb(image: np.ndarray, source: str) -> torch.Tensor:
     return torch.from_numpy(rgb.astype(np.float32) / scale).permute(2, 0, 1)
 
 
+_JPEG_START, _JPEG_END = b"\xff\xd8\xff", b"\xff\xd9"
+_PNG_START, _PNG_END = b"\x89PNG\r\n\x1a\n", b"IEND\xaeB`\x82"  # type and CRC of the last chunk
+#: Bytes some encoders pad image files with after their end marker.
+_PADDING = b"\x00\xff"
+
+
+def _truncation(data: bytes) -> str | None:
+    """What shows an image file's bytes are cut short (empty, JPEG without its end-of-image
+    marker, PNG without its IEND chunk; trailing NUL/0xFF padding allowed), or None."""
+    if not data:
+        return "empty file"
+    end = data.rstrip(_PADDING)
+    if data.startswith(_JPEG_START) and not end.endswith(_JPEG_END):
+        return "truncated JPEG: no end-of-image marker (FF D9) at the end of the file"
+    if data.startswith(_PNG_START) and not end.endswith(_PNG_END):
+        return "truncated PNG: no IEND chunk at the end of the file"
+    return None
+
+
 def read_image(path: PathLike) -> torch.Tensor:
-    """One frame file as ``(3, H, W)`` float RGB in ``[0, 1]``; errors name the file."""
+    """One frame file as ``(3, H, W)`` float RGB in ``[0, 1]``.
+
+    Raises ``FileNotFoundError`` or ``ValueError`` naming the file: missing,
+    cut short (rule in the module docstring) or not decodable.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"frame file not found: {path}")
-    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    data = path.read_bytes()
+    damage = _truncation(data)
+    if damage:
+        raise ValueError(f"corrupt frame {path}: {damage}")
+    # From memory, not cv2.imread: libjpeg's file reader pads a cut-short JPEG with
+    # grey and only prints a warning, while the memory reader fails.
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if image is None:
         raise ValueError(f"cannot decode frame {path} (corrupt or not an image)")
     return _to_float_rgb(image, str(path))
@@ -131,12 +182,20 @@ class FrameFolderSource:
     mask_paths: tuple[Path, ...] | None = None
 
     @classmethod
-    def from_folder(cls, folder: PathLike, name: str | None = None) -> "FrameFolderSource":
-        """All image files directly in ``folder``, sorted by name."""
+    def from_folder(cls, folder: PathLike, name: str | None = None, on_gap: str = "error") -> "FrameFolderSource":
+        """All image files directly in ``folder``, sorted by name.
+
+        A gap in numbered file names (see the module docstring) means lost
+        frames: ``on_gap="error"`` raises ``ValueError`` naming the first missing
+        files, ``"warn"`` warns (``RuntimeWarning``) and keeps the frames there are.
+        """
+        if on_gap not in _GAP_MODES:
+            raise ValueError(f"on_gap must be one of {', '.join(_GAP_MODES)}, got {on_gap!r}")
         folder = Path(folder)
         paths = _image_files(folder)
         if not paths:
             raise ValueError(f"no frames ({'/'.join(sorted(IMAGE_EXTENSIONS))}) in folder {folder}")
+        _check_numbering(folder, paths, on_gap)
         return cls(name or folder.name, tuple(paths))
 
     @property
@@ -161,6 +220,57 @@ class FrameFolderSource:
 
         indices = _check_indices(indices, self.num_frames, self.name)
         return torch.stack([torch.from_numpy(annotation_ids(read_mask(self.mask_paths[i]))) for i in indices])
+
+
+_GAP_MODES = ("error", "warn")
+#: How many missing file names a gap message lists.
+_SHOWN_MISSING = 5
+_NUMBERED_STEM = re.compile(r"(.*?)(\d+)")
+
+
+def missing_frames(paths: Sequence[PathLike], limit: int | None = None) -> list[str]:
+    """File names missing from a numbered frame sequence, in order (rule in the module docstring).
+
+    Args:
+        paths: the frame files of one folder, in any order.
+        limit: at most this many names (a stray date-named file can imply millions).
+
+    Returns:
+        Names like ``00002.jpg``; ``[]`` when the stems are not all one prefix
+        plus a number, or when the numbering has no gap.
+    """
+    paths = [Path(p) for p in paths]
+    parts = [_NUMBERED_STEM.fullmatch(p.stem) for p in paths]
+    if not all(parts) or len({m.group(1) for m in parts}) > 1:
+        return []
+    frames = sorted((int(m.group(2)), len(m.group(2)), m.group(1), p.suffix) for m, p in zip(parts, paths))
+    numbers = [frame[0] for frame in frames]
+    step = _regular_step(numbers)
+    names = (
+        f"{prefix}{number:0{width}d}{suffix}"
+        for (before, width, prefix, suffix), after in zip(frames, numbers[1:])
+        if (after - before) % step == 0
+        for number in range(before + step, after, step)
+    )
+    return list(itertools.islice(names, limit))
+
+
+def _regular_step(numbers: list[int]) -> int:
+    """The most common positive difference of consecutive sorted ``numbers``
+    (ties: the smallest); 1 when there is none."""
+    counts = Counter(after - before for before, after in zip(numbers, numbers[1:]) if after > before)
+    return min(counts, key=lambda step: (-counts[step], step), default=1)
+
+
+def _check_numbering(folder: Path, paths: list[Path], on_gap: str) -> None:
+    missing = missing_frames(paths, limit=_SHOWN_MISSING + 1)
+    if not missing:
+        return
+    shown = ", ".join(missing[:_SHOWN_MISSING]) + (", ..." if len(missing) > _SHOWN_MISSING else "")
+    message = f"frame folder {folder} has gaps in its frame numbering, missing {shown}"
+    if on_gap == "error":
+        raise ValueError(f"{message} (restore them, or renumber the frames if none is lost)")
+    warnings.warn(f"{message}; time gaps across them are inexact", RuntimeWarning, stacklevel=3)
 
 
 def annotation_ids(ids: np.ndarray) -> np.ndarray:
@@ -227,18 +337,22 @@ class VideoFileSource:
         return _stack_frames([by_index[i] for i in indices], self.name)
 
     def iter_frames(self) -> Iterator[torch.Tensor]:
-        """Every ``frame_stride``-th frame of the file in order, ``(3, H, W)`` each, to its real end."""
+        """Every ``frame_stride``-th frame of the file in order, ``(3, H, W)`` each, to its real end.
+
+        Raises ``ValueError`` when a frame fails to decode but a later one does.
+        """
         capture = cv2.VideoCapture(str(self.path))
         try:
             if not capture.isOpened():
                 raise ValueError(f"cannot open video file {self.path}")
-            while True:
-                ok, image = capture.read()
+            for file_index in itertools.count():
+                wanted = file_index % self.frame_stride == 0
+                ok, image = capture.read() if wanted else (capture.grab(), None)
                 if not ok:
+                    _check_real_end(capture, self.path, file_index)
                     return
-                yield _to_float_rgb(image, str(self.path))
-                if not all(capture.grab() for _ in range(self.frame_stride - 1)):
-                    return
+                if wanted:
+                    yield _to_float_rgb(image, str(self.path))
         finally:
             capture.release()
 
@@ -321,14 +435,31 @@ def _decodes_frame(path: Path, file_index: int) -> bool:
 
 
 def _count_frames_by_decoding(path: Path) -> int:
+    """Frames that decode from the start; ``ValueError`` if some fail and a later one decodes."""
     capture = cv2.VideoCapture(str(path))
     try:
         count = 0
         while capture.grab():
             count += 1
+        _check_real_end(capture, path, count)
         return count
     finally:
         capture.release()
+
+
+def _check_real_end(capture: cv2.VideoCapture, path: Path, file_index: int) -> None:
+    """After file frame ``file_index`` failed to decode: raises ``ValueError`` if a later
+    frame of those the container lists decodes, i.e. the data is damaged inside the file.
+
+    FFmpeg resumes after damaged packets, so stopping at the first failure would
+    silently drop the rest of the video. A real end (even below an overstated
+    count) decodes nothing more.
+    """
+    listed = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+    if any(capture.grab() for _ in range(listed - file_index - 1)):
+        raise ValueError(
+            f"video file {path}: frame {file_index} does not decode but a later one does (damaged data inside the file)"
+        )
 
 
 @dataclass(frozen=True)
@@ -485,7 +616,8 @@ def _annotations(root: Path, sequence: Path) -> Path | None:
 
 
 def _add_frame_folder(folder: Path, name: str, report: DiscoveryReport, annotations: Path | None = None) -> None:
-    source = FrameFolderSource.from_folder(folder, name)
+    # A lost frame only makes training's time gaps across it inexact: warn, keep the folder.
+    source = FrameFolderSource.from_folder(folder, name, on_gap="warn")
     if annotations is not None:
         masks = tuple(annotations / f"{path.stem}.png" for path in source.frame_paths)
         if all(mask.is_file() for mask in masks):  # sparse annotations cannot supervise every clip
