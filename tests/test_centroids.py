@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -11,6 +14,7 @@ import pytest
 import torch
 
 from mast.cli.centroids import register
+from mast.common.files import is_temporary, temporary_sibling
 from mast.data.colour import rgb_to_lab
 from mast.data.synthetic import translating_video
 from mast.data.video import TensorVideoSource
@@ -220,6 +224,16 @@ def test_load_rejects_bad_files_naming_them(tmp_path: Path, content: str, messag
     assert str(path) in str(error.value)
 
 
+def test_save_writes_through_a_rule_named_temporary(tmp_path: Path, monkeypatch):
+    renamed = []
+    real_replace = os.replace
+    monkeypatch.setattr(os, "replace", lambda source, target: (renamed.append(Path(source)),
+                                                               real_replace(source, target))[1])
+    save_centroids(tmp_path / "c.json", _block_lab())
+    assert len(renamed) == 1 and is_temporary(renamed[0]) and renamed[0].name.startswith(".c.json.")
+    assert [p.name for p in tmp_path.iterdir()] == ["c.json"]
+
+
 def test_load_missing_file(tmp_path: Path):
     with pytest.raises(FileNotFoundError, match="missing.json"):
         load_centroids(tmp_path / "missing.json")
@@ -286,6 +300,20 @@ def test_cli_builds_file_and_prints_table(block_data: Path, tmp_path: Path, caps
     assert len([line for line in printed.splitlines() if "#" in line and line.strip()[0].isdigit()]) == 4
     assert "#e61414" in printed  # BLOCK_COLOURS[0] back as RGB hex
     assert load_centroids(out)[1]["frames_per_video"] == 2
+
+
+def test_cli_removes_temporaries_a_killed_run_left_beside_out(block_data: Path, tmp_path: Path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f".centroids.json.mast-tmp-{dead.pid}-0123abcd.json"
+    stale.write_text("{half")
+    live = temporary_sibling(tmp_path / "centroids.json")  # this process: still writing
+    live.write_text("{")
+    out = tmp_path / "centroids.json"
+    args = _parser().parse_args(["centroids", "--data", str(block_data), "--k", "4", "--out", str(out),
+                                 "--pixels", "500", "--frames-per-video", "1"])
+    assert args.func(args) == 0
+    assert not stale.exists() and live.exists() and load_centroids(out)[0].shape == (4, 3)
 
 
 @pytest.mark.parametrize("make_empty", [False, True])

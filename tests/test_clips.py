@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pickle
+import warnings
 from collections import Counter
 
 import cv2
@@ -202,3 +203,56 @@ def test_masks_follow_the_frames_through_augmentation():
         assert out.shape == (3, 3, 16, 16) and out_masks.shape == (3, 16, 16) and out_masks.dtype == torch.long
         # nearest-neighbour masks land within a couple of columns of the bilinear frames
         assert (out[:, 0] * (width - 1) - out_masks.float()).abs().max() <= 3.0
+
+
+# ---------------------------------------------------------------- unreadable frames
+
+
+def _frame_folder(folder, num_frames: int, broken: tuple[int, ...] = ()) -> FrameFolderSource:
+    """Frames of value ``10 * i``; the ``broken`` ones are garbage bytes under an image name."""
+    folder.mkdir()
+    for i in range(num_frames):
+        if i in broken:
+            (folder / f"{i:03d}.jpg").write_bytes(b"\xff\xd8 not a jpeg " * 8)
+        else:
+            cv2.imwrite(str(folder / f"{i:03d}.jpg"), np.full((12, 12, 3), 10 * i, np.uint8))
+    return FrameFolderSource.from_folder(folder)
+
+
+def _items(dataset: ClipDataset, count: int) -> tuple[list[dict], list[str]]:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        items = [dataset[i] for i in range(count)]
+    return items, [str(w.message) for w in caught if "skipping clip" in str(w.message)]
+
+
+def test_unreadable_frames_are_replaced_deterministically_with_a_counted_warning(tmp_path):
+    sources = [_frame_folder(tmp_path / "a", 12, broken=(5,)), _frame_folder(tmp_path / "b", 12)]
+    dataset = ClipDataset(sources, samples_per_epoch=24, transform=None, mode="pairs")
+    items, messages = _items(dataset, 24)
+    assert messages and all("a/005.jpg" in message for message in messages)
+    assert sum(item["skipped_clips"] for item in items) == len(messages)
+    for i, item in enumerate(items):
+        assert not (item["video"] == "a" and 5 in item["indices"].tolist())
+        if item["skipped_clips"] == 0:  # the clips that read fine are the ones drawn before
+            assert item["indices"].tolist() == dataset.sampler.sample(item_generator(0, 0, i))[1]
+    again, _ = _items(ClipDataset(sources, samples_per_epoch=24, transform=None, mode="pairs"), 24)
+    for a, b in zip(items, again):
+        assert torch.equal(a["frames"], b["frames"]) and a["skipped_clips"] == b["skipped_clips"]
+    loaded = ClipDataset(sources, samples_per_epoch=24, transform=ClipAugment((8, 8)), mode="pairs")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        serial = list(make_loader(loaded, batch_size=8, num_workers=0))
+        parallel = list(make_loader(loaded, batch_size=8, num_workers=2))  # the workers do not change the draws
+    assert sum(batch["skipped_clips"] for batch in serial) == len(messages)
+    for one, two in zip(serial, parallel):
+        assert torch.equal(one["frames"], two["frames"]) and one["skipped_clips"] == two["skipped_clips"]
+
+
+def test_a_video_of_broken_frames_gives_up_with_a_clear_error(tmp_path):
+    source = _frame_folder(tmp_path / "a", 8, broken=tuple(range(1, 8)))  # frame 0 passes discovery
+    dataset = ClipDataset([source], samples_per_epoch=4, transform=None, max_replacements=5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(ValueError, match=r"6 clips in a row .*a/00\d\.jpg.*check the training videos"):
+            dataset[0]

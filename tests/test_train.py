@@ -133,7 +133,7 @@ def test_non_finite_losses_are_skipped_then_abort(videos, tmp_path, monkeypatch)
         trainer.run()
     assert trainer.progress.skipped == 4
     assert (tmp_path / "run" / "checkpoints" / "last.pt").is_file()
-    state = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=False)["model"]
+    state = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)["model"]
     assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
 
 

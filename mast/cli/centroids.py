@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 DESCRIPTION = """\
 Build the colour centroids used by CorrFlow's kmeans-ce objective.
@@ -75,9 +76,11 @@ def format_table(centroids) -> str:
 def run(args: argparse.Namespace) -> int:
     """Builds and saves the centroids, prints a summary; 0 on success, 2 on a data error."""
     # Imported here so that ``mast --help`` stays fast (scikit-learn, kornia).
+    from mast.common.files import remove_stale_temporaries
     from mast.train.centroids import build_centroids, load_centroids
 
     try:
+        remove_stale_temporaries(Path(args.out).resolve().parent)  # left by a killed earlier run
         build_centroids(
             args.data, args.out, k=args.k, num_pixels=args.pixels, frames_per_video=args.frames_per_video,
             frame_stride=args.frame_stride, seed=args.seed,

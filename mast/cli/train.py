@@ -61,17 +61,35 @@ def _resolve_config(args: argparse.Namespace) -> dict:
     return load_config(path, args.set)
 
 
+def _holds_run(out: Path) -> bool:
+    from mast.train import checkpoint as ckpt
+
+    folder = out / ckpt.CHECKPOINT_DIR
+    return (folder / ckpt.LAST).is_file() or bool(ckpt.step_checkpoints(folder))
+
+
+def _one_line(error: BaseException) -> str:
+    """The error's own message; a DataLoader worker's re-raised error carries the
+    worker's traceback, whose last line is ``Type: the original message``."""
+    lines = str(error).strip().splitlines()
+    if len(lines) > 1 and "DataLoader worker" in lines[0]:
+        return lines[-1].partition(": ")[2] or lines[-1]
+    return str(error)
+
+
 def run(args: argparse.Namespace) -> int:
-    from mast.train.loop import Trainer, TrainingAborted
+    from mast.train.loop import Trainer, TrainingAborted, check_run_folder
 
     try:
+        check_run_folder(args.out, args.data)
         config = _resolve_config(args)
-        if not args.resume and (args.out / "checkpoints" / "last.pt").is_file():
+        if not args.resume and _holds_run(args.out):
             raise ValueError(f"{args.out} already holds a run; use --resume to continue it or choose another --out")
         trainer = Trainer(config, args.data, args.out, init=getattr(args, "init", None), resume=args.resume)
         summary = trainer.run()
     except (ConfigError, ValueError, FileNotFoundError, TrainingAborted) as error:
-        print(f"mast {args.command}: error: {error}", file=sys.stderr)
+        print(f"mast {args.command}: error: {_one_line(error)}", file=sys.stderr)
         return 2
-    print(f"done: {summary['steps']} steps ({summary['skipped']} skipped); backbone: {args.out / 'backbone.pt'}")
+    print(f"done: {summary['steps']} steps ({summary['skipped']} skipped, {summary['skipped_clips']} unreadable "
+          f"clips replaced); backbone: {args.out / 'backbone.pt'}")
     return 0

@@ -31,6 +31,11 @@ exception: a video file whose container overstates its frame count is
 re-measured by the first read past its end, in that process only, and the
 clip is drawn again; ``discover_videos(..., verify_frame_counts=True)``
 measures such files up front instead.)
+Unreadable frames: a clip whose frames fail to decode is replaced by the
+clip of the next attempt, ``(seed, e, i, attempt)``, with a warning naming
+the file; the item's ``skipped_clips`` counts the replaced clips. A broken
+file fails the same way in every worker, so the replacement is as
+deterministic as the clip it replaces.
 Call :meth:`ClipDataset.set_epoch` before each epoch to draw new clips
 (with ``persistent_workers=True`` the workers keep their own copy of the
 dataset, so the epoch would not reach them: :func:`make_loader` does not use them).
@@ -48,6 +53,7 @@ Example::
 """
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -66,11 +72,13 @@ ClipMode = Literal["pairs", "memory"]
 Transform = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
 
-def item_generator(seed: int, epoch: int, index: int) -> torch.Generator:
-    """A generator for item ``index`` of ``epoch``, independent of worker and order."""
-    # SeedSequence mixes the three numbers well (neighbouring items and
-    # epochs get unrelated streams, unlike seed + index).
-    state = np.random.SeedSequence([seed, epoch, index]).generate_state(1, dtype=np.uint64)[0]
+def item_generator(seed: int, epoch: int, index: int, attempt: int = 0) -> torch.Generator:
+    """A generator for item ``index`` of ``epoch``, independent of worker and order;
+    ``attempt > 0`` gives the streams of the clips that replace an unreadable one."""
+    # SeedSequence mixes the numbers well (neighbouring items and epochs get
+    # unrelated streams, unlike seed + index).
+    entropy = [seed, epoch, index] + ([attempt] if attempt else [])
+    state = np.random.SeedSequence(entropy).generate_state(1, dtype=np.uint64)[0]
     return torch.Generator().manual_seed(int(state) & ((1 << 63) - 1))
 
 
@@ -175,6 +183,10 @@ def _uniform_int(low: int, high: int, generator: torch.Generator) -> int:
     return int(torch.randint(low, high + 1, (), generator=generator))
 
 
+class _UnreadableClip(Exception):
+    """A clip whose frames or masks failed to decode (the message names the file)."""
+
+
 class ClipDataset(Dataset):
     """Random training clips from a list of videos; item ``i`` is a dict with
 
@@ -182,7 +194,8 @@ class ClipDataset(Dataset):
       ascending frame order, then the query last (``H, W`` = the transform's
       output size; the video's own size with ``transform=None``);
     * ``indices``: ``(N,)`` long, the frame index of each entry;
-    * ``video``: the source's name; ``video_id``: its position in ``sources``.
+    * ``video``: the source's name; ``video_id``: its position in ``sources``;
+    * ``skipped_clips``: how many unreadable clips this item replaced (module docstring).
 
     ``N`` is 2 in ``"pairs"`` mode and ``len(policy.references(t)) + 1`` in
     ``"memory"`` mode, which varies with ``t`` (the policy merges references
@@ -196,6 +209,9 @@ class ClipDataset(Dataset):
         transform: applied to each clip's ``(N, 3, H, W)`` frames with the item's
             generator; defaults to :class:`~mast.data.augment.ClipAugment` (256 x 256).
         seed: base seed of every item's generator.
+        with_masks: also read each clip's object masks (``masks``: ``(N, H, W)`` long).
+        max_replacements: unreadable clips in a row an item may replace before
+            the dataset gives up (ValueError): the videos are then mostly broken.
         **sampler_options: :class:`ClipSampler` fields (``mode``, ``pair_gaps``,
             ``pair_gap_probs``, ``policy``, ``video_weighting``, ``short_videos``).
     """
@@ -207,10 +223,13 @@ class ClipDataset(Dataset):
         transform: Transform | None | Literal["default"] = "default",
         seed: int = 0,
         with_masks: bool = False,
+        max_replacements: int = 20,
         **sampler_options: Any,
     ) -> None:
         if samples_per_epoch < 1:
             raise ValueError(f"samples_per_epoch must be >= 1, got {samples_per_epoch}")
+        if max_replacements < 0:
+            raise ValueError(f"max_replacements must be >= 0, got {max_replacements}")
         self.sources = list(sources)
         if not self.sources:
             raise ValueError("ClipDataset needs at least one video source")
@@ -220,6 +239,7 @@ class ClipDataset(Dataset):
         self.seed = seed
         self.epoch = 0
         self.with_masks = with_masks
+        self.max_replacements = max_replacements
         unannotated = [s.name for s in self.sources if getattr(s, "mask_paths", None) is None]
         if with_masks and unannotated:
             raise ValueError(
@@ -237,7 +257,18 @@ class ClipDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         if not 0 <= index < self.samples_per_epoch:
             raise IndexError(f"clip index {index} out of range for {self.samples_per_epoch} samples")
-        generator = item_generator(self.seed, self.epoch, index)
+        for attempt in range(self.max_replacements + 1):
+            try:
+                return self._clip(index, attempt)
+            except _UnreadableClip as unreadable:
+                reason = str(unreadable)
+                warnings.warn(f"skipping clip {index}: {reason}; replaced by another clip", RuntimeWarning, stacklevel=2)
+        raise ValueError(f"{self.max_replacements + 1} clips in a row had frames that do not decode "
+                         f"(the last: {reason}); check the training videos")
+
+    def _clip(self, index: int, attempt: int) -> dict[str, Any]:
+        """Item ``index`` as drawn by its ``attempt``-th generator (module docstring)."""
+        generator = item_generator(self.seed, self.epoch, index, attempt)
         video_id, indices = self.sampler.sample(generator)
         source = self.sources[video_id]
         # A video file whose container overstated its length shrinks once its
@@ -245,19 +276,27 @@ class ClipDataset(Dataset):
         # clip was planned for the wrong length, so plan it again.
         if max(indices) >= source.num_frames:
             return self._resample_after_shrink(index)
-        frames = source.read(indices)
+        try:
+            frames = source.read(indices)
+            masks = source.read_masks(indices) if self.with_masks else None
+        except (ValueError, FileNotFoundError) as error:
+            raise _UnreadableClip(f"video {source.name}: {error}") from error
         if source.num_frames != self.sampler.num_frames[video_id]:
             return self._resample_after_shrink(index)
-        item = {"indices": torch.tensor(indices, dtype=torch.long), "video": source.name, "video_id": video_id}
-        if self.with_masks:
-            masks = source.read_masks(indices)
-            if self.transform is not None:
-                frames, masks = self.transform(frames, generator, masks=masks)
-            item["masks"] = masks
-        elif self.transform is not None:
-            frames = self.transform(frames, generator)
-        item["frames"] = frames
+        item = self._augment(frames, masks, generator)
+        item.update(indices=torch.tensor(indices, dtype=torch.long), video=source.name, video_id=video_id,
+                    skipped_clips=attempt)
         return item
+
+    def _augment(self, frames: torch.Tensor, masks: torch.Tensor | None,
+                 generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """``frames`` (and ``masks``) through the transform, as the item's tensors."""
+        if self.transform is None:
+            return {"frames": frames} if masks is None else {"frames": frames, "masks": masks}
+        if masks is None:
+            return {"frames": self.transform(frames, generator)}
+        frames, masks = self.transform(frames, generator, masks=masks)
+        return {"frames": frames, "masks": masks}
 
     def _resample_after_shrink(self, index: int) -> dict[str, Any]:
         lengths = tuple(source.num_frames for source in self.sources)
@@ -270,7 +309,8 @@ def collate_clips(items: list[dict[str, Any]]) -> dict[str, Any]:
 
     Returns:
         ``frames`` ``(B, N, 3, H, W)``; ``indices`` ``(B, N)`` long; ``valid``
-        ``(B, N)`` bool; ``video`` list of names; ``video_id`` ``(B,)`` long.
+        ``(B, N)`` bool; ``video`` list of names; ``video_id`` ``(B,)`` long;
+        ``skipped_clips`` int, the unreadable clips the batch's items replaced.
         Clips shorter than the longest of the batch (short videos in
         ``"memory"`` mode) are padded *at the front* (the query stays last)
         with zero frames, index ``-1`` and ``valid = False``.
@@ -294,6 +334,7 @@ def collate_clips(items: list[dict[str, Any]]) -> dict[str, Any]:
         "valid": torch.stack(valid),
         "video": [item["video"] for item in items],
         "video_id": torch.tensor([item["video_id"] for item in items], dtype=torch.long),
+        "skipped_clips": sum(item["skipped_clips"] for item in items),
     }
     if "masks" in items[0]:  # object ids (B, N, H, W), padding as background
         batch["masks"] = torch.stack([

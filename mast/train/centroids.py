@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,6 +30,7 @@ import torch
 from tqdm import tqdm
 
 from mast._version import __version__
+from mast.common.files import atomic_write_text
 from mast.data.colour import rgb_to_lab
 from mast.data.video import PathLike, VideoSource, discover_videos
 
@@ -196,7 +196,8 @@ def save_centroids(path: PathLike, centroids: torch.Tensor, meta: dict[str, Any]
     """Writes ``(k, 3)`` LAB centroids and ``meta`` as a small JSON file, atomically.
 
     The file is written to a temporary file beside ``path`` and renamed over
-    it, so a crash never leaves a half-written file. ``meta`` must be JSON
+    it (:func:`mast.common.files.atomic_write_text`), so a crash never leaves
+    a half-written file. ``meta`` must be JSON
     serialisable (paths and other objects are written as strings); the
     library version is added as ``mast_version`` unless given.
     """
@@ -210,17 +211,7 @@ def save_centroids(path: PathLike, centroids: torch.Tensor, meta: dict[str, Any]
         "centroids": [[round(float(x), _DECIMALS) for x in row] for row in values.tolist()],
         "meta": {"mast_version": __version__, **(meta or {})},
     }
-    text = json.dumps(document, indent=2, default=str, allow_nan=False) + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_path = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            file.write(text)
-        os.replace(temp_path, path)
-    except BaseException:
-        if os.path.exists(temp_path):
-            os.remove(temp_path)
-        raise
+    atomic_write_text(path, json.dumps(document, indent=2, default=str, allow_nan=False) + "\n")
 
 
 def load_centroids(path: PathLike) -> tuple[torch.Tensor, dict[str, Any]]:

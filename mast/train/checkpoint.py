@@ -1,11 +1,17 @@
-"""Training checkpoints and run metadata, written atomically."""
+"""Training checkpoints and run metadata, written atomically.
+
+Checkpoints hold only tensors, numbers, strings, lists and dicts, so that
+they load with ``torch.load(weights_only=True)``: resuming or fine-tuning
+from a file never runs code stored in it.
+"""
 from __future__ import annotations
 
 import json
-import os
 import random
+import re
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -13,23 +19,40 @@ import numpy as np
 import torch
 
 from mast._version import __version__
-from mast.models.backbone import save_checkpoint
+from mast.common.files import atomic_write_text
+from mast.models.backbone import load_checkpoint, save_checkpoint
 
 CHECKPOINT_DIR = "checkpoints"
 LAST = "last.pt"
+#: What a training checkpoint must hold to be resumed.
+REQUIRED_KEYS = ("model", "backbone_config", "optimizer", "scheduler", "scaler", "state", "rng")
+# Temporaries are hidden (".step-...mast-tmp-..."), so they never match.
+_STEP_NAME = re.compile(r"^step-(\d+)\.pt$")
 
 
 def rng_state() -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    """The global RNG states of torch, CUDA, numpy and python as tensors, numbers and lists."""
+    kind, key, position, has_gauss, cached_gaussian = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"kind": kind, "key": torch.from_numpy(key.astype(np.int64)), "position": int(position),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached_gaussian)},
+        "python": {"version": version, "internal": list(internal), "gauss_next": gauss_next},
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
+    """Restores what :func:`rng_state` returned."""
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
+    numpy = state["numpy"]
+    np.random.set_state((numpy["kind"], numpy["key"].numpy().astype(np.uint32), numpy["position"],
+                         numpy["has_gauss"], numpy["cached_gaussian"]))
+    python = state["python"]
+    random.setstate((python["version"], tuple(python["internal"]), python["gauss_next"]))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 
@@ -45,17 +68,41 @@ def write_training_checkpoint(out_dir: Path, step: int, payload: dict[str, Any])
 
 
 def read_training_checkpoint(path: Path) -> dict[str, Any]:
-    """A checkpoint written by :func:`write_training_checkpoint` (all of it: RNG
-    states included, so not ``weights_only``: only resume runs you trust)."""
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint to resume from: {path}")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as error:
-        raise ValueError(f"cannot read checkpoint {path}: {error}") from error
-    if not isinstance(payload, dict) or "state" not in payload or "model" not in payload:
-        raise ValueError(f"{path} is not a mast training checkpoint")
+    """A checkpoint written by :func:`write_training_checkpoint` (``weights_only``)."""
+    payload = load_checkpoint(path, "training checkpoint")
+    missing = [key for key in REQUIRED_KEYS if key not in payload] if isinstance(payload, dict) else REQUIRED_KEYS
+    if missing:
+        raise ValueError(f"{path} is not a mast training checkpoint (no {', '.join(missing)})")
     return payload
+
+
+def step_checkpoints(folder: Path) -> list[Path]:
+    """The ``step-*.pt`` files of ``folder``, newest (highest step) first."""
+    if not folder.is_dir():
+        return []
+    found = [(int(match.group(1)), path) for path in folder.iterdir()
+             if (match := _STEP_NAME.match(path.name)) and path.is_file()]
+    return [path for _, path in sorted(found, reverse=True)]
+
+
+def read_resume_checkpoint(out_dir: Path) -> tuple[Path, dict[str, Any]]:
+    """``out_dir/checkpoints/last.pt``, or, when it is missing or unreadable, the
+    newest readable ``step-*.pt`` (with a warning naming what was passed over).
+
+    Returns ``(path, payload)``; raises ValueError when no checkpoint is readable.
+    """
+    folder = out_dir / CHECKPOINT_DIR
+    problems = []
+    for path in [folder / LAST, *step_checkpoints(folder)]:
+        try:
+            payload = read_training_checkpoint(path)
+        except (FileNotFoundError, ValueError) as error:
+            problems.append(str(error))
+            continue
+        if problems:
+            warnings.warn(f"{'; '.join(problems)}; resuming from {path} instead", RuntimeWarning, stacklevel=2)
+        return path, payload
+    raise ValueError(f"cannot resume: no readable checkpoint in {folder} ({'; '.join(problems)})")
 
 
 def git_info(source: Path) -> dict[str, Any]:
@@ -84,8 +131,6 @@ def write_run_metadata(out_dir: Path, extra: dict[str, Any]) -> None:
         "command": sys.argv,
         **extra,
     }
-    temporary = out_dir / ".run.json.tmp"
-    temporary.write_text(json.dumps(meta, indent=2, default=str))
-    os.replace(temporary, out_dir / "run.json")
+    atomic_write_text(out_dir / "run.json", json.dumps(meta, indent=2, default=str))
     if info["dirty"]:
-        (out_dir / "git.diff").write_text(info["diff"])
+        atomic_write_text(out_dir / "git.diff", info["diff"])

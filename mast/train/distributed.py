@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from mast.common.devices import resolve_device
+
 
 @dataclass(frozen=True)
 class World:
@@ -23,13 +25,15 @@ class World:
 
 def setup(device: str = "auto") -> World:
     """Joins the process group when launched by ``torchrun`` (``WORLD_SIZE > 1``):
-    nccl on CUDA, gloo on CPU; one GPU per local rank."""
+    nccl on CUDA, gloo on CPU; one GPU per local rank.
+
+    Raises:
+        ValueError: one line, for a ``train.device`` that is unknown or absent here.
+    """
     size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    chosen = torch.device(device)
+    chosen = resolve_device(device, "train.device")
     if chosen.type == "cuda" and chosen.index is None:
         chosen = torch.device("cuda", local_rank % max(torch.cuda.device_count(), 1))
     if chosen.type == "cuda":
@@ -45,6 +49,15 @@ def all_finite(value: torch.Tensor, world: World) -> bool:
     if world.size > 1:
         dist.all_reduce(flag, op=dist.ReduceOp.MIN)
     return bool(flag.item() > 0)
+
+
+def total(value: int, world: World) -> int:
+    """``value`` summed over every process."""
+    if world.size == 1:
+        return value
+    summed = torch.tensor([value], dtype=torch.long, device=world.device)  # nccl reduces device tensors only
+    dist.all_reduce(summed)
+    return int(summed.item())
 
 
 def share_buffers(module: torch.nn.Module, world: World) -> None:

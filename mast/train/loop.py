@@ -5,10 +5,12 @@ item ``(s * world + r) * batch + j`` of its phase, and every random choice of
 a step (augmentation, channel dropout) is seeded by ``(seed, phase, step,
 rank)``. Resuming from a checkpoint therefore continues exactly as an
 uninterrupted run would, whatever happened in between.
+
+Every start of a run (fresh or resumed) first removes the temporaries that
+a killed run left in its folder (:func:`mast.common.files.remove_stale_temporaries`).
 """
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,15 +21,16 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from mast.common.files import remove_stale_temporaries
 from mast.data.augment import ClipAugment
 from mast.data.clips import ClipDataset, make_loader
 from mast.data.video import discover_videos
-from mast.models.backbone import BackboneConfig, ResNetBackbone
+from mast.models.backbone import BackboneConfig, ResNetBackbone, load_checkpoint, saved_backbone_config
 from mast.models.engine import EngineConfig, ReconstructionEngine
 from mast.models.memory import Reference, ReferencePolicy
 from mast.train import checkpoint as ckpt
 from mast.train import distributed
-from mast.train.config import save_config
+from mast.train.config import save_config, validate_config
 from mast.train.objectives import KMeansCrossEntropy, LabHuber, MaskCrossEntropy, Objective, Prepared
 
 
@@ -42,6 +45,7 @@ class Progress:
     global_step: int = 0
     skipped: int = 0  # non-finite steps skipped so far
     bad_in_a_row: int = 0
+    skipped_clips: int = 0  # unreadable clips replaced so far, over all ranks
 
 
 class StepSampler(torch.utils.data.Sampler):
@@ -110,14 +114,26 @@ class Trainer:
         out_dir: run folder: ``config.yaml``, ``run.json``, ``checkpoints/``,
             ``tensorboard/``, and at the end ``backbone.pt``.
         init: backbone weights to start from (fine-tuning), or None.
-        resume: continue from ``out_dir/checkpoints/last.pt``.
+        resume: continue from ``out_dir/checkpoints/last.pt`` (or, when that is
+            unreadable, the newest readable ``step-*.pt``).
+
+    Raises:
+        ConfigError / ValueError / FileNotFoundError: one line each, before
+            anything is written to ``out_dir``.
     """
 
     def __init__(self, config: dict[str, Any], data: list[str], out_dir: str | Path,
                  init: str | Path | None = None, resume: bool = False) -> None:
+        validate_config(config)
+        check_run_folder(Path(out_dir), data)
         self.config, self.data, self.out_dir, self.resume = config, list(data), Path(out_dir), resume
         self.world = distributed.setup(config["train"]["device"])
         self.sources = discover_videos(data, frame_stride=config["data"]["frame_stride"])
+        # Built now, not per phase, so that data unfit for a phase fails before anything is written.
+        self.datasets = [self._phase_dataset(i) for i in range(len(config["phases"]))]
+        if self.world.is_main:
+            for folder in (self.out_dir, self.out_dir / ckpt.CHECKPOINT_DIR):
+                remove_stale_temporaries(folder)
         torch.manual_seed(config["train"]["seed"])
         model_cfg = config["model"]
         self.backbone = ResNetBackbone(BackboneConfig(**model_cfg)).to(self.world.device)
@@ -154,11 +170,10 @@ class Trainer:
             raise ValueError(f"{path} holds {len(centroids)} centroids but objective.clusters is {objective['clusters']}")
         return centroids
 
-    def _phase_loader(self, phase_index: int, start: int):
+    def _phase_dataset(self, phase_index: int) -> ClipDataset:
         phase, data = self.config["phases"][phase_index], self.config["data"]
-        train = self.config["train"]
-        memory = self.config["memory"]
-        dataset = ClipDataset(
+        train, memory = self.config["train"], self.config["memory"]
+        return ClipDataset(
             self.sources,
             samples_per_epoch=phase["steps"] * train["batch_size"] * self.world.size,
             transform=ClipAugment(output_size=(data["size"], data["size"]), scale=tuple(data["scale"]),
@@ -168,6 +183,10 @@ class Trainer:
             policy=ReferencePolicy(tuple(memory["long_term"]), tuple(memory["short_term"])),
             with_masks=self.config["objective"]["name"] == "mask-ce",
         )
+
+    def _phase_loader(self, phase_index: int, start: int):
+        phase, train, data = self.config["phases"][phase_index], self.config["train"], self.config["data"]
+        dataset = self.datasets[phase_index]
         dataset.set_epoch(phase_index)
         sampler = StepSampler(start, phase["steps"], train["batch_size"], self.world.rank, self.world.size)
         return make_loader(dataset, batch_size=train["batch_size"], num_workers=data["workers"], sampler=sampler,
@@ -210,11 +229,12 @@ class Trainer:
         finally:
             if self.writer is not None:
                 self.writer.close()
-        return {"steps": self.progress.global_step, "skipped": self.progress.skipped, "losses": self.losses}
+        return {"steps": self.progress.global_step, "skipped": self.progress.skipped,
+                "skipped_clips": self.progress.skipped_clips, "losses": self.losses}
 
     def _run_phase(self, phase_index: int, restored: dict[str, Any] | None) -> bool:
         """Runs one phase from ``self.progress.step``; False when ``stop_after`` cut it short."""
-        phase, train = self.config["phases"][phase_index], self.config["train"]
+        phase = self.config["phases"][phase_index]
         optimiser, scheduler = self._optimiser(phase_index)
         scaler = torch.amp.GradScaler("cuda", enabled=self._amp())
         if restored is not None:
@@ -225,16 +245,27 @@ class Trainer:
         loader = self._phase_loader(phase_index, start)
         bar = tqdm(total=phase["steps"], initial=start, desc=f"{phase['name']} ({phase['mode']})", unit="step",
                    disable=not self.world.is_main, dynamic_ncols=True)
+        try:
+            self._train_steps(loader, bar, phase_index, optimiser, scheduler, scaler)
+        finally:
+            bar.close()  # on an error too, so that its message starts on a line of its own
+        return self.progress.step >= phase["steps"]
+
+    def _train_steps(self, loader, bar, phase_index, optimiser, scheduler, scaler) -> None:
+        """The steps of ``loader``, each logged and checkpointed as the config asks."""
+        phase, train = self.config["phases"][phase_index], self.config["train"]
         clips_per_step = train["batch_size"] * self.world.size
         tick = time.perf_counter()
         for batch in loader:
             loss = self._step(batch, phase_index, optimiser, scheduler, scaler)
             self.progress.step += 1
             self.progress.global_step += 1
+            self.progress.skipped_clips += distributed.total(batch["skipped_clips"], self.world)
             now = time.perf_counter()
             rate, tick = clips_per_step / max(now - tick, 1e-9), now
             bar.update(1)
-            postfix = dict(loss=f"{loss:.4f}", clips_s=f"{rate:.1f}", skipped=self.progress.skipped)
+            postfix = dict(loss=f"{loss:.4f}", clips_s=f"{rate:.1f}", skipped=self.progress.skipped,
+                           skipped_clips=self.progress.skipped_clips)
             if self.deadline is not None:  # the step total says little when a time budget ends the run
                 postfix["budget_left"] = f"{max(self.deadline - time.monotonic(), 0) / 60:.1f}min"
             bar.set_postfix(**postfix)
@@ -243,9 +274,7 @@ class Trainer:
             if stopping or self.progress.step % train["checkpoint_every"] == 0 or self.progress.step == phase["steps"]:
                 self._checkpoint(optimiser, scheduler, scaler)
             if stopping:
-                break
-        bar.close()
-        return self.progress.step >= phase["steps"]
+                return
 
     def _out_of_budget(self) -> bool:
         """True when ``stop_after`` steps or the time budget are used up (all ranks agree)."""
@@ -312,6 +341,7 @@ class Trainer:
             self.writer.add_scalar("train/lr", optimiser.param_groups[0]["lr"], step)
             self.writer.add_scalar("train/clips_per_second", rate, step)
             self.writer.add_scalar("train/skipped_steps", self.progress.skipped, step)
+            self.writer.add_scalar("train/skipped_clips", self.progress.skipped_clips, step)
         if step % train["image_every"] == 0 or step == 1:
             from mast.train.panels import class_colours, reconstruction_panel
 
@@ -337,10 +367,15 @@ class Trainer:
         }
         ckpt.write_training_checkpoint(self.out_dir, self.progress.global_step, payload)
 
-    def _restore(self) -> dict[str, Any]:
-        payload = ckpt.read_training_checkpoint(self.out_dir / ckpt.CHECKPOINT_DIR / ckpt.LAST)
-        self.backbone.load_state_dict(payload["model"])
-        self.progress = Progress(**payload["state"])
+    def _restore(self) -> dict[str, Any] | None:
+        path, payload = ckpt.read_resume_checkpoint(self.out_dir)
+        _check_architecture(path, payload["backbone_config"], self.backbone,
+                            f"this run's config ({self.out_dir / 'config.yaml'}) builds")
+        self.backbone.load_state_dict(_matching_state(path, payload["model"], self.backbone))
+        try:
+            self.progress = Progress(**payload["state"])
+        except TypeError as error:
+            raise ValueError(f"{path} holds no mast training progress: {error}") from error
         self.losses = list(payload.get("losses", []))
         ckpt.set_rng_state(payload["rng"])
         if self.progress.phase >= len(self.config["phases"]):
@@ -352,22 +387,44 @@ class Trainer:
         return payload
 
 
+def check_run_folder(out_dir: Path, inputs: list[str]) -> None:
+    """Refuses an output folder that is an existing file, or is, contains or lies inside an input:
+    training would write among (and clean temporaries out of) the videos."""
+    out = out_dir.resolve()
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"output folder (--out) {out_dir} is an existing file, not a run folder")
+    for given in inputs:
+        path = Path(given).resolve()
+        relation = ("is" if out == path else "lies inside" if path in out.parents
+                    else "contains" if out in path.parents else None)
+        if relation is not None:
+            raise ValueError(f"output folder (--out) {out_dir} {relation} the training data {given}; "
+                             "choose an --out outside every --data path")
+
+
 def _backbone_weights(path: Path, backbone: ResNetBackbone) -> dict[str, torch.Tensor]:
     """Weights from ``backbone.pt`` or a training checkpoint; a different architecture is an error."""
-    if not path.is_file():
-        raise FileNotFoundError(f"--init checkpoint not found: {path}")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as error:
-        raise ValueError(f"cannot read --init checkpoint {path}: {error}") from error
+    payload = load_checkpoint(path, "--init checkpoint")
     state = payload.get("state_dict", payload.get("model")) if isinstance(payload, dict) else None
     if state is None:
         raise ValueError(f"{path} holds no backbone weights (expected backbone.pt or a training checkpoint)")
-    config = payload.get("backbone_config")
-    if config is not None and BackboneConfig(**config) != backbone.config:
-        raise ValueError(f"{path} was trained with backbone {BackboneConfig(**config)}, "
-                         f"but this run's model is {backbone.config}; set model.* to match")
-    missing, unexpected = [], []
+    if payload.get("backbone_config") is not None:
+        _check_architecture(path, payload["backbone_config"], backbone, "this run's model.* settings build")
+    return _matching_state(path, state, backbone)
+
+
+def _check_architecture(path: Path, saved: Any, backbone: ResNetBackbone, ours: str) -> None:
+    """One line naming both :class:`BackboneConfig` when checkpoint ``path`` holds another backbone."""
+    theirs = saved_backbone_config(saved, path)
+    if theirs != backbone.config:
+        raise ValueError(f"{path} holds backbone {theirs}, but {ours} {backbone.config}; "
+                         "set model.* to match the checkpoint")
+
+
+def _matching_state(path: Path, state: Any, backbone: ResNetBackbone) -> dict[str, torch.Tensor]:
+    """``state`` when it has exactly the backbone's keys and shapes (else a one-line error)."""
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"{path} holds no backbone weights (a mapping of names to tensors)")
     own = backbone.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
