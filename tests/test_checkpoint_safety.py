@@ -18,7 +18,7 @@ import torch
 import mast
 from mast.cli.main import main
 from mast.common.files import is_temporary, temporary_sibling
-from mast.models.backbone import save_checkpoint
+from mast.common.checkpoints import save_checkpoint
 from mast.train import checkpoint as ckpt
 from mast.train.config import save_config
 from mast.train.loop import Trainer

@@ -1,5 +1,4 @@
 """The bottom layer: atomic writes, temporaries left by killed processes, device names."""
-import os
 import subprocess
 import sys
 

@@ -1,7 +1,6 @@
 """Label propagation: synthetic videos with known motion, inputs, bad input."""
 from __future__ import annotations
 
-import os
 from dataclasses import replace
 from pathlib import Path
 

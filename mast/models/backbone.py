@@ -9,16 +9,13 @@ this module, so comparisons between them are like for like.
 from __future__ import annotations
 
 import os
-import pickle
-import re
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from mast.common.files import atomic_write_with
+from mast.common.checkpoints import load_checkpoint, save_checkpoint
 from mast.data.colour import normalize_lab, rgb_to_lab
 
 RGB_MEAN = (0.485, 0.456, 0.406)
@@ -163,35 +160,3 @@ def saved_backbone_config(saved: Any, path: str | os.PathLike) -> BackboneConfig
         return BackboneConfig(**saved)
     except (TypeError, ValueError) as error:
         raise ValueError(f"{path} holds an invalid backbone_config {saved!r}: {error}") from error
-
-
-def save_checkpoint(payload: dict, path: str | os.PathLike) -> None:
-    """``torch.save`` to a temporary sibling, then rename over ``path``, so a
-    crash never leaves a half-written checkpoint under the real name."""
-    atomic_write_with(path, lambda temporary: torch.save(payload, temporary))
-
-
-_UNSUPPORTED_GLOBAL = re.compile(r"Unsupported global: GLOBAL (\S+)")
-
-
-def load_checkpoint(path: str | os.PathLike, what: str = "checkpoint",
-                    map_location: str | torch.device = "cpu") -> Any:
-    """``torch.load(path, weights_only=True)`` with one-line errors naming ``what`` and ``path``.
-
-    Only tensors, numbers, strings, lists, tuples and dicts unpickle, so a
-    crafted file cannot run code; anything else is refused.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{what} not found: {path}")
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as error:
-        found = _UNSUPPORTED_GLOBAL.search(str(error))
-        if found is None:
-            raise ValueError(f"cannot read {what} {path}: not a PyTorch checkpoint, or a damaged one") from error
-        raise ValueError(f"refusing {what} {path}: it holds {found.group(1)}, not only tensors, numbers, "
-                         f"strings, lists and dicts, and unpickling it could run code") from error
-    except Exception as error:  # truncated zip archives, bad storages: torch raises several types
-        lines = str(error).strip().splitlines() or [type(error).__name__]
-        raise ValueError(f"cannot read {what} {path}: {lines[0]}") from error

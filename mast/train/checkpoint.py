@@ -20,7 +20,7 @@ import torch
 
 from mast._version import __version__
 from mast.common.files import atomic_write_text
-from mast.models.backbone import load_checkpoint, save_checkpoint
+from mast.common.checkpoints import load_checkpoint, save_checkpoint
 
 CHECKPOINT_DIR = "checkpoints"
 LAST = "last.pt"

@@ -25,7 +25,8 @@ from mast.common.files import remove_stale_temporaries
 from mast.data.augment import ClipAugment
 from mast.data.clips import ClipDataset, make_loader
 from mast.data.video import discover_videos
-from mast.models.backbone import BackboneConfig, ResNetBackbone, load_checkpoint, saved_backbone_config
+from mast.common.checkpoints import load_checkpoint
+from mast.models.backbone import BackboneConfig, ResNetBackbone, saved_backbone_config
 from mast.models.engine import EngineConfig, ReconstructionEngine
 from mast.models.memory import Reference, ReferencePolicy
 from mast.train import checkpoint as ckpt
