@@ -99,7 +99,8 @@ def test_first_box_initialisation(tmp_path):
 
 def test_box_parsing_and_errors():
     assert parse_box("10,20,30,40") == (10, 20, 30, 40)
-    assert box_to_ids((-5, -5, 10, 10), 8, 8).sum() == 25
+    with pytest.warns(UserWarning, match="clipped to 0,0,5,5"):
+        assert box_to_ids((-5, -5, 10, 10), 8, 8).sum() == 25
     with pytest.raises(ValueError, match="x,y,w,h"):
         parse_box("10,20,30")
     with pytest.raises(ValueError, match="> 0"):
