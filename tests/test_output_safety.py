@@ -210,3 +210,13 @@ def test_a_killed_run_leaves_temporaries_that_the_next_run_removes(tmp_path):
     assert main(argv) == 0
     assert sorted(p.name for p in out.iterdir()) == ["clip", "run.json"]
     assert len(list((out / "clip").glob("*.png"))) == 300
+
+
+def test_centroids_refuse_an_output_inside_the_videos(tmp_path, capsys):
+    frames, _ = translating_video(4, 32, 32)
+    write_frames(tmp_path / "videos" / "clip", frames)
+    before = tree_digest(tmp_path / "videos")
+    assert main(["centroids", "--data", str(tmp_path / "videos"), "--k", "2",
+                 "--out", str(tmp_path / "videos" / "clip" / "c.json")]) == 2
+    assert "lies inside the input --data" in capsys.readouterr().err
+    assert tree_digest(tmp_path / "videos") == before

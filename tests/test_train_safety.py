@@ -99,7 +99,7 @@ def test_an_output_overlapping_the_data_is_refused(videos, tmp_path, capsys, rel
     out = {"is": data, "lies inside": data / "video0" / "run", "contains": tmp_path / "data"}[relation]
     before = _checksums(tmp_path)
     assert main(["pretrain", "--data", str(videos), str(data), "--out", str(out), *SETS]) == 2
-    assert f"{relation} the training data {data}" in _error_line(capsys)
+    assert f"{relation} the input --data {data}" in _error_line(capsys)
     assert _checksums(tmp_path) == before and not (data / "video0" / "run").exists()
 
 

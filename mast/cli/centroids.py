@@ -77,9 +77,11 @@ def run(args: argparse.Namespace) -> int:
     """Builds and saves the centroids, prints a summary; 0 on success, 2 on a data error."""
     # Imported here so that ``mast --help`` stays fast (scikit-learn, kornia).
     from mast.common.files import remove_stale_temporaries
+    from mast.common.outputs import check_separate
     from mast.train.centroids import build_centroids, load_centroids
 
     try:
+        check_separate(args.out, {"--data": args.data})
         remove_stale_temporaries(Path(args.out).resolve().parent)  # left by a killed earlier run
         build_centroids(
             args.data, args.out, k=args.k, num_pixels=args.pixels, frames_per_video=args.frames_per_video,

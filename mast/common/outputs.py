@@ -27,7 +27,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from mast.common.files import (
     PathLike, atomic_directory, atomic_write_text, atomic_write_with, is_temporary, remove_stale_temporaries,
@@ -45,14 +45,14 @@ def _resolved(path: PathLike) -> Path:
     return Path(path).expanduser().resolve()
 
 
-def check_separate(output: PathLike, inputs: Mapping[str, PathLike | None], flag: str = "--out",
-                   may_hold_output: frozenset[str] = frozenset()) -> None:
+def check_separate(output: PathLike, inputs: Mapping[str, PathLike | Sequence[PathLike] | None],
+                   flag: str = "--out", may_hold_output: frozenset[str] = frozenset()) -> None:
     """Refuses an output that is, contains or lies inside an input.
 
     Args:
-        output: the folder the command writes.
-        inputs: ``{flag: path}`` of what the command reads (folders or files;
-            None entries are ignored). Symbolic links are resolved first.
+        output: the folder (or file) the command writes.
+        inputs: ``{flag: path or paths}`` of what the command reads (folders
+            or files; None entries are ignored). Symbolic links are resolved first.
         may_hold_output: flags of input folders the output may lie inside
             (as a new sub-folder; the caller checks it collides with nothing read).
 
@@ -61,15 +61,12 @@ def check_separate(output: PathLike, inputs: Mapping[str, PathLike | None], flag
     """
     out = _resolved(output)
     for name, given in inputs.items():
-        if given is None:
-            continue
-        source = _resolved(given)
-        if out == source:
-            raise OutputConflict(f"{flag} {output} is the input {name} {given}; write the results elsewhere")
-        if source in out.parents and name not in may_hold_output:
-            raise OutputConflict(f"{flag} {output} lies inside the input {name} {given}; write the results elsewhere")
-        if out in source.parents:
-            raise OutputConflict(f"{flag} {output} contains the input {name} {given}; write the results elsewhere")
+        for path in [given] if isinstance(given, (str, os.PathLike)) else given or []:
+            source = _resolved(path)
+            relation = ("is" if out == source else "contains" if out in source.parents
+                        else "lies inside" if source in out.parents and name not in may_hold_output else None)
+            if relation is not None:
+                raise OutputConflict(f"{flag} {output} {relation} the input {name} {path}; write elsewhere")
 
 
 def file_sha256(path: PathLike) -> str:

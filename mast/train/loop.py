@@ -26,6 +26,7 @@ from mast.data.augment import ClipAugment
 from mast.data.clips import ClipDataset, make_loader
 from mast.data.video import discover_videos
 from mast.common.checkpoints import load_checkpoint
+from mast.common.outputs import check_separate
 from mast.models.backbone import BackboneConfig, ResNetBackbone, saved_backbone_config
 from mast.models.engine import EngineConfig, ReconstructionEngine
 from mast.models.memory import Reference, ReferencePolicy
@@ -391,16 +392,9 @@ class Trainer:
 def check_run_folder(out_dir: Path, inputs: list[str]) -> None:
     """Refuses an output folder that is an existing file, or is, contains or lies inside an input:
     training would write among (and clean temporaries out of) the videos."""
-    out = out_dir.resolve()
-    if out.exists() and not out.is_dir():
+    if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"output folder (--out) {out_dir} is an existing file, not a run folder")
-    for given in inputs:
-        path = Path(given).resolve()
-        relation = ("is" if out == path else "lies inside" if path in out.parents
-                    else "contains" if out in path.parents else None)
-        if relation is not None:
-            raise ValueError(f"output folder (--out) {out_dir} {relation} the training data {given}; "
-                             "choose an --out outside every --data path")
+    check_separate(out_dir, {"--data": inputs})
 
 
 def _backbone_weights(path: Path, backbone: ResNetBackbone) -> dict[str, torch.Tensor]:
