@@ -28,7 +28,7 @@ SHAPE = (90, 120)  # diagonal 150 -> boundary tolerance ceil(1.2) = 2 pixels
 
 def reference_boundary(mask: np.ndarray) -> np.ndarray:
     """Boundary by edge replication: a replicated neighbour never differs, which
-    gives exactly the SPEC rules for the last row, last column and corner."""
+    gives exactly the rules of docs/evaluation.md §6.3 for the last row, last column and corner."""
     padded = np.pad(mask, ((0, 1), (0, 1)), mode="edge")
     right, down, diag = padded[:-1, 1:], padded[1:, :-1], padded[1:, 1:]
     return (mask != right) | (mask != down) | (mask != diag)

@@ -64,7 +64,7 @@ def test_j_rejects_shape_mismatch():
 
 
 def naive_boundary_map(mask: np.ndarray) -> np.ndarray:
-    """Pixel-by-pixel transcription of the SPEC definition."""
+    """Pixel-by-pixel transcription of the definition in docs/evaluation.md §6.3."""
     height, width = mask.shape
     out = np.zeros_like(mask, dtype=bool)
     for r in range(height):

@@ -5,7 +5,7 @@
 augments them; :func:`make_loader` wraps the dataset in a DataLoader whose
 batches are ``(B, N, 3, H, W)``.
 
-Two modes (the MAST recipe, SPEC section 4):
+Two modes (the MAST recipe, docs/algorithm.md §4):
 
 * ``"pairs"`` (phase 1): the query ``t`` and one reference ``t - gap``, with
   ``gap`` drawn from ``pair_gaps`` (default {2, 5, 8}) with probabilities

@@ -1,4 +1,4 @@
-"""DAVIS semi-supervised evaluation (J&F), following SPEC section 6.
+"""DAVIS semi-supervised evaluation (J&F), following docs/evaluation.md §6.
 
 ``evaluate_sequence`` scores in-memory masks of one sequence;
 ``score_davis`` scores a results folder against a DAVIS dataset folder and

@@ -1,6 +1,6 @@
 """DAVIS-2017 per-frame metrics (J, F) and per-object statistics.
 
-The definitions follow SPEC section 6, which mirrors the official DAVIS-2017
+The definitions follow docs/evaluation.md §6, which mirrors the official DAVIS-2017
 evaluation toolkit:
 
 * ``region_similarity``  -- J, the Jaccard index of two binary masks.

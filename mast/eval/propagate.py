@@ -1,6 +1,6 @@
 """Label propagation: a first-frame annotation carried through a video.
 
-Every model goes through this one loop (SPEC section 5): the first-frame
+Every model goes through this one loop (docs/algorithm.md §5): the first-frame
 mask becomes one-hot values (background included) at feature resolution;
 for each next frame the reconstruction engine reads per-object
 probabilities out of the memory bank, they are upsampled bilinearly to the

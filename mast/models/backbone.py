@@ -1,6 +1,6 @@
 """The shared feature extractor: a ResNet-18 family encoder written here.
 
-MAST's configuration (SPEC section 1): conv1 7x7 stride 2 without max-pool,
+MAST's configuration (docs/algorithm.md §1): conv1 7x7 stride 2 without max-pool,
 layer2 stride 2, layers 3-4 stride 1 -> output stride 4, 256 channels, then a
 3x3 conv to 64-d features. ``output_stride=8`` strides layer3 as well (the
 Siamese baselines and the CRW protocol). Every model of the library builds on

@@ -1,6 +1,6 @@
 """``roi_correlation``: query features against a sampled window of keys, fused.
 
-MAST's fine ROI stage (SPEC section 3) scores each query pixel against
+MAST's fine ROI stage (docs/algorithm.md §3) scores each query pixel against
 ``P x P`` keys bilinearly sampled around a predicted centre. Composed from
 ``window_sample`` it builds ``(B, C, P^2, H, W)`` key windows only to reduce
 them over ``C`` at once; the fused kernel reads the four corner keys and

@@ -1,4 +1,4 @@
-"""Colour centroids for CorrFlow's ``kmeans-ce`` objective (SPEC section 4).
+"""Colour centroids for CorrFlow's ``kmeans-ce`` objective (docs/algorithm.md §4).
 
 CorrFlow quantises colour into ``k`` clusters (16 in the paper): k-means is
 fitted on LAB pixels sampled from the training videos, every pixel is then
