@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from mast.eval.davis import evaluate_sequence
-from mast.eval.io import read_davis2016_mask, read_mask
+from mast.common.masks import read_davis2016_mask, read_mask
 from mast.eval.propagate import (
     COSINE_KNOBS, PropagationConfig, Propagator, propagate_to_folder, results_folder,
 )

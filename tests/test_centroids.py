@@ -15,7 +15,7 @@ import torch
 
 from mast.cli.centroids import register
 from mast.common.files import is_temporary, temporary_sibling
-from mast.data.colour import rgb_to_lab
+from mast.common.colour import rgb_to_lab
 from mast.data.synthetic import translating_video
 from mast.data.video import TensorVideoSource
 from mast.train.centroids import (

@@ -14,7 +14,7 @@ from mast.data.augment import AugmentParams, ClipAugment
 from mast.data.clips import ClipDataset, ClipSampler, collate_clips, item_generator, make_loader
 from mast.data.synthetic import translating_video
 from mast.data.video import FrameFolderSource, TensorVideoSource
-from mast.models.memory import ReferencePolicy
+from mast.common.references import ReferencePolicy
 
 
 def draws(sampler: ClipSampler, count: int, seed: int = 0) -> list[tuple[int, list[int]]]:

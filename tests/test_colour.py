@@ -1,7 +1,7 @@
 """LAB conversion, normalisation and channel dropout."""
 import torch
 
-from mast.data.colour import (
+from mast.common.colour import (
     denormalize_lab,
     drop_ab_channel,
     drop_channels_corrflow,

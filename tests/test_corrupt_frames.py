@@ -18,7 +18,7 @@ from mast.data.video import (
     missing_frames,
     read_image,
 )
-from mast.eval.io import write_palette_png
+from mast.common.masks import write_palette_png
 
 
 def textured(height: int = 48, width: int = 64, channels: int = 3, dtype=np.uint8) -> np.ndarray:

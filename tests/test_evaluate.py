@@ -16,7 +16,7 @@ from PIL import Image
 
 from mast.cli import evaluate as evaluate_cli
 from mast.eval import davis
-from mast.eval.io import davis_palette, read_davis2016_mask, read_mask, write_palette_png
+from mast.common.masks import davis_palette, read_davis2016_mask, read_mask, write_palette_png
 
 SHAPE = (90, 120)  # diagonal 150 -> boundary tolerance ceil(1.2) = 2 pixels
 

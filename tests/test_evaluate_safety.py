@@ -13,10 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import mast.common.files
 from mast.common.files import is_temporary
-from mast.eval import davis, io
-from mast.eval.io import write_palette_png
+from mast.eval import davis
+from mast.common.masks import write_palette_png
 from tests.test_evaluate import SHAPE, cli_parser, draw, synthetic_sequences, write_dataset, write_results
 from mast.cli.main import main as cli_main
 
@@ -254,10 +253,6 @@ def test_score_davis_writes_nothing(dataset):
     paths = davis.write_csvs(results, "val", *tables)
     assert [p.name for p in paths] == ["global_results-val.csv", "per-sequence_results-val.csv"]
     assert davis.evaluate_davis(root, results, processes=1) == tables
-
-
-def test_one_atomic_writer():
-    assert io.atomic_open is mast.common.files.atomic_open
 
 
 def test_evaluate_sequence_blames_ground_truth_sizes_and_takes_object_ids():

@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from mast.models.memory import MemoryBank, ReferencePolicy
+from mast.common.references import ReferencePolicy
+from mast.models.memory import MemoryBank
 
 
 @pytest.mark.parametrize(

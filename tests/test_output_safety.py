@@ -18,7 +18,7 @@ import torch
 from mast.cli.main import main
 from mast.common.files import is_temporary
 from mast.data.synthetic import translating_video
-from mast.eval.io import write_palette_png
+from mast.common.masks import write_palette_png
 from tests.test_propagate import make_davis, write_frames
 
 

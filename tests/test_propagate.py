@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from mast.data.synthetic import translating_video
-from mast.eval.io import read_mask, write_palette_png
+from mast.common.masks import read_mask, write_palette_png
 from mast.eval.propagate import PropagationConfig, Propagator, label_lookup, propagate_to_folder
 from mast.eval.sources import box_to_ids, davis_inputs, parse_box, video_input
 from mast.models.extractors import PixelExtractor

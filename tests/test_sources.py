@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from mast.data.synthetic import translating_video
-from mast.eval.io import write_palette_png
+from mast.common.masks import write_palette_png
 from mast.eval.sources import box_to_ids, davis_inputs, video_input
 from tests.test_propagate import make_davis
 

@@ -170,7 +170,7 @@ def test_cli_pretrain_then_finetune(videos, tmp_path, capsys):
 @pytest.fixture(scope="module")
 def annotated(tmp_path_factory) -> Path:
     """A DAVIS-layout root with a mask for every frame (two objects)."""
-    from mast.eval.io import write_palette_png
+    from mast.common.masks import write_palette_png
 
     root = tmp_path_factory.mktemp("davis")
     for seed in range(2):

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from mast.cli.main import main
-from mast.eval.io import write_palette_png
+from mast.common.masks import write_palette_png
 from mast.eval.visualize import overlay, visualize
 
 

@@ -63,7 +63,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def format_table(centroids) -> str:
     """One line per ``(k, 3)`` LAB centroid: index, L, a, b and the sRGB hex colour."""
-    from mast.data.colour import lab_to_rgb
+    from mast.common.colour import lab_to_rgb
 
     rgb = lab_to_rgb(centroids.T.reshape(1, 3, -1, 1)).reshape(3, -1).T
     lines = ["   #       L       a       b  RGB"]

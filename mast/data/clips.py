@@ -66,7 +66,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from mast.data.augment import ClipAugment
 from mast.data.video import VideoSource
-from mast.models.memory import ReferencePolicy
+from mast.common.references import ReferencePolicy
 
 ClipMode = Literal["pairs", "memory"]
 Transform = Callable[[torch.Tensor, torch.Generator], torch.Tensor]

@@ -216,7 +216,7 @@ class FrameFolderSource:
         """Object ids of frames ``indices`` as ``(T, H, W)`` long (see :func:`annotation_ids`)."""
         if self.mask_paths is None:
             raise ValueError(f"{self.name}: this video has no annotations")
-        from mast.eval.io import read_mask
+        from mast.common.masks import read_mask
 
         indices = _check_indices(indices, self.num_frames, self.name)
         return torch.stack([torch.from_numpy(annotation_ids(read_mask(self.mask_paths[i]))) for i in indices])

@@ -52,10 +52,9 @@ import numpy as np
 from PIL import Image
 
 from mast.eval import metrics
-from mast.eval.io import PathLike, atomic_open, read_davis2016_mask, read_mask
+from mast.common.files import PathLike, atomic_open
+from mast.common.masks import VOID_ID, read_davis2016_mask, read_mask, remove_void
 
-#: Ground-truth value of void pixels (DAVIS-2017); scored as background.
-VOID_ID = 255
 
 GLOBAL_COLUMNS = ("J&F-Mean", "J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall", "F-Decay")
 PER_SEQUENCE_COLUMNS = ("Sequence", "J-Mean", "F-Mean")
@@ -71,11 +70,6 @@ OBJECT_RULES = ("davis", "first-frame")
 # --------------------------------------------------------------------------
 # One sequence, in memory
 # --------------------------------------------------------------------------
-
-
-def remove_void(gt_ids: np.ndarray) -> np.ndarray:
-    """Ground-truth ids ``(H, W)`` with void (255) turned into background (0)."""
-    return np.where(gt_ids == VOID_ID, 0, gt_ids)
 
 
 def present_ids(first_gt_ids: np.ndarray) -> tuple[int, ...]:

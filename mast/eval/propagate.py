@@ -19,10 +19,11 @@ import torch
 import torch.nn.functional as F
 
 from mast.common.outputs import OutputFolder
-from mast.eval.io import write_palette_png
+from mast.common.masks import write_palette_png
 from mast.models.engine import EngineConfig, ReconstructionEngine
 from mast.models.extractors import FeatureExtractor
-from mast.models.memory import MemoryBank, ReferencePolicy
+from mast.common.references import ReferencePolicy
+from mast.models.memory import MemoryBank
 
 
 PRESETS = ("mast", "crw", "quick")

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from mast.eval.davis import RESOLUTION, check_davis2017_first_frame, holds_only_void, read_sequence_names, remove_void
-from mast.eval.io import read_davis2016_mask, read_mask
+from mast.common.masks import read_davis2016_mask, read_mask
 from mast.data.video import VIDEO_EXTENSIONS, FrameFolderSource, VideoFileSource, VideoSource
 from mast.eval.propagate import PropagationInput
 

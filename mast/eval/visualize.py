@@ -17,7 +17,7 @@ import torch
 
 from mast.common.files import PathLike
 from mast.common.outputs import OutputFolder, check_separate
-from mast.eval.io import davis_palette, read_mask
+from mast.common.masks import davis_palette, read_mask
 
 
 def overlay(frame: np.ndarray, ids: np.ndarray, alpha: float = 0.5) -> np.ndarray:

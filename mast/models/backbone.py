@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from mast.common.checkpoints import load_checkpoint, save_checkpoint
-from mast.data.colour import normalize_lab, rgb_to_lab
+from mast.common.colour import normalize_lab, rgb_to_lab
 
 RGB_MEAN = (0.485, 0.456, 0.406)
 RGB_STD = (0.229, 0.224, 0.225)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from mast.data.colour import normalize_lab, rgb_to_lab
+from mast.common.colour import normalize_lab, rgb_to_lab
 
 
 def lab_pixel_features(frames: torch.Tensor, stride: int = 4) -> torch.Tensor:

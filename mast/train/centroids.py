@@ -13,7 +13,7 @@ them back with :func:`load_centroids` (or :func:`ensure_centroids`) and
 labels pixels with :func:`assign_labels`.
 
 All LAB values here are raw CIELAB units (L in ``[0, 100]``, a/b in about
-``[-128, 127]``), as returned by :func:`mast.data.colour.rgb_to_lab`, not the
+``[-128, 127]``), as returned by :func:`mast.common.colour.rgb_to_lab`, not the
 MAST-normalised values (undo those with ``denormalize_lab`` first).
 """
 from __future__ import annotations
@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from mast._version import __version__
 from mast.common.files import atomic_write_text
-from mast.data.colour import rgb_to_lab
+from mast.common.colour import rgb_to_lab
 from mast.data.video import PathLike, VideoSource, discover_videos
 
 #: Written into every centroids file; :func:`load_centroids` checks it.

@@ -29,7 +29,8 @@ from mast.common.checkpoints import load_checkpoint
 from mast.common.outputs import check_separate
 from mast.models.backbone import BackboneConfig, ResNetBackbone, saved_backbone_config
 from mast.models.engine import EngineConfig, ReconstructionEngine
-from mast.models.memory import Reference, ReferencePolicy
+from mast.common.references import ReferencePolicy
+from mast.models.memory import Reference
 from mast.train import checkpoint as ckpt
 from mast.train import distributed
 from mast.train.config import save_config, validate_config

@@ -18,7 +18,7 @@ from typing import Callable, Protocol
 import torch
 import torch.nn.functional as F
 
-from mast.data.colour import drop_ab_channel, drop_channels_corrflow, normalize_lab, rgb_to_lab
+from mast.common.colour import drop_ab_channel, drop_channels_corrflow, normalize_lab, rgb_to_lab
 
 
 @dataclass

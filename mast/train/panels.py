@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from mast.data.colour import denormalize_lab, lab_to_rgb, normalize_lab, rgb_to_lab
+from mast.common.colour import denormalize_lab, lab_to_rgb, normalize_lab, rgb_to_lab
 from mast.train.objectives import Objective, Prepared
 
 
@@ -13,7 +13,7 @@ def class_colours(objective_name: str, classes: int, centroids: torch.Tensor | N
     if objective_name == "kmeans-ce":
         return lab_to_rgb(centroids.float().T[None, :, :, None])[0, :, :, 0]
     if objective_name == "mask-ce":
-        from mast.eval.io import davis_palette
+        from mast.common.masks import davis_palette
 
         return torch.from_numpy(davis_palette()[:classes]).float().T / 255
     return None

@@ -16,17 +16,16 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import os
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 from PIL import Image
 
-# Re-exported: older code imports the atomic writer from here.
-from mast.common.files import atomic_open  # noqa: F401
+from mast.common.files import PathLike, atomic_open
 
-PathLike = str | os.PathLike
+#: Ground-truth value of void pixels (DAVIS-2017): not an object, scored as background.
+VOID_ID = 255
 
 #: PIL modes whose pixel values are the object ids themselves.
 _RAW_ID_MODES = ("P", "L", "I", "I;16", "I;16L", "I;16B", "I;16N")
@@ -105,6 +104,11 @@ def _raw_values(image: Image.Image, path: Path) -> np.ndarray:
     if values.size and int(values.max()) > 255:
         raise ValueError(f"{path}: mask values go up to {int(values.max())}, ids must be <= 255")
     return values.astype(np.uint8)
+
+
+def remove_void(ids: np.ndarray) -> np.ndarray:
+    """Object ids ``(H, W)`` with void (255) turned into background (0)."""
+    return np.where(ids == VOID_ID, 0, ids)
 
 
 def read_mask(path: PathLike) -> np.ndarray:
