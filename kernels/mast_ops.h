@@ -7,13 +7,21 @@
 #include <ATen/ATen.h>
 #include <c10/util/Exception.h>
 
+#include <array>
 #include <cstdint>
 #include <tuple>
+#include <utility>
 
 namespace mast {
 
 // Offset index convention shared by all kernels:
 //   r = window / 2, p = (dy + r) * window + (dx + r), dy, dx in [-r, r].
+
+// A backward's gradient when autograd asked for it, else an undefined tensor
+// (None in Python).
+inline at::Tensor if_needed(bool needed, at::Tensor grad) {
+  return needed ? std::move(grad) : at::Tensor();
+}
 
 inline void check_window(int64_t window) {
   TORCH_CHECK(window >= 1 && window % 2 == 1,
@@ -142,33 +150,35 @@ at::Tensor local_correlation_cpu(const at::Tensor& query, const at::Tensor& key,
                                  int64_t window, int64_t dilation);
 std::tuple<at::Tensor, at::Tensor> local_correlation_backward_cpu(
     const at::Tensor& grad_output, const at::Tensor& query, const at::Tensor& key,
-    int64_t window, int64_t dilation);
+    int64_t window, int64_t dilation, std::array<bool, 2> output_mask);
 std::tuple<at::Tensor, at::Tensor> window_sample_cpu(const at::Tensor& source,
                                                      const at::Tensor& centers,
                                                      int64_t window, double spacing);
 std::tuple<at::Tensor, at::Tensor> window_sample_backward_cpu(const at::Tensor& grad_output,
                                                               const at::Tensor& source,
                                                               const at::Tensor& centers,
-                                                              int64_t window, double spacing);
+                                                              int64_t window, double spacing,
+                                                              std::array<bool, 2> output_mask);
 
 at::Tensor roi_correlation_cpu(const at::Tensor& query, const at::Tensor& key,
                                const at::Tensor& centers, int64_t window, double spacing);
 std::tuple<at::Tensor, at::Tensor, at::Tensor> roi_correlation_backward_cpu(
     const at::Tensor& grad_output, const at::Tensor& query, const at::Tensor& key,
-    const at::Tensor& centers, int64_t window, double spacing);
+    const at::Tensor& centers, int64_t window, double spacing, std::array<bool, 3> output_mask);
 
 // CUDA implementations (kernels/cuda), only compiled when MAST_WITH_CUDA is set.
 at::Tensor local_correlation_cuda(const at::Tensor& query, const at::Tensor& key,
                                   int64_t window, int64_t dilation);
 std::tuple<at::Tensor, at::Tensor> local_correlation_backward_cuda(
     const at::Tensor& grad_output, const at::Tensor& query, const at::Tensor& key,
-    int64_t window, int64_t dilation);
+    int64_t window, int64_t dilation, std::array<bool, 2> output_mask);
 std::tuple<at::Tensor, at::Tensor> window_sample_cuda(const at::Tensor& source,
                                                       const at::Tensor& centers,
                                                       int64_t window, double spacing);
 std::tuple<at::Tensor, at::Tensor> window_sample_backward_cuda(const at::Tensor& grad_output,
                                                                const at::Tensor& source,
                                                                const at::Tensor& centers,
-                                                               int64_t window, double spacing);
+                                                               int64_t window, double spacing,
+                                                               std::array<bool, 2> output_mask);
 
 }  // namespace mast

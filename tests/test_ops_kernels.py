@@ -126,6 +126,25 @@ def test_roi_correlation_gradcheck(device, spacing):
 
 
 @requires_extension
+def test_roi_correlation_without_a_fused_kernel_composes_window_sample(monkeypatch):
+    """The CUDA path (compiled window_sample, then the reference's scoring), run on the CPU."""
+    batch, channels, src_h, src_w, height, width, window, spacing = 2, 5, 7, 8, 4, 6, 5, 0.8
+    query = torch.randn(batch, channels, height, width, dtype=torch.float64)
+    key = torch.randn(batch, channels, src_h, src_w, dtype=torch.float64)
+    centers = random_centers(batch, height, width, src_h, src_w, torch.float64, "cpu")
+    grad_output = torch.randn(batch, window * window, height, width, dtype=torch.float64)
+    fused = roi_grads(roi_correlation, query, key, centers, window, spacing, grad_output)
+    monkeypatch.setitem(ops._extension._KERNEL_DEVICE_TYPES, "roi_correlation", frozenset())
+    assert not ops.has_fused_roi_correlation("cpu")
+    composed = roi_grads(roi_correlation, query, key, centers, window, spacing, grad_output)
+    expected = roi_grads(roi_correlation_reference, query, key, centers, window, spacing, grad_output)
+    names = ("scores", "grad_query", "grad_key", "grad_centers")
+    for name, got, fused_value, reference_value in zip(names, composed, fused, expected):
+        torch.testing.assert_close(got, reference_value, msg=name)
+        torch.testing.assert_close(got, fused_value, msg=name)
+
+
+@requires_extension
 def test_roi_correlation_opcheck_and_compile():
     query = torch.randn(2, 3, 4, 5, requires_grad=True)
     key = torch.randn(2, 3, 6, 7, requires_grad=True)
@@ -173,9 +192,11 @@ def test_non_contiguous_inputs(device):
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("layout", ["expanded", "permuted", "sliced"])
-def test_window_sample_backward_takes_strided_gradients(device, layout):
+@pytest.mark.parametrize("output_mask", [[True, True], [False, True], [True, False]])
+def test_window_sample_backward_takes_strided_gradients(device, layout, output_mask):
     """Autograd hands the backward views (a broadcast scalar, a permutation,
-    a slice); the kernel reads them in place and must agree with the reference."""
+    a slice); the kernel reads them in place and must agree with the reference,
+    whichever gradients it is asked for."""
     B, C, H, W, window = 2, 3, 5, 6, 3
     source = torch.randn(B, C, 7, 8, dtype=torch.float64, device=device)
     centers = random_centers(B, H, W, 7, 8, torch.float64, device)
@@ -186,10 +207,13 @@ def test_window_sample_backward_takes_strided_gradients(device, layout):
     else:
         grad = torch.randn(B, C, window**2, H, 2 * W, dtype=torch.float64, device=device)[..., ::2]
     assert not grad.is_contiguous()
-    got = torch.ops.mast.window_sample_backward(grad, source, centers, window, 1.5)
-    _, _, grad_source, grad_centers = sample_grads(window_sample_reference, source, centers, window, 1.5, grad)
-    torch.testing.assert_close(got[0], grad_source)
-    torch.testing.assert_close(got[1], grad_centers)
+    got = torch.ops.mast.window_sample_backward(grad, source, centers, window, 1.5, output_mask)
+    expected = sample_grads(window_sample_reference, source, centers, window, 1.5, grad)[2:]
+    for needed, got_grad, expected_grad in zip(output_mask, got, expected):
+        if needed:
+            torch.testing.assert_close(got_grad, expected_grad)
+        else:
+            assert got_grad is None
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -2,10 +2,12 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from mast.ops.reference import (
     local_correlation_reference,
     local_correlation_valid_mask,
+    roi_correlation_reference,
     window_offsets,
     window_sample_reference,
 )
@@ -92,3 +94,27 @@ def test_without_the_extension_the_api_falls_back_and_warns_once():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["pytorch", "1"]
+
+
+class OperatorNamespaces(TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.seen = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.seen.add(func.namespace)
+        return func(*args, **(kwargs or {}))
+
+
+def test_references_are_pure_pytorch():
+    """The ground truth the kernels are tested against must not run them."""
+    query = torch.randn(1, 3, 4, 5, dtype=torch.float64, requires_grad=True)
+    key = torch.randn(1, 3, 6, 7, dtype=torch.float64, requires_grad=True)
+    centers = (torch.rand(1, 2, 4, 5, dtype=torch.float64) * 6).requires_grad_()
+    with OperatorNamespaces() as mode:
+        scores = roi_correlation_reference(query, key, centers, 3, 0.5)
+        samples, _ = window_sample_reference(key, centers, 3, 0.5)
+        correlation = local_correlation_reference(query, query, 3, 2)
+        total = sum(t.masked_fill(torch.isinf(t), 0).sum() for t in (scores, samples, correlation))
+        total.backward()
+    assert mode.seen and mode.seen <= {"aten", "prim", "prims"}

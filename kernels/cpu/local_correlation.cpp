@@ -119,13 +119,86 @@ MAST_ALWAYS_INLINE void forward_rows(const scalar_t* __restrict__ q,
   }
 }
 
-// Backward for rows [begin, end) of the flattened (b, y) range:
+// Backward, one (b, y) row at a time:
 //   grad_query[b,c,y,x] = sum_{p valid} g[b,p,y,x] * key[b,c,y+dy*d,x+dx*d]
 //   grad_key[b,c,v,u]   = sum_{p valid} g[b,p,v-dy*d,u-dx*d] * query[b,c,v-dy*d,u-dx*d]
 // Both are gathers: the task owning row (b, y) writes only grad_query[b,:,y,:]
 // and grad_key[b,:,y,:] (no races, no atomics). Entries of g at invalid
 // positions are never read. CPU dtypes are float / double, so the outputs
 // themselves are the (opmath) accumulators.
+
+// grad_query row (b, y): the query pixel (y, x) looks at key row y + dy*d.
+template <typename scalar_t, bool kFma>
+MAST_ALWAYS_INLINE void grad_query_row(const scalar_t* __restrict__ g,
+                                       const scalar_t* __restrict__ k,
+                                       scalar_t* __restrict__ gq, const Geometry& geo, int64_t b,
+                                       int64_t y) {
+  const int64_t C = geo.C, H = geo.H, W = geo.W, window = geo.window, dilation = geo.dilation;
+  const int64_t r = window / 2;
+  const int64_t P2 = window * window;
+  const int64_t HW = H * W;
+  for (int64_t c = 0; c < C; ++c) {
+    scalar_t* gq_row = gq + (b * C + c) * HW + y * W;
+    std::fill(gq_row, gq_row + W, scalar_t(0));
+  }
+  for (int64_t iy = 0; iy < window; ++iy) {
+    const int64_t ky = y + (iy - r) * dilation;
+    if (ky < 0 || ky >= H) continue;
+    const scalar_t* g_dy = g + (b * P2 + iy * window) * HW + y * W;  // + ix * HW
+    for (int64_t c = 0; c < C; ++c) {
+      scalar_t* __restrict__ o = gq + (b * C + c) * HW + y * W;
+      const scalar_t* __restrict__ krow = k + (b * C + c) * HW + ky * W;
+      for (int64_t ix = 0; ix < window; ++ix) {
+        const int64_t off = (ix - r) * dilation;
+        int64_t lo, hi;
+        shifted_range(off, W, lo, hi);
+        const scalar_t* __restrict__ grow = g_dy + ix * HW;
+        const scalar_t* __restrict__ ks = krow + off;
+        for (int64_t x = lo; x < hi; ++x) {
+          o[x] = madd<kFma, scalar_t>(o[x], grow[x], ks[x]);
+        }
+      }
+    }
+  }
+}
+
+// grad_key row (b, y): the key pixel (v = y, u) is seen from query row
+// qy = y - dy*d at offset p, from query column x = u - dx*d, i.e. u = x + off.
+template <typename scalar_t, bool kFma>
+MAST_ALWAYS_INLINE void grad_key_row(const scalar_t* __restrict__ g,
+                                     const scalar_t* __restrict__ q, scalar_t* __restrict__ gk,
+                                     const Geometry& geo, int64_t b, int64_t y) {
+  const int64_t C = geo.C, H = geo.H, W = geo.W, window = geo.window, dilation = geo.dilation;
+  const int64_t r = window / 2;
+  const int64_t P2 = window * window;
+  const int64_t HW = H * W;
+  for (int64_t c = 0; c < C; ++c) {
+    scalar_t* gk_row = gk + (b * C + c) * HW + y * W;
+    std::fill(gk_row, gk_row + W, scalar_t(0));
+  }
+  for (int64_t iy = 0; iy < window; ++iy) {
+    const int64_t qy = y - (iy - r) * dilation;
+    if (qy < 0 || qy >= H) continue;
+    const scalar_t* g_dy = g + (b * P2 + iy * window) * HW + qy * W;  // + ix * HW
+    for (int64_t c = 0; c < C; ++c) {
+      scalar_t* __restrict__ o = gk + (b * C + c) * HW + y * W;
+      const scalar_t* __restrict__ qrow = q + (b * C + c) * HW + qy * W;
+      for (int64_t ix = 0; ix < window; ++ix) {
+        const int64_t off = (ix - r) * dilation;
+        int64_t lo, hi;
+        shifted_range(off, W, lo, hi);
+        const scalar_t* __restrict__ grow = g_dy + ix * HW;
+        scalar_t* __restrict__ os = o + off;
+        for (int64_t x = lo; x < hi; ++x) {
+          os[x] = madd<kFma, scalar_t>(os[x], grow[x], qrow[x]);
+        }
+      }
+    }
+  }
+}
+
+// Backward for rows [begin, end) of the flattened (b, y) range; a null gq or
+// gk is a gradient autograd does not need, and is not computed.
 template <typename scalar_t, bool kFma>
 MAST_ALWAYS_INLINE void backward_rows(const scalar_t* __restrict__ g,
                                       const scalar_t* __restrict__ q,
@@ -134,60 +207,11 @@ MAST_ALWAYS_INLINE void backward_rows(const scalar_t* __restrict__ g,
                                       const Geometry& geo, int64_t begin, int64_t end) {
   static_assert(std::is_same<at::opmath_type<scalar_t>, scalar_t>::value,
                 "CPU kernels expect float/double");
-  const int64_t C = geo.C, H = geo.H, W = geo.W, window = geo.window, dilation = geo.dilation;
-  const int64_t r = window / 2;
-  const int64_t P2 = window * window;
-  const int64_t HW = H * W;
   for (int64_t row = begin; row < end; ++row) {
-    const int64_t b = row / H;
-    const int64_t y = row % H;
-    for (int64_t c = 0; c < C; ++c) {
-      scalar_t* gq_row = gq + (b * C + c) * HW + y * W;
-      scalar_t* gk_row = gk + (b * C + c) * HW + y * W;
-      std::fill(gq_row, gq_row + W, scalar_t(0));
-      std::fill(gk_row, gk_row + W, scalar_t(0));
-    }
-    // grad_query: the query pixel (y, x) looks at key row y + dy*d.
-    for (int64_t iy = 0; iy < window; ++iy) {
-      const int64_t ky = y + (iy - r) * dilation;
-      if (ky < 0 || ky >= H) continue;
-      const scalar_t* g_dy = g + (b * P2 + iy * window) * HW + y * W;  // + ix * HW
-      for (int64_t c = 0; c < C; ++c) {
-        scalar_t* __restrict__ o = gq + (b * C + c) * HW + y * W;
-        const scalar_t* __restrict__ krow = k + (b * C + c) * HW + ky * W;
-        for (int64_t ix = 0; ix < window; ++ix) {
-          const int64_t off = (ix - r) * dilation;
-          int64_t lo, hi;
-          shifted_range(off, W, lo, hi);
-          const scalar_t* __restrict__ grow = g_dy + ix * HW;
-          const scalar_t* __restrict__ ks = krow + off;
-          for (int64_t x = lo; x < hi; ++x) {
-            o[x] = madd<kFma, scalar_t>(o[x], grow[x], ks[x]);
-          }
-        }
-      }
-    }
-    // grad_key: the key pixel (v = y, u) is seen from query row qy = y - dy*d
-    // at offset p, from query column x = u - dx*d, i.e. u = x + off.
-    for (int64_t iy = 0; iy < window; ++iy) {
-      const int64_t qy = y - (iy - r) * dilation;
-      if (qy < 0 || qy >= H) continue;
-      const scalar_t* g_dy = g + (b * P2 + iy * window) * HW + qy * W;  // + ix * HW
-      for (int64_t c = 0; c < C; ++c) {
-        scalar_t* __restrict__ o = gk + (b * C + c) * HW + y * W;
-        const scalar_t* __restrict__ qrow = q + (b * C + c) * HW + qy * W;
-        for (int64_t ix = 0; ix < window; ++ix) {
-          const int64_t off = (ix - r) * dilation;
-          int64_t lo, hi;
-          shifted_range(off, W, lo, hi);
-          const scalar_t* __restrict__ grow = g_dy + ix * HW;
-          scalar_t* __restrict__ os = o + off;
-          for (int64_t x = lo; x < hi; ++x) {
-            os[x] = madd<kFma, scalar_t>(os[x], grow[x], qrow[x]);
-          }
-        }
-      }
-    }
+    const int64_t b = row / geo.H;
+    const int64_t y = row % geo.H;
+    if (gq != nullptr) grad_query_row<scalar_t, kFma>(g, k, gq, geo, b, y);
+    if (gk != nullptr) grad_key_row<scalar_t, kFma>(g, q, gk, geo, b, y);
   }
 }
 
@@ -276,7 +300,7 @@ at::Tensor local_correlation_cpu(const at::Tensor& query_in, const at::Tensor& k
 
 std::tuple<at::Tensor, at::Tensor> local_correlation_backward_cpu(
     const at::Tensor& grad_output_in, const at::Tensor& query_in, const at::Tensor& key_in,
-    int64_t window, int64_t dilation) {
+    int64_t window, int64_t dilation, std::array<bool, 2> output_mask) {
   check_local_correlation_backward_args(grad_output_in, query_in, key_in, window, dilation);
   TORCH_CHECK(query_in.device().is_cpu(),
               "mast::local_correlation_backward (CPU): expected CPU tensors");
@@ -285,14 +309,17 @@ std::tuple<at::Tensor, at::Tensor> local_correlation_backward_cpu(
   const at::Tensor key = key_in.contiguous();
   const int64_t B = query.size(0);
   const Geometry geo{query.size(1), query.size(2), query.size(3), window, dilation};
-  at::Tensor grad_query = at::empty_like(query, at::MemoryFormat::Contiguous);
-  at::Tensor grad_key = at::empty_like(key, at::MemoryFormat::Contiguous);
-  if (grad_query.numel() == 0) return {grad_query, grad_key};
+  at::Tensor grad_query =
+      if_needed(output_mask[0], at::empty_like(query, at::MemoryFormat::Contiguous));
+  at::Tensor grad_key =
+      if_needed(output_mask[1], at::empty_like(key, at::MemoryFormat::Contiguous));
+  if (query.numel() == 0 || !(output_mask[0] || output_mask[1])) return {grad_query, grad_key};
   AT_DISPATCH_FLOATING_TYPES(query.scalar_type(), "mast_local_correlation_backward_cpu", [&] {
-    backward_impl<scalar_t>(grad_output.const_data_ptr<scalar_t>(),
-                            query.const_data_ptr<scalar_t>(), key.const_data_ptr<scalar_t>(),
-                            grad_query.mutable_data_ptr<scalar_t>(),
-                            grad_key.mutable_data_ptr<scalar_t>(), B, geo);
+    backward_impl<scalar_t>(
+        grad_output.const_data_ptr<scalar_t>(), query.const_data_ptr<scalar_t>(),
+        key.const_data_ptr<scalar_t>(),
+        output_mask[0] ? grad_query.mutable_data_ptr<scalar_t>() : nullptr,
+        output_mask[1] ? grad_key.mutable_data_ptr<scalar_t>() : nullptr, B, geo);
   });
   return {grad_query, grad_key};
 }

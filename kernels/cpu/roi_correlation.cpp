@@ -130,6 +130,8 @@ MAST_ALWAYS_INLINE void forward_rows(const T* query, const T* key, const T* cent
 
 // Backward for rows [begin, end): grad_query and grad_centers of these rows
 // are owned here; grad_key is scattered into `gk` (this task's own buffer).
+// A null gq, gk or gc is a gradient autograd does not need, and is not
+// computed (the checks are per sample point, outside the channel loops).
 template <typename T, bool kFma>
 MAST_ALWAYS_INLINE void backward_rows(const T* grad, const T* query, const T* key,
                                       const T* centers, T* gq, T* gk, T* gc, const T* zeros,
@@ -140,7 +142,7 @@ MAST_ALWAYS_INLINE void backward_rows(const T* grad, const T* query, const T* ke
     const int64_t b = row / g.H, y = row % g.H;
     const T* centers_b = centers + b * 2 * HW;
     const T* key_b = key + b * g.Hs * g.Ws * C;
-    T* gk_b = gk + b * g.Hs * g.Ws * C;
+    T* gk_b = gk != nullptr ? gk + b * g.Hs * g.Ws * C : nullptr;
     for (int64_t p = 0; p < P2; ++p) {
       const T ky = static_cast<T>(p / g.window - r), kx = static_cast<T>(p % g.window - r);
       const T* grad_row = grad + (b * P2 + p) * HW + y * g.W;
@@ -150,20 +152,26 @@ MAST_ALWAYS_INLINE void backward_rows(const T* grad, const T* query, const T* ke
         locate<T>(centers_b, HW, y * g.W + x, kx, ky, g, key_b, zeros, s);
         if (!s.valid) continue;
         const T* q = query + (row * g.W + x) * C;
-        T d[4];
-        corner_dots<kFma, T>(q, s, C, d);
-        gc[b * 2 * HW + y * g.W + x] += gv * (s.wy0 * (d[1] - d[0]) + s.wy1 * (d[3] - d[2]));
-        gc[b * 2 * HW + HW + y * g.W + x] += gv * (s.wx0 * (d[2] - d[0]) + s.wx1 * (d[3] - d[1]));
-        T* gq_pixel = gq + (row * g.W + x) * C;
-        for (int64_t c = 0; c < C; ++c) {
-          gq_pixel[c] += gv * (s.w[0] * s.k[0][c] + s.w[1] * s.k[1][c] + s.w[2] * s.k[2][c] +
-                               s.w[3] * s.k[3][c]);
+        if (gc != nullptr) {
+          T d[4];
+          corner_dots<kFma, T>(q, s, C, d);
+          gc[b * 2 * HW + y * g.W + x] += gv * (s.wy0 * (d[1] - d[0]) + s.wy1 * (d[3] - d[2]));
+          gc[b * 2 * HW + HW + y * g.W + x] += gv * (s.wx0 * (d[2] - d[0]) + s.wx1 * (d[3] - d[1]));
         }
-        for (int i = 0; i < 4; ++i) {
-          if (s.idx[i] < 0) continue;
-          T* gk_corner = gk_b + s.idx[i] * C;
-          const T scale = gv * s.w[i];
-          for (int64_t c = 0; c < C; ++c) gk_corner[c] += scale * q[c];
+        if (gq != nullptr) {
+          T* gq_pixel = gq + (row * g.W + x) * C;
+          for (int64_t c = 0; c < C; ++c) {
+            gq_pixel[c] += gv * (s.w[0] * s.k[0][c] + s.w[1] * s.k[1][c] + s.w[2] * s.k[2][c] +
+                                 s.w[3] * s.k[3][c]);
+          }
+        }
+        if (gk != nullptr) {
+          for (int i = 0; i < 4; ++i) {
+            if (s.idx[i] < 0) continue;
+            T* gk_corner = gk_b + s.idx[i] * C;
+            const T scale = gv * s.w[i];
+            for (int64_t c = 0; c < C; ++c) gk_corner[c] += scale * q[c];
+          }
         }
       }
     }
@@ -191,6 +199,7 @@ RoiGeometry geometry(const at::Tensor& query, const at::Tensor& key, int64_t win
 }
 
 at::Tensor channels_last(const at::Tensor& map) { return map.permute({0, 2, 3, 1}).contiguous(); }
+at::Tensor channels_first(const at::Tensor& map) { return map.permute({0, 3, 1, 2}).contiguous(); }
 
 }  // namespace
 
@@ -223,7 +232,8 @@ at::Tensor roi_correlation_cpu(const at::Tensor& query_in, const at::Tensor& key
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> roi_correlation_backward_cpu(
     const at::Tensor& grad_in, const at::Tensor& query_in, const at::Tensor& key_in,
-    const at::Tensor& centers_in, int64_t window, double spacing) {
+    const at::Tensor& centers_in, int64_t window, double spacing,
+    std::array<bool, 3> output_mask) {
   check_roi_correlation_backward_args(grad_in, query_in, key_in, centers_in, window, spacing);
   TORCH_CHECK(query_in.device().is_cpu(),
               "mast::roi_correlation_backward (CPU): expected CPU tensors");
@@ -231,30 +241,32 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> roi_correlation_backward_cpu(
   const int64_t B = query_in.size(0);
   const at::Tensor query = channels_last(query_in), key = channels_last(key_in);
   const at::Tensor centers = centers_in.contiguous(), grad = grad_in.contiguous();
-  at::Tensor grad_query = at::zeros_like(query);  // channels-last, like `query`
-  at::Tensor grad_centers = at::zeros_like(centers);
+  at::Tensor grad_query = if_needed(output_mask[0], at::zeros_like(query));  // channels-last
+  at::Tensor grad_centers = if_needed(output_mask[2], at::zeros_like(centers));
   // grad_key is a scatter: tasks of one batch element that run side by side
   // each get a private buffer, summed afterwards (no atomics).
   const int64_t threads = std::max<int64_t>(1, at::get_num_threads());
   const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(g.H, (threads + B - 1) / B));
   const int64_t rows_per_chunk = (g.H + chunks - 1) / chunks;
-  at::Tensor grad_key_parts = at::zeros({chunks, B, g.Hs, g.Ws, g.C}, key.options());
-  if (grad_in.numel() > 0 && g.C > 0) {
+  at::Tensor grad_key_parts =
+      if_needed(output_mask[1], at::zeros({chunks, B, g.Hs, g.Ws, g.C}, key.options()));
+  const bool any_needed = output_mask[0] || output_mask[1] || output_mask[2];
+  if (grad_in.numel() > 0 && g.C > 0 && any_needed) {
     const bool avx2 = cpu_has_avx2();
     AT_DISPATCH_FLOATING_TYPES(query.scalar_type(), "mast_roi_correlation_backward_cpu", [&] {
       const std::vector<scalar_t> zeros(static_cast<size_t>(g.C), scalar_t(0));
       const scalar_t *gr = grad.const_data_ptr<scalar_t>(), *q = query.const_data_ptr<scalar_t>(),
                      *k = key.const_data_ptr<scalar_t>(), *c = centers.const_data_ptr<scalar_t>();
-      scalar_t *gq = grad_query.mutable_data_ptr<scalar_t>(),
-               *gc = grad_centers.mutable_data_ptr<scalar_t>(),
-               *gk = grad_key_parts.mutable_data_ptr<scalar_t>();
+      scalar_t *gq = output_mask[0] ? grad_query.mutable_data_ptr<scalar_t>() : nullptr,
+               *gk = output_mask[1] ? grad_key_parts.mutable_data_ptr<scalar_t>() : nullptr,
+               *gc = output_mask[2] ? grad_centers.mutable_data_ptr<scalar_t>() : nullptr;
       const int64_t part = B * g.Hs * g.Ws * g.C;
       at::parallel_for(0, B * chunks, 1, [&](int64_t task_begin, int64_t task_end) {
         for (int64_t task = task_begin; task < task_end; ++task) {
           const int64_t b = task / chunks, chunk = task % chunks;
           const int64_t begin = b * g.H + std::min(g.H, chunk * rows_per_chunk);
           const int64_t end = b * g.H + std::min(g.H, (chunk + 1) * rows_per_chunk);
-          scalar_t* gk_chunk = gk + chunk * part;
+          scalar_t* gk_chunk = gk != nullptr ? gk + chunk * part : nullptr;
 #ifdef MAST_CPU_DISPATCH_AVX2
           if (avx2) {
             backward_rows_avx2<scalar_t>(gr, q, k, c, gq, gk_chunk, gc, zeros.data(), g, begin, end);
@@ -267,9 +279,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> roi_correlation_backward_cpu(
       });
     });
   }
-  const at::Tensor grad_key = grad_key_parts.sum(0);
-  return {grad_query.permute({0, 3, 1, 2}).contiguous(), grad_key.permute({0, 3, 1, 2}).contiguous(),
-          grad_centers};
+  return {output_mask[0] ? channels_first(grad_query) : at::Tensor(),
+          output_mask[1] ? channels_first(grad_key_parts.sum(0)) : at::Tensor(), grad_centers};
 }
 
 }  // namespace mast

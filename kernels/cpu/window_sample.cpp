@@ -142,7 +142,10 @@ void window_sample_forward_impl(const scalar_t* __restrict__ src,
 // autograd often hands over an expanded or permuted view, and a contiguous copy
 // of a (B, C, P^2, H, W) gradient would double the backward's peak memory.
 // unit_x selects the common x-stride-1 layout so its inner loop stays simple.
-template <typename scalar_t, bool unit_x>
+// kSource / kCenters say which gradients autograd needs: the engine samples
+// values that need none, through centres that do, so its backward skips the
+// scatter into grad_source (and a source-only backward skips the corner reads).
+template <typename scalar_t, bool unit_x, bool kSource, bool kCenters>
 void window_sample_backward_impl(const scalar_t* __restrict__ g, const int64_t* gstride,
                                  const scalar_t* __restrict__ src,
                                  const scalar_t* __restrict__ centers,
@@ -169,7 +172,7 @@ void window_sample_backward_impl(const scalar_t* __restrict__ g, const int64_t* 
   // element it is grad_centers itself.
   std::vector<opmath_t> partial_buf;
   opmath_t* partial = gc;
-  if (chunks_per_batch > 1) {
+  if (kCenters && chunks_per_batch > 1) {
     partial_buf.resize(static_cast<size_t>(n_tasks * 2 * HW));
     partial = partial_buf.data();
   }
@@ -180,15 +183,17 @@ void window_sample_backward_impl(const scalar_t* __restrict__ g, const int64_t* 
       const int64_t b = task / chunks_per_batch;
       const int64_t c0 = std::min<int64_t>(C, (task % chunks_per_batch) * chunk);
       const int64_t c1 = std::min<int64_t>(C, c0 + chunk);
-      std::fill(gs + (b * C + c0) * plane, gs + (b * C + c1) * plane, scalar_t(0));
-      opmath_t* gpart = partial + task * 2 * HW;
-      std::fill(gpart, gpart + 2 * HW, opmath_t(0));
+      if constexpr (kSource) {
+        std::fill(gs + (b * C + c0) * plane, gs + (b * C + c1) * plane, scalar_t(0));
+      }
+      opmath_t* gpart = kCenters ? partial + task * 2 * HW : nullptr;
+      if constexpr (kCenters) std::fill(gpart, gpart + 2 * HW, opmath_t(0));
       if (c0 >= c1) continue;
       for (int64_t y = 0; y < H; ++y) {
         const scalar_t* cx_row = centers + (b * 2 + 0) * HW + y * W;
         const scalar_t* cy_row = centers + (b * 2 + 1) * HW + y * W;
-        opmath_t* __restrict__ gpx = gpart + y * W;
-        opmath_t* __restrict__ gpy = gpart + HW + y * W;
+        opmath_t* __restrict__ gpx = kCenters ? gpart + y * W : nullptr;
+        opmath_t* __restrict__ gpy = kCenters ? gpart + HW + y * W : nullptr;
         for (int64_t p = 0; p < P2; ++p) {
           const opmath_t ky = static_cast<opmath_t>(p / window - r);
           const opmath_t kx = static_cast<opmath_t>(p % window - r);
@@ -197,28 +202,32 @@ void window_sample_backward_impl(const scalar_t* __restrict__ g, const int64_t* 
           const Tap<opmath_t>* __restrict__ tp = taps.data();
           for (int64_t c = c0; c < c1; ++c) {
             const scalar_t* __restrict__ s = src + (b * C + c) * plane;
-            scalar_t* __restrict__ gsp = gs + (b * C + c) * plane;
+            scalar_t* __restrict__ gsp = kSource ? gs + (b * C + c) * plane : nullptr;
             const scalar_t* __restrict__ grow =
                 g + b * gstride[0] + c * gstride[1] + p * gstride[2] + y * gstride[3];
             for (int64_t n = 0; n < n_taps; ++n) {
               const Tap<opmath_t>& t = tp[n];
               const opmath_t gv = static_cast<opmath_t>(grow[unit_x ? t.col : t.col * gstride[4]]);
-              opmath_t s00, s01, s10, s11;
-              corner_values<scalar_t, opmath_t>(t, s, Ws, s00, s01, s10, s11);
-              if (t.full) {
-                scalar_t* g0 = gsp + t.idx[0];
-                g0[0] += t.w[0] * gv;
-                g0[1] += t.w[1] * gv;
-                g0[Ws] += t.w[2] * gv;
-                g0[Ws + 1] += t.w[3] * gv;
-              } else {
-                if (t.idx[0] >= 0) gsp[t.idx[0]] += t.w[0] * gv;
-                if (t.idx[1] >= 0) gsp[t.idx[1]] += t.w[1] * gv;
-                if (t.idx[2] >= 0) gsp[t.idx[2]] += t.w[2] * gv;
-                if (t.idx[3] >= 0) gsp[t.idx[3]] += t.w[3] * gv;
+              if constexpr (kSource) {
+                if (t.full) {
+                  scalar_t* g0 = gsp + t.idx[0];
+                  g0[0] += t.w[0] * gv;
+                  g0[1] += t.w[1] * gv;
+                  g0[Ws] += t.w[2] * gv;
+                  g0[Ws + 1] += t.w[3] * gv;
+                } else {
+                  if (t.idx[0] >= 0) gsp[t.idx[0]] += t.w[0] * gv;
+                  if (t.idx[1] >= 0) gsp[t.idx[1]] += t.w[1] * gv;
+                  if (t.idx[2] >= 0) gsp[t.idx[2]] += t.w[2] * gv;
+                  if (t.idx[3] >= 0) gsp[t.idx[3]] += t.w[3] * gv;
+                }
               }
-              gpx[t.col] += gv * (t.wy0 * (s01 - s00) + t.wy1 * (s11 - s10));
-              gpy[t.col] += gv * (t.wx0 * (s10 - s00) + t.wx1 * (s11 - s01));
+              if constexpr (kCenters) {
+                opmath_t s00, s01, s10, s11;
+                corner_values<scalar_t, opmath_t>(t, s, Ws, s00, s01, s10, s11);
+                gpx[t.col] += gv * (t.wy0 * (s01 - s00) + t.wy1 * (s11 - s10));
+                gpy[t.col] += gv * (t.wx0 * (s10 - s00) + t.wx1 * (s11 - s01));
+              }
             }
           }
         }
@@ -226,7 +235,7 @@ void window_sample_backward_impl(const scalar_t* __restrict__ g, const int64_t* 
     }
   });
 
-  if (chunks_per_batch > 1) {
+  if (kCenters && chunks_per_batch > 1) {
     at::parallel_for(0, B * 2 * H, 1, [&](int64_t begin, int64_t end) {
       for (int64_t row = begin; row < end; ++row) {
         const int64_t b = row / (2 * H);
@@ -240,6 +249,15 @@ void window_sample_backward_impl(const scalar_t* __restrict__ g, const int64_t* 
       }
     });
   }
+}
+
+// The backward variant that computes exactly the gradients asked for (at
+// least one is).
+template <typename scalar_t, bool unit_x>
+auto backward_variant(bool want_source, bool want_centers) {
+  if (!want_source) return &window_sample_backward_impl<scalar_t, unit_x, false, true>;
+  if (!want_centers) return &window_sample_backward_impl<scalar_t, unit_x, true, false>;
+  return &window_sample_backward_impl<scalar_t, unit_x, true, true>;
 }
 
 }  // namespace
@@ -272,7 +290,8 @@ std::tuple<at::Tensor, at::Tensor> window_sample_cpu(const at::Tensor& source_in
 std::tuple<at::Tensor, at::Tensor> window_sample_backward_cpu(const at::Tensor& grad_output_in,
                                                               const at::Tensor& source_in,
                                                               const at::Tensor& centers_in,
-                                                              int64_t window, double spacing) {
+                                                              int64_t window, double spacing,
+                                                              std::array<bool, 2> output_mask) {
   check_window_sample_backward_args(grad_output_in, source_in, centers_in, window, spacing);
   TORCH_CHECK(source_in.device().is_cpu(),
               "mast::window_sample_backward (CPU): expected CPU tensors");
@@ -286,21 +305,22 @@ std::tuple<at::Tensor, at::Tensor> window_sample_backward_cpu(const at::Tensor& 
                                           grad_output.stride(2), grad_output.stride(3),
                                           grad_output.stride(4)};
   // Zero-filled for the early return below (the kernel zeroes what it owns).
-  at::Tensor grad_source = at::zeros_like(source, at::MemoryFormat::Contiguous);
-  at::Tensor grad_centers = at::zeros_like(centers, at::MemoryFormat::Contiguous);
-  if (B == 0 || C == 0 || H == 0 || W == 0) return {grad_source, grad_centers};
+  at::Tensor grad_source =
+      if_needed(output_mask[0], at::zeros_like(source, at::MemoryFormat::Contiguous));
+  at::Tensor grad_centers =
+      if_needed(output_mask[1], at::zeros_like(centers, at::MemoryFormat::Contiguous));
+  if (B == 0 || C == 0 || H == 0 || W == 0 || !(output_mask[0] || output_mask[1])) {
+    return {grad_source, grad_centers};
+  }
   AT_DISPATCH_FLOATING_TYPES(source.scalar_type(), "mast_window_sample_backward_cpu", [&] {
-    auto run = [&](auto kernel) {
-      kernel(grad_output.const_data_ptr<scalar_t>(), gstride.data(),
-             source.const_data_ptr<scalar_t>(), centers.const_data_ptr<scalar_t>(),
-             grad_source.mutable_data_ptr<scalar_t>(), grad_centers.mutable_data_ptr<scalar_t>(),
-             B, C, Hs, Ws, H, W, window, spacing);
-    };
-    if (gstride[4] == 1) {
-      run(window_sample_backward_impl<scalar_t, true>);
-    } else {
-      run(window_sample_backward_impl<scalar_t, false>);
-    }
+    const auto kernel = gstride[4] == 1
+                            ? backward_variant<scalar_t, true>(output_mask[0], output_mask[1])
+                            : backward_variant<scalar_t, false>(output_mask[0], output_mask[1]);
+    kernel(grad_output.const_data_ptr<scalar_t>(), gstride.data(),
+           source.const_data_ptr<scalar_t>(), centers.const_data_ptr<scalar_t>(),
+           output_mask[0] ? grad_source.mutable_data_ptr<scalar_t>() : nullptr,
+           output_mask[1] ? grad_centers.mutable_data_ptr<scalar_t>() : nullptr, B, C, Hs, Ws, H,
+           W, window, spacing);
   });
   return {grad_source, grad_centers};
 }

@@ -188,7 +188,7 @@ at::Tensor local_correlation_cuda(const at::Tensor& query_in, const at::Tensor& 
 
 std::tuple<at::Tensor, at::Tensor> local_correlation_backward_cuda(
     const at::Tensor& grad_output_in, const at::Tensor& query_in, const at::Tensor& key_in,
-    int64_t window, int64_t dilation) {
+    int64_t window, int64_t dilation, std::array<bool, 2> output_mask) {
   check_local_correlation_backward_args(grad_output_in, query_in, key_in, window, dilation);
   TORCH_CHECK(query_in.is_cuda(),
               "mast::local_correlation_backward (CUDA): expected CUDA tensors");
@@ -199,7 +199,9 @@ std::tuple<at::Tensor, at::Tensor> local_correlation_backward_cuda(
   const int64_t B = query.size(0), C = query.size(1), H = query.size(2), W = query.size(3);
   at::Tensor grad_query = at::empty_like(query, at::MemoryFormat::Contiguous);
   at::Tensor grad_key = at::empty_like(key, at::MemoryFormat::Contiguous);
-  if (grad_query.numel() == 0) return {grad_query, grad_key};
+  if (grad_query.numel() == 0) {
+    return {if_needed(output_mask[0], grad_query), if_needed(output_mask[1], grad_key)};
+  }
   const int64_t n = B * ((C + kChannels - 1) / kChannels) * H * W;
   TORCH_CHECK(window <= 46340 && dilation <= std::numeric_limits<int>::max(),
               "mast::local_correlation_backward (CUDA): window or dilation too large");
@@ -215,7 +217,7 @@ std::tuple<at::Tensor, at::Tensor> local_correlation_backward_cuda(
             static_cast<int>(dilation));
         C10_CUDA_KERNEL_LAUNCH_CHECK();
       });
-  return {grad_query, grad_key};
+  return {if_needed(output_mask[0], grad_query), if_needed(output_mask[1], grad_key)};
 }
 
 }  // namespace mast

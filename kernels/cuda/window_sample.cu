@@ -248,7 +248,8 @@ std::tuple<at::Tensor, at::Tensor> window_sample_cuda(const at::Tensor& source_i
 std::tuple<at::Tensor, at::Tensor> window_sample_backward_cuda(const at::Tensor& grad_output_in,
                                                                const at::Tensor& source_in,
                                                                const at::Tensor& centers_in,
-                                                               int64_t window, double spacing) {
+                                                               int64_t window, double spacing,
+                                                               std::array<bool, 2> output_mask) {
   check_window_sample_backward_args(grad_output_in, source_in, centers_in, window, spacing);
   TORCH_CHECK(source_in.is_cuda(), "mast::window_sample_backward (CUDA): expected CUDA tensors");
   TORCH_CHECK(window <= 46340, "mast::window_sample_backward (CUDA): window too large");
@@ -266,7 +267,8 @@ std::tuple<at::Tensor, at::Tensor> window_sample_backward_cuda(const at::Tensor&
       at::empty({B, window, 2, H, W}, source.options().dtype(acc_type));
   const int64_t n = B * window * H * W;
   if (n == 0) {
-    return {grad_source_acc.to(source.scalar_type()), at::zeros_like(centers)};
+    return {if_needed(output_mask[0], grad_source_acc.to(source.scalar_type())),
+            if_needed(output_mask[1], at::zeros_like(centers))};
   }
   // Same stream as at::cuda::getCurrentCUDAStream() (which is an alias of it).
   cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
@@ -295,7 +297,8 @@ std::tuple<at::Tensor, at::Tensor> window_sample_backward_cuda(const at::Tensor&
   // half-precision source).
   at::Tensor grad_centers = grad_centers_rows.sum(1).to(centers.scalar_type());
   at::Tensor grad_source = grad_source_acc.to(source.scalar_type());
-  return {grad_source.contiguous(), grad_centers.contiguous()};
+  return {if_needed(output_mask[0], grad_source.contiguous()),
+          if_needed(output_mask[1], grad_centers.contiguous())};
 }
 
 }  // namespace mast

@@ -10,6 +10,10 @@ over them weighs the references' values (MAST; thesis Eq. 4.2-4.3):
   (Eq. 4.1); it then offers ``P x P`` keys and values bilinearly sampled
   around that centre. Gradients flow through the centre.
 
+A whole-frame pass makes one plan per reference (:class:`NearPlan`: its
+window scores; :class:`FarPlan`: its window centres); the query is then
+reconstructed one tile of rows at a time from the plans.
+
 Memory stays ``O(HW x refs x P^2)`` scores: no ``(HW x HW)`` affinity; far
 references are scored by the fused ``roi_correlation`` (where a device has no
 fused kernel, its ``C x P^2`` key windows are built one tile of rows at a time).
@@ -86,6 +90,49 @@ def pixel_grid(batch: int, height: int, width: int, like: torch.Tensor, top: int
     return torch.stack((grid_x, grid_y)).unsqueeze(0).expand(batch, -1, -1, -1)
 
 
+@dataclass(frozen=True)
+class NearPlan:
+    """A reference every sample attends around the pixel itself.
+
+    Attributes:
+        reference: the reference read.
+        scores: ``(B, P^2, h, w)`` whole-frame window scores (dilation 1).
+    """
+
+    reference: Reference
+    scores: torch.Tensor
+
+    def rows(self, query_rows: torch.Tensor, window: int, top: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scores ``(B, P^2, rows, w)`` and window centres ``(B, 2, rows, w)`` of
+        the query rows ``(B, C, rows, w)`` that start at row ``top``."""
+        batch, _, height, width = query_rows.shape
+        return self.scores[:, :, top : top + height], pixel_grid(batch, height, width, query_rows, top)
+
+
+@dataclass(frozen=True)
+class FarPlan:
+    """A reference read around per-pixel window centres: the ROI centre for
+    far samples, the pixel itself for the near samples of a mixed batch.
+
+    Attributes:
+        reference: the reference read.
+        centers: ``(B, 2, h, w)`` ``(x, y)`` window centres in the reference.
+    """
+
+    reference: Reference
+    centers: torch.Tensor
+
+    def rows(self, query_rows: torch.Tensor, window: int, top: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """As :meth:`NearPlan.rows`; the scores of a tile are computed here, so
+        that the ``(B, C, P^2, rows, w)`` key windows of an unfused
+        ``roi_correlation`` never exist for the whole frame."""
+        centers = self.centers[:, :, top : top + query_rows.shape[-2]]
+        return roi_correlation(query_rows, self.reference.features, centers, window), centers
+
+
+ReferencePlan = NearPlan | FarPlan
+
+
 class ReconstructionEngine(nn.Module):
     """Reconstructs a query frame's values from a memory of reference frames.
 
@@ -109,13 +156,23 @@ class ReconstructionEngine(nn.Module):
         if self.config.normalize:
             query = F.normalize(query, dim=1)
             references = [replace(r, features=F.normalize(r.features, dim=1)) for r in references]
-        near_scores, centers = self._whole_frame_pass(query, references)
+        plans = [self.plan(query, reference) for reference in references]
         rows = self._rows_per_tile(query, references)
         tiles = [
-            self._reconstruct_rows(query, references, near_scores, centers, top, min(top + rows, query.shape[-2]))
+            self._reconstruct_rows(query[:, :, top : top + rows], plans, top)
             for top in range(0, query.shape[-2], rows)
         ]
         return torch.cat(tiles, dim=-2)
+
+    def plan(self, query: torch.Tensor, reference: Reference) -> ReferencePlan:
+        """How ``query`` ``(B, C, h, w)`` reads ``reference``, from one
+        whole-frame pass: its window scores when every sample attends it
+        directly, else its window centres. Both are ``O(P^2 h w)``, so this
+        pass needs no tiling."""
+        far_samples = self._far_samples_by_dilation(reference)
+        if not far_samples:
+            return NearPlan(reference, local_correlation(query, reference.features, self.config.window, 1))
+        return FarPlan(reference, self._window_centers(query, reference.features, far_samples))
 
     def roi_centers(self, query: torch.Tensor, keys: torch.Tensor, dilation: int) -> torch.Tensor:
         """Expected ROI centre in a far reference for every query pixel (Eq. 4.1).
@@ -135,38 +192,28 @@ class ReconstructionEngine(nn.Module):
         batch, _, height, width = query.shape
         return pixel_grid(batch, height, width, attention) + torch.stack((shift_x, shift_y), dim=1)
 
-    def reference_centers(self, query: torch.Tensor, reference: Reference) -> torch.Tensor | None:
-        """Where each query pixel reads ``reference``: None when every sample
-        attends it directly; else ``(B, 2, h, w)`` centres, the pixel itself for
-        near samples and the ROI centre for far ones (grouped by dilation)."""
-        distances = reference.distances()
-        far = [self.config.is_far(d) for d in distances]
-        if not any(far):
-            return None
-        if all(far) and len({self.config.dilation(d) for d in distances}) == 1:
-            return self.roi_centers(query, reference.features, self.config.dilation(distances[0]))
-        batch, _, height, width = query.shape
-        centers = pixel_grid(batch, height, width, query).clone()
+    def _far_samples_by_dilation(self, reference: Reference) -> dict[int, list[int]]:
+        """The samples for which ``reference`` is far, by ROI-localisation dilation."""
         groups: dict[int, list[int]] = {}
-        for sample, distance in enumerate(distances):
-            if far[sample]:
+        for sample, distance in enumerate(reference.distances()):
+            if self.config.is_far(distance):
                 groups.setdefault(self.config.dilation(distance), []).append(sample)
-        for dilation, samples in groups.items():
-            index = torch.tensor(samples, device=query.device)
-            centers[index] = self.roi_centers(query[index], reference.features[index], dilation).to(centers.dtype)
-        return centers
+        return groups
 
-    def _whole_frame_pass(self, query, references):
-        """Near scores ``(B, P^2, h, w)`` or ROI centres ``(B, 2, h, w)`` per
-        reference: both cost ``O(P^2 h w)`` memory, so no tiling is needed."""
-        near_scores, centers = [], []
-        for reference in references:
-            center = self.reference_centers(query, reference)
-            centers.append(center)
-            near_scores.append(
-                local_correlation(query, reference.features, self.config.window, 1) if center is None else None
-            )
-        return near_scores, centers
+    def _window_centers(
+        self, query: torch.Tensor, keys: torch.Tensor, far_samples: dict[int, list[int]]
+    ) -> torch.Tensor:
+        """``(B, 2, h, w)`` centres: the ROI centre of each far sample at its
+        dilation, the pixel itself for the other samples."""
+        batch, _, height, width = query.shape
+        if len(far_samples) == 1 and len(next(iter(far_samples.values()))) == batch:
+            return self.roi_centers(query, keys, next(iter(far_samples)))
+        centers = pixel_grid(batch, height, width, query).clone()
+        # One batched coarse pass per dilation, over the samples that share it.
+        for dilation, samples in far_samples.items():
+            index = torch.tensor(samples, device=query.device)
+            centers[index] = self.roi_centers(query[index], keys[index], dilation).to(centers.dtype)
+        return centers
 
     def _rows_per_tile(self, query, references) -> int:
         batch, channels, _, width = query.shape
@@ -178,24 +225,19 @@ class ReconstructionEngine(nn.Module):
         budget = self.config.tile_elements or (1 << 28 if query.device.type == "cuda" else 1 << 25)
         return max(1, budget // max(per_row, 1))
 
-    def _reconstruct_rows(self, query, references, near_scores, centers, top, bottom):
-        """Reconstruction of query rows ``[top, bottom)``: ``(B, K, rows, w)``."""
+    def _reconstruct_rows(self, query_rows: torch.Tensor, plans: list[ReferencePlan], top: int) -> torch.Tensor:
+        """Reconstruction ``(B, K, rows, w)`` of the query rows ``(B, C, rows, w)`` from row ``top``."""
+        scores, values = zip(*(self._read_rows(plan, query_rows, top) for plan in plans))
+        return self._attend(torch.cat(scores, dim=1), torch.cat(values, dim=2))
+
+    def _read_rows(self, plan: ReferencePlan, query_rows: torch.Tensor, top: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """One reference's scores ``(B, P^2, rows, w)`` and values ``(B, K, P^2, rows, w)`` for a tile."""
         window = self.config.window
-        query_rows = query[:, :, top:bottom]
-        all_scores, all_values = [], []
-        for reference, scores, center in zip(references, near_scores, centers):
-            if center is None:
-                rows_center = pixel_grid(query.shape[0], bottom - top, query.shape[-1], query, top)
-                scores = scores[:, :, top:bottom]
-            else:
-                rows_center = center[:, :, top:bottom]
-                scores = roi_correlation(query_rows, reference.features, rows_center, window)
-            values, _ = window_sample(reference.values, rows_center, window)
-            if reference.valid is not None:
-                scores = scores.masked_fill(~reference.valid.view(-1, 1, 1, 1), float("-inf"))
-            all_scores.append(scores)
-            all_values.append(values)
-        return self._attend(torch.cat(all_scores, dim=1), torch.cat(all_values, dim=2))
+        scores, centers = plan.rows(query_rows, window, top)
+        values, _ = window_sample(plan.reference.values, centers, window)
+        if plan.reference.valid is not None:
+            scores = scores.masked_fill(~plan.reference.valid.view(-1, 1, 1, 1), float("-inf"))
+        return scores, values
 
     def _attend(self, scores: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
         """Softmax over pooled keys. scores ``(B, N, h, w)``, values ``(B, K, N, h, w)`` -> ``(B, K, h, w)``."""

@@ -8,12 +8,13 @@ import torch
 
 _LOAD_ERROR: str | None = None
 _WARNED = False
+_C = None
 
 if os.environ.get("MAST_DISABLE_EXTENSION", "0") == "1":
     _LOAD_ERROR = "disabled by MAST_DISABLE_EXTENSION=1"
 else:
     try:
-        from mast import _C  # noqa: F401  (importing registers torch.ops.mast.*)
+        from mast import _C  # importing registers torch.ops.mast.*
     except ImportError as error:
         _LOAD_ERROR = f"{type(error).__name__}: {error}"
 
@@ -29,14 +30,10 @@ OPERATORS = ("local_correlation", "window_sample", "roi_correlation")
 def _kernel_device_types() -> dict[str, frozenset[str]]:
     if not extension_loaded():
         return {op: frozenset() for op in OPERATORS}
-    return {
-        op: frozenset(
-            device_type
-            for device_type, dispatch_key in (("cpu", "CPU"), ("cuda", "CUDA"))
-            if torch._C._dispatch_has_kernel_for_dispatch_key(f"mast::{op}", dispatch_key)
-        )
-        for op in OPERATORS
-    }
+    capabilities = _C.capabilities()
+    compiled = frozenset(("cpu", "cuda") if capabilities["cuda"] else ("cpu",))
+    fused_roi = frozenset(device for device, fused in capabilities["fused_roi"].items() if fused)
+    return {"local_correlation": compiled, "window_sample": compiled, "roi_correlation": compiled & fused_roi}
 
 
 # Looked up once: a plain set membership test is also what torch.compile can trace.

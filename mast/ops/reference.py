@@ -121,9 +121,23 @@ def window_sample_reference(
     return samples, valid
 
 
+def roi_scores(query: torch.Tensor, samples: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Dot products of each query feature with its sampled window of keys.
+
+    Args:
+        query: ``(B, C, H, W)``.
+        samples: ``(B, C, P*P, H, W)`` key windows, as :func:`window_sample_reference` gives them.
+        valid: ``(B, P*P, H, W)`` bool, where the sample points lie inside the key map.
+
+    Returns:
+        ``(B, P*P, H, W)``: ``<query, samples>`` per offset, ``-inf`` where not valid.
+    """
+    scores = torch.einsum("bchw,bcphw->bphw", query, samples)
+    return scores.masked_fill(~valid, float("-inf"))
+
+
 def roi_correlation_reference(
-    query: torch.Tensor, key: torch.Tensor, centers: torch.Tensor, window: int, spacing: float = 1.0,
-    sampler=None,
+    query: torch.Tensor, key: torch.Tensor, centers: torch.Tensor, window: int, spacing: float = 1.0
 ) -> torch.Tensor:
     """Dot products of each query feature with a bilinearly sampled window of keys.
 
@@ -132,14 +146,9 @@ def roi_correlation_reference(
         key: ``(B, C, Hs, Ws)``.
         centers: ``(B, 2, H, W)``; ``(x, y)`` window centre in ``key`` per query pixel.
         window: odd side ``P`` of the sampling grid; spacing: its step in pixels.
-        sampler: a ``window_sample`` implementation (default the reference one;
-            :func:`mast.ops.roi_correlation` passes the compiled one where no
-            fused kernel exists).
 
     Returns:
         ``(B, P*P, H, W)``: ``<query, window_sample(key)>`` per offset, ``-inf``
         where the sample point lies outside the key map.
     """
-    samples, valid = (sampler or window_sample_reference)(key, centers, window, spacing)
-    scores = torch.einsum("bchw,bcphw->bphw", query, samples)
-    return scores.masked_fill(~valid, float("-inf"))
+    return roi_scores(query, *window_sample_reference(key, centers, window, spacing))

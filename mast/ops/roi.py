@@ -12,7 +12,7 @@ import torch
 
 from mast.ops import _extension
 from mast.ops._validation import check_same_device, check_spacing, check_tensor, check_window
-from mast.ops.reference import roi_correlation_reference
+from mast.ops.reference import roi_scores
 from mast.ops.sampling import centers_dtype, window_sample
 
 
@@ -60,4 +60,5 @@ def roi_correlation(
     query, key = query.to(dtype), key.to(dtype)
     if has_fused_roi_correlation(query.device):
         return torch.ops.mast.roi_correlation(query, key, centers.to(dtype), window, spacing)
-    return roi_correlation_reference(query, key, centers.to(centers_dtype(dtype)), window, spacing, window_sample)
+    # Composed from window_sample, compiled or not, as the reference composes it.
+    return roi_scores(query, *window_sample(key, centers.to(centers_dtype(dtype)), window, spacing))
