@@ -27,28 +27,28 @@ PATHS = ("extension", "pytorch")
 
 def measure_case(case: dict) -> dict:
     """Propagates one generated video in this process; returns fps and peak memory."""
-    from dataclasses import replace
 
     import mast.ops as ops
     from benchmarks._measure import peak_memory
     from mast.data.synthetic import translating_video
-    from mast.eval.propagate import PropagationConfig, Propagator
     from mast.models.backbone import ResNetBackbone
     from mast.models.extractors import BackboneExtractor, PixelExtractor
+    from mast.models.propagation import PropagationConfig, Propagator
+    from mast.models.tracker import track
 
     device = torch.device(case["device"])
     frames, masks = translating_video(num_frames=case["frames"], height=480, width=854, num_objects=2)
     config = PropagationConfig.preset("mast")
     if case["features"] == "pixels":
         extractor = PixelExtractor()
-        config = replace(config, **PixelExtractor.protocol_overrides)
+        config = config.with_overrides(**PixelExtractor.propagation)
     else:
         extractor = BackboneExtractor(ResNetBackbone().to(device))
     propagator = Propagator(extractor, config, device)
     timestamps = []
 
     def run() -> None:
-        for _ in propagator.run(iter(frames), masks[0]):
+        for _ in track(propagator, iter(frames), masks[0]):
             if device.type == "cuda":
                 torch.cuda.synchronize()
             timestamps.append(time.perf_counter())

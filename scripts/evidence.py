@@ -19,19 +19,17 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 from mast.common.files import atomic_write_text
 from mast.eval.davis import evaluate_davis
-from mast.eval.propagate import (
-    COSINE_KNOBS, PropagationConfig, Propagator, propagate_to_folder, results_folder,
-)
+from mast.eval.propagate import propagate_to_folder, results_folder
 from mast.eval.sources import davis_inputs
 from mast.models.backbone import BackboneConfig, ResNetBackbone
 from mast.models.extractors import BackboneExtractor, PixelExtractor
+from mast.models.propagation import COSINE_KNOBS, PropagationConfig, Propagator
 from mast.train.config import load_config
 from mast.train.loop import Trainer
 
@@ -89,7 +87,7 @@ def main() -> int:
     # The quick preset (frame 0 + 3 previous, attended directly): cheap enough for
     # a CPU, and the same references for every kind of features.
     dot = PropagationConfig.preset("quick", window=args.window)
-    cosine = replace(dot, **COSINE_KNOBS)
+    cosine = dot.with_overrides(**COSINE_KNOBS)
     trained = BackboneExtractor.from_checkpoint(run_dir / "backbone.pt", device)
     torch.manual_seed(0)
     random_init = BackboneExtractor(ResNetBackbone(BackboneConfig(**config["model"])).to(device))
@@ -99,7 +97,7 @@ def main() -> int:
         propagate_and_score("trained/cosine", trained, cosine, args, device),
         propagate_and_score("random/dot", random_init, dot, args, device),
         propagate_and_score("random/cosine", random_init, cosine, args, device),
-        propagate_and_score("pixels", PixelExtractor(), replace(dot, **PixelExtractor.protocol_overrides), args, device),
+        propagate_and_score("pixels", PixelExtractor(), dot.with_overrides(**PixelExtractor.propagation), args, device),
     ]
     report = {"training_steps": summary["steps"], "minutes": config["train"]["time_budget_minutes"], "device": str(device),
               "config": config, "protocols": {"dot": dot.__dict__, "cosine": cosine.__dict__}, "results": rows,

@@ -15,18 +15,16 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from mast.eval.davis import evaluate_sequence
 from mast.common.masks import read_davis2016_mask, read_mask
-from mast.eval.propagate import (
-    COSINE_KNOBS, PropagationConfig, Propagator, propagate_to_folder, results_folder,
-)
+from mast.eval.propagate import propagate_to_folder, results_folder
 from mast.eval.sources import video_input
 from mast.models.extractors import BackboneExtractor, PixelExtractor
+from mast.models.propagation import COSINE_KNOBS, PropagationConfig, Propagator
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "data" / "davis_samples"
 
@@ -47,9 +45,9 @@ def main() -> int:
     if not args.checkpoint:
         if args.cosine:
             parser.error("--cosine needs --checkpoint (the pixel baseline compares by squared distance)")
-        config = replace(config, **PixelExtractor.protocol_overrides)
+        config = config.with_overrides(**PixelExtractor.propagation)
     elif args.cosine:
-        config = replace(config, **COSINE_KNOBS)
+        config = config.with_overrides(**COSINE_KNOBS)
     propagator = Propagator(extractor, config)
     names = ("bmx-trees", "caps", "gold-fish")
     # The script's own folder: a rerun replaces what an earlier run wrote there.

@@ -2,6 +2,8 @@
 import pytest
 
 from mast.cli.main import SUBCOMMANDS, build_parser, main
+from mast.models.backbone import ResNetBackbone
+from mast.models.extractors import BackboneExtractor, PixelExtractor
 
 
 def test_every_subcommand_has_help(capsys):
@@ -38,10 +40,11 @@ def test_propagate_protocol_flags_override_the_preset():
     from mast.cli.propagate import build_config
 
     config = build_config(_propagate_args("--cosine", "--temperature", "0.05", "--topk", "16", "--no-roi"),
-                          baseline=False)
-    assert (config.normalize, config.temperature, config.topk, config.roi_localisation) == (True, 0.05, 16, False)
-    assert build_config(_propagate_args("--preset", "crw", "--dot"), baseline=False).normalize is False
-    baseline = build_config(_propagate_args(), baseline=True)
+                          BackboneExtractor(ResNetBackbone()))
+    engine = config.engine
+    assert (engine.normalize, engine.temperature, engine.topk, engine.roi_localisation) == (True, 0.05, 16, False)
+    assert build_config(_propagate_args("--preset", "crw", "--dot"), BackboneExtractor(ResNetBackbone())).engine.normalize is False
+    baseline = build_config(_propagate_args(), PixelExtractor()).engine
     assert (baseline.normalize, baseline.topk, baseline.temperature) == (False, 16, 0.01)
 
 
@@ -61,6 +64,7 @@ def test_cosine_is_refused_for_the_pixel_baseline(tmp_path, capsys):
 def test_quick_preset_is_frame_zero_and_three_previous_without_roi():
     from mast.cli.propagate import build_config
 
-    config = build_config(_propagate_args("--preset", "quick"), baseline=True)
-    assert (config.long_term, config.short_term, config.window, config.roi_localisation) == ((0,), (1, 2, 3), 13, False)
-    assert (config.topk, config.temperature) == (16, 0.01)  # the pixel baseline's knobs still apply
+    config = build_config(_propagate_args("--preset", "quick"), PixelExtractor())
+    assert (config.policy.long_term, config.policy.short_term) == ((0,), (1, 2, 3))
+    assert (config.engine.window, config.engine.roi_localisation) == (13, False)
+    assert (config.engine.topk, config.engine.temperature) == (16, 0.01)  # the pixel baseline's knobs still apply

@@ -75,8 +75,9 @@ def test_run_record_names_settings_checkpoint_and_files(davis, tmp_path):
     assert propagate(davis, out, "--checkpoint", str(checkpoint), "--cosine", "--temperature", "0.05") == 0
     record = json.loads((out / "run.json").read_text())
     assert record["command"] == "propagate" and record["mast_version"]
-    assert record["settings"]["features"] == "backbone:sha256:" + hashlib.sha256(checkpoint.read_bytes()).hexdigest()
-    assert record["settings"]["protocol"]["temperature"] == 0.05 and record["settings"]["protocol"]["normalize"]
+    assert record["settings"]["tracker"] == "backbone:sha256:" + hashlib.sha256(checkpoint.read_bytes()).hexdigest()
+    assert record["settings"]["protocol"]["engine"]["temperature"] == 0.05
+    assert record["settings"]["protocol"]["engine"]["normalize"]
     assert "--cosine" in record["history"][0]["argv"]
     assert set(record["files"]) == {str(p.relative_to(out)) for p in out.rglob("*.png")}
 
@@ -90,14 +91,14 @@ def test_other_settings_are_refused_then_overwrite_removes_only_what_mast_wrote(
 
     assert propagate(davis, out, "--window", "7", "--sequences", "a") == 2
     error = capsys.readouterr().err
-    assert "other settings" in error and "protocol.window" in error and "--overwrite" in error
+    assert "other settings" in error and "protocol.engine.window" in error and "--overwrite" in error
     assert tree_digest(out) == before
 
     assert propagate(davis, out, "--window", "7", "--sequences", "a", "--overwrite") == 0
     left = sorted(p.name for p in out.iterdir())
     assert left == ["a", "notes.txt", "run.json"]  # b and the stale CSVs of the other settings are gone
     assert (out / "notes.txt").read_text() == "mine"
-    assert json.loads((out / "run.json").read_text())["settings"]["protocol"]["window"] == 7
+    assert json.loads((out / "run.json").read_text())["settings"]["protocol"]["engine"]["window"] == 7
 
 
 def test_same_settings_add_sequences_and_foreign_files_are_never_replaced(davis, tmp_path, capsys):

@@ -17,8 +17,8 @@ import torch
 
 from mast.common.files import atomic_write_with
 from mast.data.synthetic import translating_video
-from mast.eval.propagate import PropagationConfig, Propagator
 from mast.models.extractors import PixelExtractor
+from mast.models.propagation import PropagationConfig, Propagator
 
 
 def register(subparsers) -> None:
@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
 
     frames, truth = translating_video(num_frames=args.num_frames, height=args.size, width=args.size)
     config = PropagationConfig.preset(
-        "mast", **{**PixelExtractor.protocol_overrides, "window": args.window, "temperature": args.temperature}
+        "mast", **{**PixelExtractor.propagation, "window": args.window, "temperature": args.temperature}
     )
     labels = torch.stack([truth[0], *Propagator(PixelExtractor(), config).run(iter(frames), truth[0])])
     scores = [jaccard(labels[t] > 0, truth[t] > 0) for t in range(1, len(frames))]

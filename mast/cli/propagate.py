@@ -24,19 +24,18 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 from tqdm import tqdm
 
 from mast.common.devices import resolve_device
 from mast.common.outputs import OutputFolder, check_separate
-from mast.eval.propagate import (
-    PRESETS, PropagationConfig, PropagationInput, Propagator, label_lookup, propagate_to_folder, results_folder,
-)
+from mast.eval.propagate import PropagationInput, label_lookup, propagate_to_folder, results_folder
 from mast.eval.sources import davis_inputs, video_input
 from mast.eval.visualize import overlay_folder, visualize
-from mast.models.extractors import BackboneExtractor, PixelExtractor
+from mast.models.extractors import BackboneExtractor, FeatureExtractor, PixelExtractor
+from mast.models.propagation import PRESETS, PropagationConfig, Propagator
+from mast.models.tracker import Tracker
 
 def _int_tuple(text: str) -> tuple[int, ...]:
     try:
@@ -60,7 +59,10 @@ def register(subparsers) -> None:
                         "0 = background, 255 = void (not an object, as in DAVIS)")
     source.add_argument("--first-box", help="first-frame box x,y,w,h in pixels for --video")
     model = parser.add_argument_group("model and protocol")
-    model.add_argument("--checkpoint", type=Path, help="backbone checkpoint; default: the LAB-pixel baseline")
+    model.add_argument("--model", choices=sorted(MODELS), default="mast",
+                       help="which tracker: mast = the self-supervised memory propagator (default)")
+    model.add_argument("--checkpoint", type=Path, help="backbone checkpoint; default: the LAB-pixel baseline. "
+                       "The propagation knobs saved in it apply unless flags override them")
     model.add_argument("--preset", choices=PRESETS, default="mast",
                        help="mast: refs 0,5,t-1,t-3,t-5, 25x25, ROI for far refs, hard labels; "
                             "crw: first + 20 previous, radius 12, top-10, tau 0.05, soft labels; "
@@ -90,12 +92,13 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def build_config(args: argparse.Namespace, baseline: bool) -> PropagationConfig:
-    """The preset, then the pixel baseline's knobs (without a checkpoint), then explicit flags."""
-    overrides = dict(PixelExtractor.protocol_overrides) if baseline else {}
-    if baseline and args.normalize:
+def build_config(args: argparse.Namespace, extractor: FeatureExtractor) -> PropagationConfig:
+    """The preset, then the knobs the features are meant to be used with (the pixel
+    baseline's, or those a checkpoint was saved with), then explicit flags."""
+    if isinstance(extractor, PixelExtractor) and args.normalize:
         raise ValueError("--cosine: the pixel baseline compares pixels by squared distance and cannot "
                          "use cosine similarity; give a --checkpoint or drop --cosine")
+    overrides = dict(getattr(extractor, "propagation", {}))
     given = dict(long_term=args.long_term, short_term=args.short_term, window=args.window,
                  temperature=args.temperature, soft_labels=args.soft_labels, normalize=args.normalize)
     overrides.update({k: v for k, v in given.items() if v is not None})
@@ -103,7 +106,17 @@ def build_config(args: argparse.Namespace, baseline: bool) -> PropagationConfig:
         overrides["topk"] = args.topk or None
     if args.no_roi:
         overrides["roi_localisation"] = False
-    return replace(PropagationConfig.preset(args.preset), **overrides)
+    return PropagationConfig.preset(args.preset).with_overrides(**overrides)
+
+
+def mast_tracker(args: argparse.Namespace, device) -> Propagator:
+    """``--model mast``: a backbone checkpoint (or the LAB-pixel baseline) through the memory engine."""
+    extractor = BackboneExtractor.from_checkpoint(args.checkpoint, device) if args.checkpoint else PixelExtractor()
+    return Propagator(extractor, build_config(args, extractor), device)
+
+
+#: ``--model`` names and how to build their tracker from the parsed arguments.
+MODELS = {"mast": mast_tracker}
 
 
 def _inputs(args: argparse.Namespace) -> list[PropagationInput]:
@@ -123,14 +136,14 @@ def _check_inputs(inputs: list[PropagationInput]) -> None:
         label_lookup(item.first_ids, item.first_source)
 
 
-def _open_outputs(args: argparse.Namespace, propagator: Propagator, inputs: list[PropagationInput]):
+def _open_outputs(args: argparse.Namespace, tracker: Tracker, inputs: list[PropagationInput]):
     """The checked results folder (and its overlays folder), nothing written yet."""
     read = {"--davis": args.davis, "--video": args.video, "--first-mask": args.first_mask,
             "--checkpoint": args.checkpoint}
     check_separate(args.out, read)
     source = ({"davis": str(args.davis.resolve()), "year": args.year} if args.davis is not None
               else {"video": True})
-    folder = results_folder(args.out, propagator, args.overwrite, **source)
+    folder = results_folder(args.out, tracker, args.overwrite, **source)
     names = [item.name for item in inputs]
     if len(set(names)) != len(names):
         raise ValueError(f"two inputs share an output name: {sorted(n for n in names if names.count(n) > 1)[0]!r}")
@@ -144,22 +157,19 @@ def _prepare(args: argparse.Namespace):
     device = resolve_device(args.device)
     inputs = _inputs(args)
     _check_inputs(inputs)
-    extractor = BackboneExtractor.from_checkpoint(args.checkpoint, device) if args.checkpoint else PixelExtractor()
-    config = build_config(args, baseline=args.checkpoint is None)
-    propagator = Propagator(extractor, config, device)
-    return inputs, propagator, *_open_outputs(args, propagator, inputs)
+    tracker = MODELS[args.model](args, device)
+    return inputs, tracker, *_open_outputs(args, tracker, inputs)
 
 
 def run(args: argparse.Namespace) -> int:
     try:
-        inputs, propagator, folder, pictures = _prepare(args)
+        inputs, tracker, folder, pictures = _prepare(args)
     except (ValueError, OSError) as error:
         print(f"mast propagate: error: {error}", file=sys.stderr)
         return 2
-    print(f"features: {propagator.extractor.name} | device: {propagator.device} | preset: {args.preset} "
-          f"| {propagator.config}")
+    print(f"model: {args.model} | {tracker.name} | device: {getattr(tracker, 'device', args.device)} | {tracker.settings()}")
     try:
-        frames, rate = _propagate_all(inputs, propagator, folder, args.command_line)
+        frames, rate = _propagate_all(inputs, tracker, folder, args.command_line)
         if pictures is not None:
             pictures.start({"argv": args.command_line})
             print(f"pictures: {visualize(((item.name, item.frames()) for item in inputs), args.out, pictures)}")
@@ -171,7 +181,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _propagate_all(inputs: list[PropagationInput], propagator: Propagator, folder: OutputFolder,
+def _propagate_all(inputs: list[PropagationInput], tracker: Tracker, folder: OutputFolder,
                    command_line: list[str]) -> tuple[int, float]:
     """Writes every sequence; returns the frame count and frames/s."""
     folder.start({"argv": command_line, "sequences": [item.name for item in inputs]})
@@ -181,7 +191,7 @@ def _propagate_all(inputs: list[PropagationInput], propagator: Propagator, folde
         for item in inputs:
             progress.set_postfix_str(item.name)
             try:
-                propagate_to_folder(item, propagator, folder, on_frame=lambda: progress.update(1))
+                propagate_to_folder(item, tracker, folder, on_frame=lambda: progress.update(1))
             except (ValueError, OSError) as error:
                 raise ValueError(f"in {item.name}: {error}") from error
         frames = progress.n

@@ -136,14 +136,26 @@ class ResNetBackbone(nn.Module):
             )
         return self.head(self.stages(frames)[-1])
 
-    def save(self, path: str | os.PathLike) -> None:
-        """Writes config and weights atomically (temp file + rename)."""
-        save_checkpoint({"backbone_config": asdict(self.config), "state_dict": self.state_dict()}, path)
+    def save(self, path: str | os.PathLike, propagation: dict[str, Any] | None = None) -> None:
+        """Writes config and weights atomically (temp file + rename).
+
+        ``propagation``: the flat propagation knobs these features are meant to
+        be used with (e.g. ``{"normalize": True, "temperature": 0.05, "topk": 16}``),
+        which ``mast propagate --checkpoint`` applies unless flags override them.
+        """
+        payload = {"backbone_config": asdict(self.config), "state_dict": self.state_dict()}
+        if propagation:
+            payload["propagation"] = dict(propagation)
+        save_checkpoint(payload, path)
 
     @classmethod
     def load(cls, path: str | os.PathLike, map_location: str | torch.device = "cpu") -> "ResNetBackbone":
         """Loads a backbone written by :meth:`save` (``weights_only=True``)."""
-        payload = load_checkpoint(path, "backbone checkpoint", map_location)
+        return cls.from_payload(load_checkpoint(path, "backbone checkpoint", map_location), path)
+
+    @classmethod
+    def from_payload(cls, payload: Any, path: str | os.PathLike) -> "ResNetBackbone":
+        """The backbone of a loaded :meth:`save` payload (``path`` names it in errors)."""
         if not isinstance(payload, dict) or "state_dict" not in payload or "backbone_config" not in payload:
             raise ValueError(f"{path} is not a mast backbone checkpoint (no backbone_config/state_dict)")
         model = cls(saved_backbone_config(payload["backbone_config"], path))

@@ -11,6 +11,7 @@ from typing import Protocol
 
 import torch
 
+from mast.common.checkpoints import load_checkpoint
 from mast.common.outputs import file_sha256
 from mast.models.backbone import ResNetBackbone
 from mast.models.pixel import lab_pixel_features, squared_distance_embedding
@@ -29,12 +30,12 @@ class PixelExtractor:
     """Raw LAB pixels averaged over ``stride x stride`` cells, compared by
     negative squared distance: the baseline that needs no checkpoint.
 
-    ``protocol_overrides`` are the propagation settings pixels need whatever
+    ``propagation`` holds the propagation settings pixels need whatever
     the preset: a sharp softmax over few keys, and no cosine normalisation
     (which would break the squared-distance embedding).
     """
 
-    protocol_overrides = {"temperature": 0.01, "topk": 16, "normalize": False}
+    propagation = {"temperature": 0.01, "topk": 16, "normalize": False}
 
     def __init__(self, stride: int = 4) -> None:
         self.stride = stride
@@ -51,10 +52,15 @@ class BackboneExtractor:
         self.backbone = backbone.eval()
         self.stride = backbone.config.output_stride
         self.name = "backbone"
+        #: the propagation knobs the checkpoint was saved with (flat names, see PropagationConfig)
+        self.propagation: dict = {}
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, device: torch.device | str = "cpu") -> "BackboneExtractor":
-        extractor = cls(ResNetBackbone.load(path, map_location=device).to(device))
+        """A ``backbone.pt``; its saved propagation knobs (if any) are in :attr:`propagation`."""
+        payload = load_checkpoint(path, "backbone checkpoint", device)
+        extractor = cls(ResNetBackbone.from_payload(payload, path).to(device))
+        extractor.propagation = dict(payload.get("propagation", {}))
         # Named by content: results folders compare it to tell runs apart.
         extractor.name = f"backbone:sha256:{file_sha256(path)}"
         return extractor
