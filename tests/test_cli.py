@@ -68,3 +68,21 @@ def test_quick_preset_is_frame_zero_and_three_previous_without_roi():
     assert (config.policy.long_term, config.policy.short_term) == ((0,), (1, 2, 3))
     assert (config.engine.window, config.engine.roi_localisation) == (13, False)
     assert (config.engine.topk, config.engine.temperature) == (16, 0.01)  # the pixel baseline's knobs still apply
+
+
+def test_help_does_not_import_torch():
+    """`mast --help` and every sub-command's parser stay light: torch loads when a command runs."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from mast.cli.main import build_parser; build_parser(); "
+            "heavy = sorted(m for m in ('torch', 'cv2', 'sklearn', 'kornia') if m in sys.modules); print(heavy)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+def test_cli_preset_names_are_the_library_presets():
+    from mast.cli.propagate import PRESET_NAMES
+    from mast.models.propagation import PRESETS
+
+    assert PRESET_NAMES == PRESETS

@@ -11,14 +11,10 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-import torch
-
-from mast.common.files import atomic_write_with
-from mast.data.synthetic import translating_video
-from mast.models.extractors import PixelExtractor
-from mast.models.propagation import PropagationConfig, Propagator
+if TYPE_CHECKING:  # torch loads when the demo runs, not for --help
+    import torch
 
 
 def register(subparsers) -> None:
@@ -43,7 +39,10 @@ def jaccard(pred: torch.Tensor, truth: torch.Tensor) -> float:
 
 def save_strip(path: Path, frames: torch.Tensor, labels: torch.Tensor, count: int = 6) -> None:
     """Writes ``count`` evenly spaced frames with the mask tinted red, side by side, atomically."""
+    import numpy as np
     from PIL import Image
+
+    from mast.common.files import atomic_write_with
 
     picks = np.linspace(0, len(frames) - 1, count).round().astype(int)
     tiles = []
@@ -57,6 +56,12 @@ def save_strip(path: Path, frames: torch.Tensor, labels: torch.Tensor, count: in
 
 
 def run(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    from mast.data.synthetic import translating_video
+    from mast.models.extractors import PixelExtractor
+    from mast.models.propagation import PropagationConfig, Propagator
     import mast.ops as ops
 
     frames, truth = translating_video(num_frames=args.num_frames, height=args.size, width=args.size)

@@ -25,17 +25,17 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from tqdm import tqdm
+if TYPE_CHECKING:  # the heavy modules (torch) load when the command runs, not for --help
+    from mast.common.outputs import OutputFolder
+    from mast.eval.propagate import PropagationInput
+    from mast.models.extractors import FeatureExtractor
+    from mast.models.propagation import PropagationConfig, Propagator
+    from mast.models.tracker import Tracker
 
-from mast.common.devices import resolve_device
-from mast.common.outputs import OutputFolder, check_separate
-from mast.eval.propagate import PropagationInput, label_lookup, propagate_to_folder, results_folder
-from mast.eval.sources import davis_inputs, video_input
-from mast.eval.visualize import overlay_folder, visualize
-from mast.models.extractors import BackboneExtractor, FeatureExtractor, PixelExtractor
-from mast.models.propagation import PRESETS, PropagationConfig, Propagator
-from mast.models.tracker import Tracker
+#: ``mast.models.propagation.PRESETS``, restated so that ``--help`` needs no torch (a test keeps them equal).
+PRESET_NAMES = ("mast", "crw", "quick")
 
 def _int_tuple(text: str) -> tuple[int, ...]:
     try:
@@ -59,11 +59,11 @@ def register(subparsers) -> None:
                         "0 = background, 255 = void (not an object, as in DAVIS)")
     source.add_argument("--first-box", help="first-frame box x,y,w,h in pixels for --video")
     model = parser.add_argument_group("model and protocol")
-    model.add_argument("--model", choices=sorted(MODELS), default="mast",
+    model.add_argument("--model", choices=MODEL_NAMES, default="mast",
                        help="which tracker: mast = the self-supervised memory propagator (default)")
     model.add_argument("--checkpoint", type=Path, help="backbone checkpoint; default: the LAB-pixel baseline. "
                        "The propagation knobs saved in it apply unless flags override them")
-    model.add_argument("--preset", choices=PRESETS, default="mast",
+    model.add_argument("--preset", choices=PRESET_NAMES, default="mast",
                        help="mast: refs 0,5,t-1,t-3,t-5, 25x25, ROI for far refs, hard labels; "
                             "crw: first + 20 previous, radius 12, top-10, tau 0.05, soft labels; "
                             "quick: frame 0 + 3 previous, 13x13, no ROI (fast on a CPU)")
@@ -95,6 +95,9 @@ def register(subparsers) -> None:
 def build_config(args: argparse.Namespace, extractor: FeatureExtractor) -> PropagationConfig:
     """The preset, then the knobs the features are meant to be used with (the pixel
     baseline's, or those a checkpoint was saved with), then explicit flags."""
+    from mast.models.extractors import PixelExtractor
+    from mast.models.propagation import PropagationConfig
+
     if isinstance(extractor, PixelExtractor) and args.normalize:
         raise ValueError("--cosine: the pixel baseline compares pixels by squared distance and cannot "
                          "use cosine similarity; give a --checkpoint or drop --cosine")
@@ -111,15 +114,21 @@ def build_config(args: argparse.Namespace, extractor: FeatureExtractor) -> Propa
 
 def mast_tracker(args: argparse.Namespace, device) -> Propagator:
     """``--model mast``: a backbone checkpoint (or the LAB-pixel baseline) through the memory engine."""
+    from mast.models.extractors import BackboneExtractor, PixelExtractor
+    from mast.models.propagation import Propagator
+
     extractor = BackboneExtractor.from_checkpoint(args.checkpoint, device) if args.checkpoint else PixelExtractor()
     return Propagator(extractor, build_config(args, extractor), device)
 
 
 #: ``--model`` names and how to build their tracker from the parsed arguments.
 MODELS = {"mast": mast_tracker}
+MODEL_NAMES = tuple(MODELS)
 
 
 def _inputs(args: argparse.Namespace) -> list[PropagationInput]:
+    from mast.eval.sources import davis_inputs, video_input
+
     if (args.davis is None) == (args.video is None):
         raise ValueError("give exactly one of --davis ROOT or --video PATH")
     if args.davis is not None:
@@ -130,6 +139,8 @@ def _inputs(args: argparse.Namespace) -> list[PropagationInput]:
 
 def _check_inputs(inputs: list[PropagationInput]) -> None:
     """Every sequence has 2+ frames and an object in its first mask, before anything is written."""
+    from mast.eval.propagate import label_lookup
+
     for item in inputs:
         if item.num_frames is not None and item.num_frames < 2:
             raise ValueError(f"{item.name}: needs at least 2 frames, found {item.num_frames}")
@@ -138,6 +149,10 @@ def _check_inputs(inputs: list[PropagationInput]) -> None:
 
 def _open_outputs(args: argparse.Namespace, tracker: Tracker, inputs: list[PropagationInput]):
     """The checked results folder (and its overlays folder), nothing written yet."""
+    from mast.common.outputs import check_separate
+    from mast.eval.propagate import results_folder
+    from mast.eval.visualize import overlay_folder
+
     read = {"--davis": args.davis, "--video": args.video, "--first-mask": args.first_mask,
             "--checkpoint": args.checkpoint}
     check_separate(args.out, read)
@@ -154,6 +169,8 @@ def _open_outputs(args: argparse.Namespace, tracker: Tracker, inputs: list[Propa
 
 
 def _prepare(args: argparse.Namespace):
+    from mast.common.devices import resolve_device
+
     device = resolve_device(args.device)
     inputs = _inputs(args)
     _check_inputs(inputs)
@@ -162,6 +179,8 @@ def _prepare(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    from mast.eval.visualize import visualize
+
     try:
         inputs, tracker, folder, pictures = _prepare(args)
     except (ValueError, OSError) as error:
@@ -184,6 +203,10 @@ def run(args: argparse.Namespace) -> int:
 def _propagate_all(inputs: list[PropagationInput], tracker: Tracker, folder: OutputFolder,
                    command_line: list[str]) -> tuple[int, float]:
     """Writes every sequence; returns the frame count and frames/s."""
+    from tqdm import tqdm
+
+    from mast.eval.propagate import propagate_to_folder
+
     folder.start({"argv": command_line, "sequences": [item.name for item in inputs]})
     total = sum(item.num_frames - 1 for item in inputs if item.num_frames) or None
     start = time.perf_counter()

@@ -16,8 +16,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from mast.eval.sources import davis_streams, video_stream
-from mast.eval.visualize import overlay_folder, visualize
 
 
 def register(subparsers) -> None:
@@ -39,6 +37,9 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mast.eval.sources import davis_streams, video_stream
+    from mast.eval.visualize import overlay_folder, visualize
+
     try:
         if (args.davis is None) == (args.video is None):
             raise ValueError("give exactly one of --davis ROOT or --video PATH")
