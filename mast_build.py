@@ -11,14 +11,18 @@ The rule (``plan_cuda``):
    when no CUDA toolkit is found, or when the toolkit's CUDA major version
    differs from torch's (torch refuses to build against it). Only the CPU
    kernels are built then, with a warning in the last three cases.
-2. ``TORCH_CUDA_ARCH_LIST``, when set, is used as given.
+2. ``TORCH_CUDA_ARCH_LIST``, when set, is used as given (but ``native`` with
+   no GPU visible, which torch cannot resolve, goes to rule 4).
 3. Otherwise, with a GPU visible, torch's own default applies: the
    architectures of the visible GPUs.
 4. Otherwise (a login node, a container build) the architectures the torch
    build itself ships kernels for (``torch.cuda.get_arch_list()``), less those
    the local nvcc cannot compile, with ``+PTX`` on the newest so that GPUs
    newer than all of them still run the kernels (JIT-compiled by the driver).
-   Without this torch indexes an empty list and the build dies.
+   Without this torch indexes an empty list and the build dies. All of the
+   list rather than a subset: on two cores nvcc spends about 340 CPU-seconds
+   on torch 2.14.1+cu130's six architectures against 155 on one, once per
+   install, and a build on a login node is meant for every GPU of the cluster.
 """
 from __future__ import annotations
 
