@@ -18,13 +18,19 @@ def test_every_subcommand_has_help(capsys):
     assert set(SUBCOMMANDS) == {"demo", "train", "centroids", "propagate", "evaluate", "visualize"}
 
 
-def test_demo_runs_and_draws(tmp_path, capsys):
-    assert main(["demo", "--num-frames", "8", "--size", "96", "--out", str(tmp_path)]) == 0
+def test_demo_pretrains_propagates_scores_and_draws(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--steps", "4", "--train-videos", "2", "--test-videos", "1", "--size", "64",
+                 "--frames", "6", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "mean J" in printed
-    mean_j = float(printed.split("mean J over frames 1..7: ")[1].split()[0])
-    assert mean_j > 0.8
-    assert (tmp_path / "propagation.png").is_file()
+    rows = {line.split()[0]: line.split() for line in printed.splitlines() if line.startswith(("trained", "pixels"))}
+    assert set(rows) == {"trained", "pixels"} and all(0 <= float(row[1]) <= 1 for row in rows.values())
+    assert (out / "run" / "backbone.pt").is_file()
+    for model in ("trained", "pixels"):
+        assert (out / f"results-{model}" / "global_results-val.csv").is_file()
+        assert (out / f"results-{model}" / "overlays" / "index.html").is_file()
+    assert str(out / "results-trained" / "overlays" / "index.html") in printed
+    assert main(["demo", "--out", str(out)]) == 2  # never writes into an earlier demo
 
 
 def test_no_command_prints_help(capsys):
