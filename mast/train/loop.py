@@ -138,8 +138,9 @@ class Trainer:
         phase, the backbone (with the ``init`` weights), the colour centroids
         (kmeans-ce), the objective and the engine. Does nothing when called again.
 
-        Everything that can be refused is checked before anything is written
-        (the centroids file, built when missing, is the first write).
+        Everything that can be refused is checked before anything in ``out_dir``
+        changes: removing a killed run's temporaries and building a missing
+        centroids file come last.
 
         Raises:
             ValueError / FileNotFoundError: one line each (unusable data, output
