@@ -27,7 +27,8 @@ def measure_case(case: dict) -> dict:
     import mast.ops as ops
     from mast.data.synthetic import translating_video
     from mast.models.backbone import ResNetBackbone
-    from mast.models.engine import EngineConfig, ReconstructionEngine
+    from mast.models.engine import ReconstructionEngine
+    from mast.train.config import TrainingConfig
     from mast.train.loop import reconstruct
     from mast.train.objectives import LabHuber
 
@@ -40,8 +41,10 @@ def measure_case(case: dict) -> dict:
         "indices": torch.tensor(indices).repeat(case["batch"], 1),
         "valid": torch.ones(case["batch"], len(indices), dtype=torch.bool),
     }
-    model = ResNetBackbone().to(device).train()
-    engine, objective = ReconstructionEngine(EngineConfig(window=13)), LabHuber()
+    config = TrainingConfig()  # the training defaults: ResNet-18, window 13, MAST's lab-huber
+    model = ResNetBackbone(config.model).to(device).train()
+    engine = ReconstructionEngine(config.engine)
+    objective = LabHuber(config.objective.upsample, config.objective.huber_scale)
     optimiser = torch.optim.Adam(model.parameters(), lr=1e-4)
     amp = device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=amp)

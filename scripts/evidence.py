@@ -23,11 +23,12 @@ from pathlib import Path
 
 import torch
 
+from mast.common.config import to_dict
 from mast.common.files import atomic_write_text
 from mast.eval.davis import evaluate_davis
 from mast.eval.propagate import propagate_to_folder, results_folder
 from mast.eval.sources import davis_inputs
-from mast.models.backbone import BackboneConfig, ResNetBackbone
+from mast.models.backbone import ResNetBackbone
 from mast.models.extractors import BackboneExtractor, PixelExtractor
 from mast.models.propagation import COSINE_KNOBS, PropagationConfig, Propagator
 from mast.train.config import load_config
@@ -90,7 +91,7 @@ def main() -> int:
     cosine = dot.with_overrides(**COSINE_KNOBS)
     trained = BackboneExtractor.from_checkpoint(run_dir / "backbone.pt", device)
     torch.manual_seed(0)
-    random_init = BackboneExtractor(ResNetBackbone(BackboneConfig(**config["model"])).to(device))
+    random_init = BackboneExtractor(ResNetBackbone(config.model).to(device))
     print("propagating and scoring:", flush=True)
     rows = [
         propagate_and_score("trained/dot", trained, dot, args, device),
@@ -99,8 +100,8 @@ def main() -> int:
         propagate_and_score("random/cosine", random_init, cosine, args, device),
         propagate_and_score("pixels", PixelExtractor(), dot.with_overrides(**PixelExtractor.propagation), args, device),
     ]
-    report = {"training_steps": summary["steps"], "minutes": config["train"]["time_budget_minutes"], "device": str(device),
-              "config": config, "protocols": {"dot": dot.__dict__, "cosine": cosine.__dict__}, "results": rows,
+    report = {"training_steps": summary["steps"], "minutes": config.train.time_budget_minutes, "device": str(device),
+              "config": to_dict(config), "protocols": {"dot": dot.__dict__, "cosine": cosine.__dict__}, "results": rows,
               "first_losses": summary["losses"][:20], "last_losses": summary["losses"][-20:]}
     atomic_write_text(args.out / "evidence.json", json.dumps(report, indent=2, default=str))
     print(f"{'features':<15} {'J&F':>7} {'J':>7} {'F':>7}")

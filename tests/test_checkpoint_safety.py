@@ -20,7 +20,8 @@ from mast.cli.main import main
 from mast.common.files import is_temporary, temporary_sibling
 from mast.common.checkpoints import save_checkpoint
 from mast.train import checkpoint as ckpt
-from mast.train.config import save_config
+from mast.common.config import from_dict
+from mast.train.config import TrainingConfig, save_config
 from mast.train.loop import Trainer
 from tests.test_train import TINY, tiny_config, videos  # noqa: F401 (videos is a fixture)
 
@@ -74,6 +75,12 @@ def test_rng_states_survive_a_weights_only_round_trip(tmp_path):
     ckpt.set_rng_state(torch.load(tmp_path / "rng.pt", weights_only=True)["rng"])
     np.testing.assert_array_equal(np.random.standard_normal(5), expected[0])
     assert random.random() == expected[1] and torch.equal(torch.rand(3), expected[2])
+
+
+def test_a_checkpoint_holds_the_config_as_plain_data_that_rebuilds_it(whole):
+    payload = torch.load(whole[0] / "checkpoints" / "last.pt", weights_only=True)
+    assert isinstance(payload["config"], dict)
+    assert from_dict(TrainingConfig, payload["config"]) == tiny_config(*RUN)
 
 
 def test_a_crafted_checkpoint_runs_nothing(videos, whole, tmp_path, capsys):
@@ -152,7 +159,7 @@ def test_stale_temporaries_are_removed_when_a_run_starts(videos, whole, tmp_path
     kept = [temporary_sibling(run / "checkpoints" / "last.pt"), run / ".notes.tmp", run / "checkpoints" / "mine.pt"]
     for path in kept:
         path.write_bytes(b"not mast's to remove")
-    Trainer(tiny_config(*RUN), [str(videos)], run, resume=True)
+    Trainer(tiny_config(*RUN), [str(videos)], run, resume=True).prepare()
     assert not any(path.exists() for path in [*stale, stale_folder])
     assert all(path.exists() for path in kept)
 

@@ -1,7 +1,9 @@
 """The training loop: learning, exact resume, distributed runs, bad input."""
 from __future__ import annotations
 
+import logging
 import os
+import re
 import warnings
 from pathlib import Path
 
@@ -11,7 +13,8 @@ import pytest
 import torch
 
 from mast.data.synthetic import translating_video
-from mast.train.config import ConfigError, load_config
+from mast.common.config import ConfigError
+from mast.train.config import TrainingConfig, load_config
 from mast.train.loop import Trainer, TrainingAborted
 
 TINY = [
@@ -36,13 +39,14 @@ def videos(tmp_path_factory) -> Path:
     return root
 
 
-def tiny_config(*overrides: str) -> dict:
+def tiny_config(*overrides: str) -> TrainingConfig:
     torch.set_num_threads(2)
     return load_config(overrides=[*TINY, *overrides])
 
 
 @pytest.mark.parametrize("objective,lr", [("lab-huber", 3e-3), ("kmeans-ce", 3e-3)])
-def test_loss_decreases(videos, tmp_path, objective, lr):
+def test_loss_decreases(videos, tmp_path, caplog, objective, lr):
+    caplog.set_level(logging.INFO, logger="mast")
     config = tiny_config(f"objective.name={objective}",
                          f"phases=[{{name: a, mode: pairs, steps: 40, lr: {lr}, lr_milestones: []}}]")
     losses = Trainer(config, [str(videos)], tmp_path / "run").run()["losses"]
@@ -51,6 +55,26 @@ def test_loss_decreases(videos, tmp_path, objective, lr):
     for name in ("config.yaml", "run.json", "backbone.pt", "checkpoints/last.pt"):
         assert (tmp_path / "run" / name).is_file(), name
     assert list((tmp_path / "run" / "tensorboard").iterdir())
+    built = f"building 8 colour centroids from the training videos -> {tmp_path / 'run' / 'centroids.json'}"
+    assert (built in caplog.messages) == (objective == "kmeans-ce")
+    assert (tmp_path / "run" / "centroids.json").is_file() == (objective == "kmeans-ce")
+
+
+def test_a_trainer_is_constructed_without_side_effects_and_prepare_raises(videos, tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    config = tiny_config("phases=[{name: a, mode: pairs, steps: 1, lr: 0.001}]")
+    no_data = Trainer(config, [str(tmp_path / "nothing-here")], tmp_path / "out" / "run")
+    into_a_file = Trainer(config, [str(videos)], notes)
+    no_device = Trainer(tiny_config("train.device=tpu"), [str(videos)], tmp_path / "out" / "run")
+    assert sorted(path.name for path in tmp_path.rglob("*")) == ["notes.txt"]
+    with pytest.raises(FileNotFoundError, match="nothing-here"):
+        no_data.prepare()
+    with pytest.raises(ValueError, match="is an existing file"):
+        into_a_file.run()
+    with pytest.raises(ValueError, match="train.device 'tpu'"):
+        no_device.prepare()
+    assert sorted(path.name for path in tmp_path.rglob("*")) == ["notes.txt"] and notes.read_text() == "mine"
 
 
 def test_resume_reproduces_the_uninterrupted_run(videos, tmp_path):
@@ -105,7 +129,7 @@ def test_corrupt_video_is_skipped_with_a_warning(videos, tmp_path):
     config = tiny_config("phases=[{name: a, mode: pairs, steps: 2, lr: 0.001}]")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        trainer = Trainer(config, [str(data), str(videos)], tmp_path / "run")
+        trainer = Trainer(config, [str(data), str(videos)], tmp_path / "run").prepare()
     assert any("broken.mp4" in str(w.message) for w in caught)
     assert trainer.sources.num_skipped == 1
     trainer.run()
@@ -113,13 +137,13 @@ def test_corrupt_video_is_skipped_with_a_warning(videos, tmp_path):
     with pytest.raises(ValueError, match="broken.mp4|no usable"):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            Trainer(config, [str(data)], tmp_path / "other")
+            Trainer(config, [str(data)], tmp_path / "other").prepare()
 
 
 def test_non_finite_losses_are_skipped_then_abort(videos, tmp_path, monkeypatch):
     config = tiny_config("phases=[{name: a, mode: pairs, steps: 8, lr: 0.001}]", "train.max_bad_steps=3",
                          "train.checkpoint_every=2")
-    trainer = Trainer(config, [str(videos)], tmp_path / "run")
+    trainer = Trainer(config, [str(videos)], tmp_path / "run").prepare()
     real_loss = trainer.objective.loss
     calls = {"n": 0}
 
@@ -149,9 +173,9 @@ def test_bad_config_and_init_errors(videos, tmp_path):
     ResNetBackbone(BackboneConfig(feature_dim=8, widths=(8, 8, 8, 8), blocks=(1, 1, 1, 1))).save(tmp_path / "other.pt")
     config = tiny_config("phases=[{name: a, mode: pairs, steps: 1, lr: 0.001}]")
     with pytest.raises(ValueError, match="other.pt"):
-        Trainer(config, [str(videos)], tmp_path / "run", init=tmp_path / "other.pt")
+        Trainer(config, [str(videos)], tmp_path / "run", init=tmp_path / "other.pt").prepare()
     with pytest.raises(FileNotFoundError, match="nothing-here"):
-        Trainer(config, [str(tmp_path / "nothing-here")], tmp_path / "run")
+        Trainer(config, [str(tmp_path / "nothing-here")], tmp_path / "run").prepare()
 
 
 def test_cli_pretrain_then_finetune(videos, tmp_path, capsys):
@@ -160,6 +184,9 @@ def test_cli_pretrain_then_finetune(videos, tmp_path, capsys):
     sets = [item for override in TINY for item in ("--set", override)]
     phases = ["--set", "phases=[{name: a, mode: pairs, steps: 2, lr: 0.001}]"]
     assert main(["pretrain", "--data", str(videos), "--out", str(tmp_path / "pre"), *sets, *phases]) == 0
+    lines = capsys.readouterr().err.splitlines()  # the library's log messages, one line each
+    assert any(re.fullmatch(r"mast pretrain: 2 videos \(0 unreadable, skipped\) on \S+, 1 process\(es\)", line)
+               for line in lines), lines
     assert main(["pretrain", "--data", str(videos), "--out", str(tmp_path / "pre"), *sets, *phases]) == 2
     assert "already holds a run" in capsys.readouterr().err
     assert main(["finetune", "--init", str(tmp_path / "pre" / "backbone.pt"), "--data", str(videos),

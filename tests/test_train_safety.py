@@ -15,7 +15,8 @@ import torch
 import yaml
 
 from mast.cli.main import main
-from mast.train.config import ConfigError, load_config
+from mast.common.config import ConfigError
+from mast.train.config import load_config
 from mast.train.loop import Trainer
 from tests.test_train import TINY, tiny_config, videos  # noqa: F401 (videos is a fixture)
 
@@ -74,7 +75,7 @@ def test_unknown_set_keys_list_the_known_keys_at_their_level(videos, tmp_path, c
 
 def test_related_values_are_checked_once_every_override_is_in():
     config = load_config(overrides=["phases.0.pair_gaps=[1,4]", "phases.0.pair_gap_probs=[0.25,0.75]"])
-    assert config["phases"][0]["pair_gap_probs"] == [0.25, 0.75]
+    assert config.phases[0].pair_gap_probs == (0.25, 0.75)
     with pytest.raises(ConfigError, match="model.colour_space lab"):
         load_config(overrides=["model.colour_space=rgb"])  # lab-huber reconstructs LAB channels
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mast.common.config import require
+
 
 @dataclass(frozen=True)
 class ReferencePolicy:
@@ -22,10 +24,10 @@ class ReferencePolicy:
     short_term: tuple[int, ...] = (1, 3, 5)
 
     def __post_init__(self) -> None:
-        if any(index < 0 for index in self.long_term):
-            raise ValueError(f"long_term frame indices must be >= 0, got {self.long_term}")
-        if any(offset < 1 for offset in self.short_term):
-            raise ValueError(f"short_term offsets must be >= 1 (frames back), got {self.short_term}")
+        # FieldError (a ValueError) names the field, so a config file's error names memory.short_term.
+        require(all(index >= 0 for index in self.long_term), "long_term", "must be frame indices >= 0", self.long_term)
+        require(all(offset >= 1 for offset in self.short_term), "short_term", "must be offsets >= 1 (frames back)",
+                self.short_term)
         if not self.long_term and not self.short_term:
             raise ValueError("a reference policy needs at least one long- or short-term reference")
         object.__setattr__(self, "long_term", tuple(sorted(set(self.long_term))))

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from mast.common.checkpoints import load_checkpoint, save_checkpoint
+from mast.common.config import require
 from mast.common.colour import normalize_lab, rgb_to_lab
 
 RGB_MEAN = (0.485, 0.456, 0.406)
@@ -42,12 +43,15 @@ class BackboneConfig:
     blocks: tuple[int, int, int, int] = (2, 2, 2, 2)
 
     def __post_init__(self) -> None:
-        if self.colour_space not in ("lab", "rgb"):
-            raise ValueError(f"colour_space must be 'lab' or 'rgb', got {self.colour_space!r}")
-        if self.output_stride not in (4, 8):
-            raise ValueError(f"output_stride must be 4 or 8, got {self.output_stride}")
-        if self.feature_dim < 1 or self.in_channels < 1:
-            raise ValueError("feature_dim and in_channels must be >= 1")
+        # FieldError (a ValueError) names the field, so a config file's error names model.widths.
+        require(self.colour_space in ("lab", "rgb"), "colour_space", "must be lab or rgb", self.colour_space)
+        require(self.output_stride in (4, 8), "output_stride", "must be 4 or 8", self.output_stride)
+        require(self.feature_dim >= 1, "feature_dim", "must be >= 1", self.feature_dim)
+        require(self.in_channels >= 1, "in_channels", "must be >= 1", self.in_channels)
+        # zip() over four layers would silently drop a fifth width; a 0-block layer would still build one block.
+        for name, values in (("widths", self.widths), ("blocks", self.blocks)):
+            require(len(values) == 4 and min(values) >= 1, name, "must be 4 integers >= 1 (one per layer1..layer4)",
+                    values)
         object.__setattr__(self, "widths", tuple(self.widths))
         object.__setattr__(self, "blocks", tuple(self.blocks))
 

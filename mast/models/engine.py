@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mast.common.config import require
 from mast.models.memory import Reference
 from mast.ops import has_fused_roi_correlation, local_correlation, roi_correlation, window_sample
 from mast.ops.reference import window_offsets
@@ -58,14 +59,14 @@ class EngineConfig:
     tile_elements: int | None = None
 
     def __post_init__(self) -> None:
-        if self.window < 1 or self.window % 2 == 0:
-            raise ValueError(f"window must be an odd int >= 1, got {self.window}")
-        if self.temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {self.temperature}")
-        if self.topk is not None and self.topk < 1:
-            raise ValueError(f"topk must be >= 1 or None, got {self.topk}")
-        if self.near_range < 1 or self.max_dilation < 1 or (self.tile_elements is not None and self.tile_elements < 1):
-            raise ValueError("near_range, max_dilation and tile_elements must be >= 1")
+        # FieldError (a ValueError) names the field, so a config file's error names engine.window.
+        require(self.window >= 1 and self.window % 2 == 1, "window", "must be an odd integer >= 1", self.window)
+        require(self.temperature > 0, "temperature", "must be > 0", self.temperature)
+        require(self.topk is None or self.topk >= 1, "topk", "must be >= 1 or None", self.topk)
+        require(self.near_range >= 1, "near_range", "must be >= 1", self.near_range)
+        require(self.max_dilation >= 1, "max_dilation", "must be >= 1", self.max_dilation)
+        require(self.tile_elements is None or self.tile_elements >= 1, "tile_elements", "must be >= 1 or None",
+                self.tile_elements)
 
     def dilation(self, distance: int) -> int:
         """ROI-localisation dilation for a reference ``distance`` frames away."""

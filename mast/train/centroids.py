@@ -289,13 +289,15 @@ def build_centroids(
 def ensure_centroids(
     path: PathLike, data_paths: PathLike | Sequence[PathLike], k: int = 16, **build_options: Any
 ) -> torch.Tensor:
-    """The centroids in ``path``; built from ``data_paths`` first when the file is missing.
+    """The ``(k, 3)`` centroids in ``path``; built from ``data_paths`` first when the file is missing.
 
     ``build_options`` go to :func:`build_centroids`. An existing file with a
     different ``k`` is an error (``ValueError``), never silently rebuilt.
     """
     if not Path(path).exists():
-        return build_centroids(data_paths, path, k=k, **build_options)
+        build_centroids(data_paths, path, k=k, **build_options)
+    # Read back even when just built: the file's rounded values are what every later
+    # reader (another rank, a resumed run) gets, so a run starts from those too.
     centroids, _ = load_centroids(path)
     if centroids.shape[0] != k:
         raise ValueError(f"{path}: holds {centroids.shape[0]} centroids but k={k} was asked for; delete it to rebuild")

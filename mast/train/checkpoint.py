@@ -21,6 +21,7 @@ import torch
 from mast._version import __version__
 from mast.common.files import atomic_write_text
 from mast.common.checkpoints import load_checkpoint, save_checkpoint
+from mast.models.backbone import ResNetBackbone, saved_backbone_config
 
 CHECKPOINT_DIR = "checkpoints"
 LAST = "last.pt"
@@ -103,6 +104,41 @@ def read_resume_checkpoint(out_dir: Path) -> tuple[Path, dict[str, Any]]:
             warnings.warn(f"{'; '.join(problems)}; resuming from {path} instead", RuntimeWarning, stacklevel=2)
         return path, payload
     raise ValueError(f"cannot resume: no readable checkpoint in {folder} ({'; '.join(problems)})")
+
+
+def read_init_weights(path: Path, backbone: ResNetBackbone) -> dict[str, torch.Tensor]:
+    """The weights of ``backbone.pt`` or of a training checkpoint, to start ``backbone`` from
+    (``--init``); a checkpoint of another architecture is a one-line ValueError."""
+    payload = load_checkpoint(path, "--init checkpoint")
+    state = payload.get("state_dict", payload.get("model")) if isinstance(payload, dict) else None
+    if state is None:
+        raise ValueError(f"{path} holds no backbone weights (expected backbone.pt or a training checkpoint)")
+    if payload.get("backbone_config") is not None:
+        check_architecture(path, payload["backbone_config"], backbone, "this run's model.* settings build")
+    return matching_state(path, state, backbone)
+
+
+def check_architecture(path: Path, saved: Any, backbone: ResNetBackbone, ours: str) -> None:
+    """One line naming both :class:`BackboneConfig` when checkpoint ``path`` holds another backbone;
+    ``ours`` says where ``backbone``'s config came from."""
+    theirs = saved_backbone_config(saved, path)
+    if theirs != backbone.config:
+        raise ValueError(f"{path} holds backbone {theirs}, but {ours} {backbone.config}; "
+                         "set model.* to match the checkpoint")
+
+
+def matching_state(path: Path, state: Any, backbone: ResNetBackbone) -> dict[str, torch.Tensor]:
+    """``state`` when it has exactly the backbone's keys and shapes (else a one-line error)."""
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"{path} holds no backbone weights (a mapping of names to tensors)")
+    own = backbone.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    mismatched = [k for k in own if k in state and own[k].shape != state[k].shape]
+    if missing or unexpected or mismatched:
+        raise ValueError(f"{path} does not match the backbone architecture "
+                         f"(missing {missing[:3]}, unexpected {unexpected[:3]}, shape mismatch {mismatched[:3]})")
+    return state
 
 
 def git_info(source: Path) -> dict[str, Any]:

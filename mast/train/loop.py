@@ -11,6 +11,7 @@ a killed run left in its folder (:func:`mast.common.files.remove_stale_temporari
 """
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,20 +22,22 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from mast.common.config import to_dict
 from mast.common.files import remove_stale_temporaries
+from mast.common.outputs import check_separate
 from mast.data.augment import ClipAugment
 from mast.data.clips import ClipDataset, make_loader
 from mast.data.video import discover_videos
-from mast.common.checkpoints import load_checkpoint
-from mast.common.outputs import check_separate
-from mast.models.backbone import BackboneConfig, ResNetBackbone, saved_backbone_config
-from mast.models.engine import EngineConfig, ReconstructionEngine
-from mast.common.references import ReferencePolicy
+from mast.models.backbone import ResNetBackbone
+from mast.models.engine import ReconstructionEngine
 from mast.models.memory import Reference
 from mast.train import checkpoint as ckpt
 from mast.train import distributed
-from mast.train.config import save_config, validate_config
+from mast.train.centroids import ensure_centroids
+from mast.train.config import ObjectiveConfig, PhaseConfig, TrainingConfig, save_config
 from mast.train.objectives import KMeansCrossEntropy, LabHuber, MaskCrossEntropy, Objective, Prepared
+
+logger = logging.getLogger(__name__)
 
 
 class TrainingAborted(RuntimeError):
@@ -70,19 +73,13 @@ def step_generator(seed: int, phase: int, step: int, rank: int) -> torch.Generat
     return torch.Generator().manual_seed(((seed * 1_000_003 + phase) * 1_000_003 + step) * 1_009 + rank)
 
 
-def build_objective(config: dict[str, Any], backbone: ResNetBackbone, centroids: torch.Tensor | None) -> Objective:
-    objective = config["objective"]
-    if objective["name"] == "lab-huber":
-        if backbone.config.colour_space != "lab":
-            raise ValueError("objective lab-huber needs model.colour_space: lab")
-        return LabHuber(objective["upsample"], objective["huber_scale"])
-    if objective["name"] == "kmeans-ce":
-        if centroids is None:
-            raise ValueError("objective kmeans-ce needs centroids")
-        return KMeansCrossEntropy(centroids, backbone.prepare, objective["upsample"], objective["keep_all_prob"])
-    if objective["name"] == "mask-ce":
-        return MaskCrossEntropy(objective["max_objects"], backbone.prepare, objective["upsample"])
-    raise ValueError(f"unknown objective {objective['name']!r}; choose lab-huber, kmeans-ce or mask-ce")
+def build_objective(objective: ObjectiveConfig, backbone: ResNetBackbone, centroids: torch.Tensor | None) -> Objective:
+    """The objective ``objective.name`` names; ``centroids`` ``(k, 3)`` are kmeans-ce's."""
+    if objective.name == "lab-huber":
+        return LabHuber(objective.upsample, objective.huber_scale)
+    if objective.name == "kmeans-ce":
+        return KMeansCrossEntropy(centroids, backbone.prepare, objective.upsample, objective.keep_all_prob)
+    return MaskCrossEntropy(objective.max_objects, backbone.prepare, objective.upsample)
 
 
 def reconstruct(
@@ -111,6 +108,10 @@ def reconstruct(
 class Trainer:
     """Pretraining and fine-tuning: ``Trainer(config, data, out).run()``.
 
+    Constructing one only stores its arguments; :meth:`prepare` (called by
+    :meth:`run` when it was not called before) checks them and builds what a
+    run needs.
+
     Args:
         config: a resolved config (:func:`mast.train.config.load_config`).
         data: folders/files of videos (see :func:`mast.data.video.discover_videos`).
@@ -119,87 +120,101 @@ class Trainer:
         init: backbone weights to start from (fine-tuning), or None.
         resume: continue from ``out_dir/checkpoints/last.pt`` (or, when that is
             unreadable, the newest readable ``step-*.pt``).
-
-    Raises:
-        ConfigError / ValueError / FileNotFoundError: one line each, before
-            anything is written to ``out_dir``.
     """
 
-    def __init__(self, config: dict[str, Any], data: list[str], out_dir: str | Path,
+    def __init__(self, config: TrainingConfig, data: list[str], out_dir: str | Path,
                  init: str | Path | None = None, resume: bool = False) -> None:
-        validate_config(config)
-        check_run_folder(Path(out_dir), data)
         self.config, self.data, self.out_dir, self.resume = config, list(data), Path(out_dir), resume
-        self.world = distributed.setup(config["train"]["device"])
-        self.sources = discover_videos(data, frame_stride=config["data"]["frame_stride"])
-        # Built now, not per phase, so that data unfit for a phase fails before anything is written.
-        self.datasets = [self._phase_dataset(i) for i in range(len(config["phases"]))]
-        if self.world.is_main:
-            for folder in (self.out_dir, self.out_dir / ckpt.CHECKPOINT_DIR):
-                remove_stale_temporaries(folder)
-        torch.manual_seed(config["train"]["seed"])
-        model_cfg = config["model"]
-        self.backbone = ResNetBackbone(BackboneConfig(**model_cfg)).to(self.world.device)
-        if init is not None:
-            self.backbone.load_state_dict(_backbone_weights(Path(init), self.backbone))
-        self.centroids = self._centroids()
-        self.objective = build_objective(config, self.backbone, self.centroids)
-        self.engine = ReconstructionEngine(EngineConfig(**config["engine"]))
-        self.model = self.backbone
-        if self.world.size > 1:
-            device_ids = [self.world.device.index] if self.world.device.type == "cuda" else None
-            self.model = DistributedDataParallel(self.backbone, device_ids=device_ids)
+        self.init = None if init is None else Path(init)
+        self.prepared = False
         self.progress = Progress()
         self.writer = None
         self.losses: list[float] = []
 
     # -- set-up ---------------------------------------------------------------
 
-    def _centroids(self) -> torch.Tensor | None:
-        objective = self.config["objective"]
-        if objective["name"] != "kmeans-ce":
-            return None
-        from mast.train.centroids import build_centroids, load_centroids
+    def prepare(self) -> Trainer:
+        """Joins the process group, finds the videos, builds the datasets of every
+        phase, the backbone (with the ``init`` weights), the colour centroids
+        (kmeans-ce), the objective and the engine. Does nothing when called again.
 
-        path = Path(objective["centroids"]) if objective["centroids"] else self.out_dir / "centroids.json"
-        if not path.is_file():
-            if self.world.is_main:
-                print(f"building {objective['clusters']} colour centroids from the training videos -> {path}")
-                build_centroids(self.data, path, k=objective["clusters"], frame_stride=self.config["data"]["frame_stride"],
-                                seed=self.config["train"]["seed"])
+        Everything that can be refused is checked before anything in ``out_dir``
+        changes: removing a killed run's temporaries and building a missing
+        centroids file come last.
+
+        Raises:
+            ValueError / FileNotFoundError: one line each (unusable data, output
+                folder, device or ``init`` checkpoint).
+        """
+        if self.prepared:
+            return self
+        check_run_folder(self.out_dir, self.data)
+        config = self.config
+        self.world = distributed.setup(config.train.device)
+        self.sources = discover_videos(self.data, frame_stride=config.data.frame_stride)
+        # Built now, not per phase, so that data unfit for a phase fails before anything is written.
+        self.datasets = [self._phase_dataset(phase) for phase in config.phases]
+        torch.manual_seed(config.train.seed)
+        self.backbone = ResNetBackbone(config.model).to(self.world.device)
+        if self.init is not None:
+            self.backbone.load_state_dict(ckpt.read_init_weights(self.init, self.backbone))
+        if self.world.is_main:
+            logger.info("%d videos (%d unreadable, skipped) on %s, %d process(es)", len(self.sources),
+                        self.sources.num_skipped, self.world.device, self.world.size)
+            for folder in (self.out_dir, self.out_dir / ckpt.CHECKPOINT_DIR):
+                remove_stale_temporaries(folder)
+        self.centroids = self._centroids()
+        self.objective = build_objective(config.objective, self.backbone, self.centroids)
+        self.engine = ReconstructionEngine(config.engine)
+        self.model = self.backbone
+        if self.world.size > 1:
+            device_ids = [self.world.device.index] if self.world.device.type == "cuda" else None
+            self.model = DistributedDataParallel(self.backbone, device_ids=device_ids)
+        self.prepared = True
+        return self
+
+    def _centroids(self) -> torch.Tensor | None:
+        """kmeans-ce's ``(k, 3)`` centroids: ``objective.centroids`` or ``OUT/centroids.json``,
+        built by rank 0 when missing; None for the other objectives."""
+        objective = self.config.objective
+        if objective.name != "kmeans-ce":
+            return None
+        path = Path(objective.centroids) if objective.centroids else self.out_dir / "centroids.json"
+        if self.world.is_main and not path.exists():
+            logger.info("building %d colour centroids from the training videos -> %s", objective.clusters, path)
+        # Rank 0 goes first (building a missing file); the others wait, then read what it wrote.
+        if not self.world.is_main:
             distributed.barrier(self.world)
-        centroids, _ = load_centroids(path)
-        if len(centroids) != objective["clusters"]:
-            raise ValueError(f"{path} holds {len(centroids)} centroids but objective.clusters is {objective['clusters']}")
+        centroids = ensure_centroids(path, self.data, k=objective.clusters, frame_stride=self.config.data.frame_stride,
+                                     seed=self.config.train.seed)
+        if self.world.is_main:
+            distributed.barrier(self.world)
         return centroids
 
-    def _phase_dataset(self, phase_index: int) -> ClipDataset:
-        phase, data = self.config["phases"][phase_index], self.config["data"]
-        train, memory = self.config["train"], self.config["memory"]
+    def _phase_dataset(self, phase: PhaseConfig) -> ClipDataset:
+        data, train = self.config.data, self.config.train
         return ClipDataset(
             self.sources,
-            samples_per_epoch=phase["steps"] * train["batch_size"] * self.world.size,
-            transform=ClipAugment(output_size=(data["size"], data["size"]), scale=tuple(data["scale"]),
-                                  hflip_prob=data["hflip"], rotate90=data["rotate90"]),
-            seed=train["seed"], mode=phase["mode"], pair_gaps=tuple(phase["pair_gaps"]),
-            pair_gap_probs=tuple(phase["pair_gap_probs"]),
-            policy=ReferencePolicy(tuple(memory["long_term"]), tuple(memory["short_term"])),
-            with_masks=self.config["objective"]["name"] == "mask-ce",
+            samples_per_epoch=phase.steps * train.batch_size * self.world.size,
+            transform=ClipAugment(output_size=(data.size, data.size), scale=data.scale,
+                                  hflip_prob=data.hflip, rotate90=data.rotate90),
+            seed=train.seed, mode=phase.mode, pair_gaps=phase.pair_gaps, pair_gap_probs=phase.pair_gap_probs,
+            policy=self.config.memory, with_masks=self.config.objective.name == "mask-ce",
         )
 
     def _phase_loader(self, phase_index: int, start: int):
-        phase, train, data = self.config["phases"][phase_index], self.config["train"], self.config["data"]
+        phase, train = self.config.phases[phase_index], self.config.train
         dataset = self.datasets[phase_index]
         dataset.set_epoch(phase_index)
-        sampler = StepSampler(start, phase["steps"], train["batch_size"], self.world.rank, self.world.size)
-        return make_loader(dataset, batch_size=train["batch_size"], num_workers=data["workers"], sampler=sampler,
-                           pin_memory=self.world.device.type == "cuda")
+        sampler = StepSampler(start, phase.steps, train.batch_size, self.world.rank, self.world.size)
+        return make_loader(dataset, batch_size=train.batch_size, num_workers=self.config.data.workers,
+                           sampler=sampler, pin_memory=self.world.device.type == "cuda")
 
     def _optimiser(self, phase_index: int):
-        phase = self.config["phases"][phase_index]
-        optimiser = torch.optim.Adam(self.model.parameters(), lr=phase["lr"])
-        milestones = sorted({max(1, int(f * phase["steps"])) for f in phase["lr_milestones"]})
-        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimiser, milestones, gamma=phase["lr_gamma"])
+        phase = self.config.phases[phase_index]
+        optimiser = torch.optim.Adam(self.model.parameters(), lr=phase.lr)
+        milestones = sorted({max(1, int(f * phase.steps)) for f in phase.lr_milestones})
+        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimiser, milestones, gamma=phase.lr_gamma)
         return optimiser, scheduler
 
     # -- the loop -------------------------------------------------------------
@@ -207,8 +222,9 @@ class Trainer:
     def run(self, stop_after: int | None = None) -> dict[str, Any]:
         """Trains every phase to its end (or for ``stop_after`` global steps, then
         checkpoints, e.g. to split a run across time slots); returns a summary."""
+        self.prepare()
         self.stop_after = stop_after
-        budget = self.config["train"]["time_budget_minutes"]
+        budget = self.config.train.time_budget_minutes
         self.deadline = None if budget is None else time.monotonic() + 60 * budget
         self.out_dir.mkdir(parents=True, exist_ok=True)
         restored = self._restore() if self.resume else None
@@ -220,7 +236,7 @@ class Trainer:
 
             self.writer = SummaryWriter(str(self.out_dir / "tensorboard"))
         try:
-            for phase_index in range(self.progress.phase, len(self.config["phases"])):
+            for phase_index in range(self.progress.phase, len(self.config.phases)):
                 finished = self._run_phase(phase_index, restored)
                 restored = None
                 if not finished:
@@ -237,7 +253,7 @@ class Trainer:
 
     def _run_phase(self, phase_index: int, restored: dict[str, Any] | None) -> bool:
         """Runs one phase from ``self.progress.step``; False when ``stop_after`` cut it short."""
-        phase = self.config["phases"][phase_index]
+        phase = self.config.phases[phase_index]
         optimiser, scheduler = self._optimiser(phase_index)
         scaler = torch.amp.GradScaler("cuda", enabled=self._amp())
         if restored is not None:
@@ -246,18 +262,18 @@ class Trainer:
             scaler.load_state_dict(restored["scaler"])
         start = self.progress.step
         loader = self._phase_loader(phase_index, start)
-        bar = tqdm(total=phase["steps"], initial=start, desc=f"{phase['name']} ({phase['mode']})", unit="step",
+        bar = tqdm(total=phase.steps, initial=start, desc=f"{phase.name} ({phase.mode})", unit="step",
                    disable=not self.world.is_main, dynamic_ncols=True)
         try:
             self._train_steps(loader, bar, phase_index, optimiser, scheduler, scaler)
         finally:
             bar.close()  # on an error too, so that its message starts on a line of its own
-        return self.progress.step >= phase["steps"]
+        return self.progress.step >= phase.steps
 
     def _train_steps(self, loader, bar, phase_index, optimiser, scheduler, scaler) -> None:
         """The steps of ``loader``, each logged and checkpointed as the config asks."""
-        phase, train = self.config["phases"][phase_index], self.config["train"]
-        clips_per_step = train["batch_size"] * self.world.size
+        phase, train = self.config.phases[phase_index], self.config.train
+        clips_per_step = train.batch_size * self.world.size
         tick = time.perf_counter()
         for batch in loader:
             loss = self._step(batch, phase_index, optimiser, scheduler, scaler)
@@ -272,9 +288,9 @@ class Trainer:
             if self.deadline is not None:  # the step total says little when a time budget ends the run
                 postfix["budget_left"] = f"{max(self.deadline - time.monotonic(), 0) / 60:.1f}min"
             bar.set_postfix(**postfix)
-            self._log(loss, optimiser, rate, batch)
+            self._log(loss, optimiser, rate)
             stopping = self._out_of_budget()
-            if stopping or self.progress.step % train["checkpoint_every"] == 0 or self.progress.step == phase["steps"]:
+            if stopping or self.progress.step % train.checkpoint_every == 0 or self.progress.step == phase.steps:
                 self._checkpoint(optimiser, scheduler, scaler)
             if stopping:
                 return
@@ -291,11 +307,11 @@ class Trainer:
         return done
 
     def _amp(self) -> bool:
-        return bool(self.config["train"]["amp"]) and self.world.device.type == "cuda"
+        return self.config.train.amp and self.world.device.type == "cuda"
 
     def _step(self, batch, phase_index, optimiser, scheduler, scaler) -> float:
-        train = self.config["train"]
-        generator = step_generator(train["seed"], phase_index, self.progress.step, self.world.rank)
+        train = self.config.train
+        generator = step_generator(train.seed, phase_index, self.progress.step, self.world.rank)
         on_device = {key: batch[key].to(self.world.device, non_blocking=True) for key in ("frames", "masks") if key in batch}
         frames = on_device["frames"]
         self.model.train()
@@ -309,7 +325,7 @@ class Trainer:
             return self._skip(loss)
         scaler.scale(loss).backward()
         scaler.unscale_(optimiser)
-        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), train["clip_grad"])
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), train.clip_grad)
         if not self._amp() and not distributed.all_finite(norm, self.world):
             optimiser.zero_grad(set_to_none=True)
             return self._skip(norm)
@@ -323,7 +339,7 @@ class Trainer:
     def _skip(self, value: torch.Tensor) -> float:
         self.progress.skipped += 1
         self.progress.bad_in_a_row += 1
-        limit = self.config["train"]["max_bad_steps"]
+        limit = self.config.train.max_bad_steps
         if self.progress.bad_in_a_row >= limit:
             last = self.out_dir / ckpt.CHECKPOINT_DIR / ckpt.LAST
             where = f"the last good checkpoint is {last}" if last.is_file() else "no checkpoint was written yet"
@@ -335,17 +351,17 @@ class Trainer:
 
     # -- logging and checkpoints -------------------------------------------------
 
-    def _log(self, loss: float, optimiser, rate: float, batch) -> None:
+    def _log(self, loss: float, optimiser, rate: float) -> None:
         if self.writer is None:
             return
-        step, train = self.progress.global_step, self.config["train"]
-        if step % train["log_every"] == 0 or step == 1:
+        step, train = self.progress.global_step, self.config.train
+        if step % train.log_every == 0 or step == 1:
             self.writer.add_scalar("train/loss", loss, step)
             self.writer.add_scalar("train/lr", optimiser.param_groups[0]["lr"], step)
             self.writer.add_scalar("train/clips_per_second", rate, step)
             self.writer.add_scalar("train/skipped_steps", self.progress.skipped, step)
             self.writer.add_scalar("train/skipped_clips", self.progress.skipped_clips, step)
-        if step % train["image_every"] == 0 or step == 1:
+        if step % train.image_every == 0 or step == 1:
             from mast.train.panels import class_colours, reconstruction_panel
 
             frames, prepared, reconstruction = self._last
@@ -363,7 +379,7 @@ class Trainer:
             "scheduler": scheduler.state_dict(),
             "scaler": scaler.state_dict(),
             "state": self.progress.__dict__.copy(),
-            "config": self.config,
+            "config": to_dict(self.config),  # plain data: weights_only loads it, from_dict rebuilds it
             "centroids": self.centroids,
             "rng": ckpt.rng_state(),
             "losses": self.losses,
@@ -372,19 +388,21 @@ class Trainer:
 
     def _restore(self) -> dict[str, Any] | None:
         path, payload = ckpt.read_resume_checkpoint(self.out_dir)
-        _check_architecture(path, payload["backbone_config"], self.backbone,
-                            f"this run's config ({self.out_dir / 'config.yaml'}) builds")
-        self.backbone.load_state_dict(_matching_state(path, payload["model"], self.backbone))
+        ckpt.check_architecture(path, payload["backbone_config"], self.backbone,
+                                f"this run's config ({self.out_dir / 'config.yaml'}) builds")
+        self.backbone.load_state_dict(ckpt.matching_state(path, payload["model"], self.backbone))
         try:
             self.progress = Progress(**payload["state"])
         except TypeError as error:
             raise ValueError(f"{path} holds no mast training progress: {error}") from error
         self.losses = list(payload.get("losses", []))
         ckpt.set_rng_state(payload["rng"])
-        if self.progress.phase >= len(self.config["phases"]):
+        if self.world.is_main:
+            logger.info("resuming from %s (phase %d, step %d)", path, self.progress.phase, self.progress.step)
+        if self.progress.phase >= len(self.config.phases):
             return None
-        phase = self.config["phases"][self.progress.phase]
-        if self.progress.step >= phase["steps"]:  # saved at a phase's end: the next phase starts fresh
+        if self.progress.step >= self.config.phases[self.progress.phase].steps:
+            # Saved at a phase's end: the next phase starts fresh.
             self.progress.phase, self.progress.step = self.progress.phase + 1, 0
             return None
         return payload
@@ -396,36 +414,3 @@ def check_run_folder(out_dir: Path, inputs: list[str]) -> None:
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"output folder (--out) {out_dir} is an existing file, not a run folder")
     check_separate(out_dir, {"--data": inputs})
-
-
-def _backbone_weights(path: Path, backbone: ResNetBackbone) -> dict[str, torch.Tensor]:
-    """Weights from ``backbone.pt`` or a training checkpoint; a different architecture is an error."""
-    payload = load_checkpoint(path, "--init checkpoint")
-    state = payload.get("state_dict", payload.get("model")) if isinstance(payload, dict) else None
-    if state is None:
-        raise ValueError(f"{path} holds no backbone weights (expected backbone.pt or a training checkpoint)")
-    if payload.get("backbone_config") is not None:
-        _check_architecture(path, payload["backbone_config"], backbone, "this run's model.* settings build")
-    return _matching_state(path, state, backbone)
-
-
-def _check_architecture(path: Path, saved: Any, backbone: ResNetBackbone, ours: str) -> None:
-    """One line naming both :class:`BackboneConfig` when checkpoint ``path`` holds another backbone."""
-    theirs = saved_backbone_config(saved, path)
-    if theirs != backbone.config:
-        raise ValueError(f"{path} holds backbone {theirs}, but {ours} {backbone.config}; "
-                         "set model.* to match the checkpoint")
-
-
-def _matching_state(path: Path, state: Any, backbone: ResNetBackbone) -> dict[str, torch.Tensor]:
-    """``state`` when it has exactly the backbone's keys and shapes (else a one-line error)."""
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"{path} holds no backbone weights (a mapping of names to tensors)")
-    own = backbone.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    mismatched = [k for k in own if k in state and own[k].shape != state[k].shape]
-    if missing or unexpected or mismatched:
-        raise ValueError(f"{path} does not match the backbone architecture "
-                         f"(missing {missing[:3]}, unexpected {unexpected[:3]}, shape mismatch {mismatched[:3]})")
-    return state
