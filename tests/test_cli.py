@@ -25,7 +25,11 @@ def test_demo_pretrains_propagates_scores_and_draws(tmp_path, capsys):
     printed = capsys.readouterr().out
     rows = {line.split()[0]: line.split() for line in printed.splitlines() if line.startswith(("trained", "pixels"))}
     assert set(rows) == {"trained", "pixels"} and all(0 <= float(row[1]) <= 1 for row in rows.values())
-    assert (out / "run" / "backbone.pt").is_file()
+    from mast.common.checkpoints import load_checkpoint
+
+    # configs/demo.yaml's propagation knobs travel in the checkpoint (training config -> backbone.pt)
+    assert load_checkpoint(out / "run" / "backbone.pt")["propagation"] == {"normalize": True, "temperature": 0.05,
+                                                                           "topk": 16}
     for model in ("trained", "pixels"):
         assert (out / f"results-{model}" / "global_results-val.csv").is_file()
         assert (out / f"results-{model}" / "overlays" / "index.html").is_file()

@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from mast.models.extractors import BackboneExtractor, PixelExtractor
-    from mast.models.propagation import COSINE_KNOBS, PropagationConfig, Propagator
+    from mast.models.propagation import PropagationConfig, Propagator
     from mast.train.config import load_config
     from mast.train.loop import Trainer
 
@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     trained = BackboneExtractor.from_checkpoint(args.out / "run" / "backbone.pt")
     quick = PropagationConfig.preset("quick")
     models = {
-        "trained": Propagator(trained, quick.with_overrides(**(trained.propagation or COSINE_KNOBS))),
+        "trained": Propagator(trained, quick.with_overrides(**trained.propagation)),  # knobs saved in training
         "pixels": Propagator(PixelExtractor(), quick.with_overrides(**PixelExtractor.propagation)),
     }
     print(f"{'features':<10} {'J&F':>6} {'J':>6} {'F':>6}  pictures")

@@ -27,8 +27,12 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 from mast.common.config import ConfigError
-from mast.train.config import TrainingConfig, load_config
+
+if TYPE_CHECKING:  # the training modules (torch) load when the command runs, not for --help
+    from mast.train.config import TrainingConfig
 
 #: configs/ of the repository, also shipped inside the package (mast/configs links to it).
 PACKAGED_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -54,6 +58,8 @@ def register(subparsers) -> None:
 
 
 def _resolve_config(args: argparse.Namespace) -> TrainingConfig:
+    from mast.train.config import load_config
+
     if args.resume:
         saved = args.out / "config.yaml"
         if not saved.is_file():

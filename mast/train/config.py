@@ -90,6 +90,26 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
+class PropagationKnobs:
+    """How the trained features are meant to be compared at propagation time.
+
+    Saved in ``backbone.pt``; ``mast propagate --checkpoint`` applies the
+    knobs that are set (not None) over its preset, and flags override them.
+    Briefly trained backbones propagate far better with cosine similarity
+    and a sharp softmax over few keys (``normalize: true, temperature: 0.05,
+    topk: 16``) than with MAST's raw dot products.
+    """
+
+    normalize: bool | None = None
+    temperature: float | None = None
+    topk: int | None = None
+
+    def as_overrides(self) -> dict:
+        """The knobs that are set, by their propagation names."""
+        return {key: value for key, value in to_dict(self).items() if value is not None}
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """How a run goes: batches, precision, logging, checkpoints, budget, device.
 
@@ -185,6 +205,7 @@ class TrainingConfig:
     data: DataConfig = field(default_factory=DataConfig)
     train: RunConfig = field(default_factory=RunConfig)
     phases: tuple[PhaseConfig, ...] = (PhaseConfig(name="pairs"),)
+    propagation: PropagationKnobs = field(default_factory=PropagationKnobs)
 
     def __post_init__(self) -> None:
         require(bool(self.phases), "phases", "must be a non-empty list of phase mappings", list(self.phases))

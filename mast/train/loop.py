@@ -244,7 +244,7 @@ class Trainer:
                 self.progress.phase, self.progress.step = phase_index + 1, 0
             distributed.share_buffers(self.backbone, self.world)
             if self.world.is_main:
-                self.backbone.save(self.out_dir / "backbone.pt")
+                self.backbone.save(self.out_dir / "backbone.pt", self.config.propagation.as_overrides())
         finally:
             if self.writer is not None:
                 self.writer.close()
