@@ -86,9 +86,18 @@ def environment(device: str) -> dict:
     }
 
 
-def write_json_atomic(payload: dict, path: str) -> None:
+def report(name: str, device: str, rows: list[dict], table: str, out: str | None = None, **extra) -> str:
+    """Prints ``table`` and writes ``{"environment", **extra, "results": rows}`` as JSON
+    (default ``benchmarks/results/<name>-<device>.json``, atomically); returns the path.
+
+    Independent of the package on purpose: the benchmarks also measure older checkouts.
+    """
+    print(table)
+    path = out or f"benchmarks/results/{name}-{device}.json"
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    temp = path + ".tmp"
-    with open(temp, "w") as handle:
-        json.dump(payload, handle, indent=2)
-    os.replace(temp, path)
+    temporary = f"{path}.{os.getpid()}.tmp"
+    with open(temporary, "w") as handle:
+        json.dump({"environment": environment(device), **extra, "results": rows}, handle, indent=2)
+    os.replace(temporary, path)
+    print(f"wrote {path}")
+    return path

@@ -20,7 +20,7 @@ import json
 
 import torch
 
-from benchmarks._measure import environment, median_seconds, peak_memory, run_isolated, write_json_atomic
+from benchmarks._measure import median_seconds, peak_memory, report, run_isolated
 
 SHAPES = {
     # name: (references, C, H, W, window)
@@ -28,7 +28,8 @@ SHAPES = {
     "davis": (5, 64, 120, 214, 13),
 }
 IMPLEMENTATIONS = ("extension", "reference")
-OPERATORS = ("local_correlation", "window_sample", "roi_correlation")
+#: window_sample/centers: the source needs no gradient, as when the engine samples ROI keys.
+OPERATORS = ("local_correlation", "window_sample", "window_sample/centers", "roi_correlation")
 
 
 def _inputs(operator: str, channels: int, height: int, width: int, device: str):
@@ -43,7 +44,7 @@ def _inputs(operator: str, channels: int, height: int, width: int, device: str):
     if operator == "roi_correlation":
         query = torch.randn(1, channels, height, width, generator=generator).to(device)
         return query.requires_grad_(), features.requires_grad_(), centers
-    return features.requires_grad_(), centers
+    return features.requires_grad_(operator == "window_sample"), centers
 
 
 def _step(operator: str, implementation: str, window: int):
@@ -55,7 +56,7 @@ def _step(operator: str, implementation: str, window: int):
         def step(a, b):
             out = fn(a, b, window, 1)
             out.masked_fill(torch.isinf(out), 0).sum().backward()
-    elif operator == "window_sample":
+    elif operator.startswith("window_sample"):
         fn = ops.window_sample if implementation == "extension" else ops.window_sample_reference
 
         def step(a, b):
@@ -89,15 +90,15 @@ def measure_case(case: dict) -> dict:
 
 
 def _table(rows: list[dict]) -> str:
-    lines = [f"{'operator':<18} {'shape':<6} {'impl':<10} {'fwd+bwd ms':>11} {'peak MiB':>9} {'speed-up':>9} {'mem ratio':>9}"]
+    lines = [f"{'operator':<22} {'shape':<6} {'impl':<10} {'fwd+bwd ms':>11} {'peak MiB':>9} {'speed-up':>9} {'mem ratio':>9}"]
     for row in rows:
         if "error" in row:
-            lines.append(f"{row['operator']:<18} {row['shape']:<6} {row['implementation']:<10} error: {row['error']}")
+            lines.append(f"{row['operator']:<22} {row['shape']:<6} {row['implementation']:<10} error: {row['error']}")
             continue
         speed = f"{row['speedup']:.2f}x" if "speedup" in row else ""
         ratio = f"{row['memory_ratio']:.3f}" if "memory_ratio" in row else ""
         lines.append(
-            f"{row['operator']:<18} {row['shape']:<6} {row['implementation']:<10} "
+            f"{row['operator']:<22} {row['shape']:<6} {row['implementation']:<10} "
             f"{row['seconds'] * 1e3:>11.1f} {row['peak_bytes'] / 2**20:>9.1f} {speed:>9} {ratio:>9}"
         )
     return "\n".join(lines)
@@ -140,10 +141,7 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append(run_isolated("benchmarks.ops", case))
                 print(f"  measured {operator} / {implementation} / {shape}", flush=True)
     _add_ratios(rows)
-    print(_table(rows))
-    out = args.out or f"benchmarks/results/ops-{args.device}.json"
-    write_json_atomic({"environment": environment(args.device), "shapes": SHAPES, "results": rows}, out)
-    print(f"wrote {out}")
+    report("ops", args.device, rows, _table(rows), args.out, shapes=SHAPES)
     return 0
 
 

@@ -19,7 +19,7 @@ import time
 
 import torch
 
-from benchmarks._measure import environment, run_isolated, write_json_atomic
+from benchmarks._measure import report, run_isolated
 
 FEATURES = ("pixels", "backbone")
 PATHS = ("extension", "pytorch")
@@ -102,10 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     for (features, path), row in by_key.items():
         if path == "extension" and (features, "pytorch") in by_key:
             row["speedup"] = row["fps"] / by_key[(features, "pytorch")]["fps"]
-    print(_table(rows))
-    out = args.out or f"benchmarks/results/propagate-{args.device}.json"
-    write_json_atomic({"environment": environment(args.device), "results": rows}, out)
-    print(f"wrote {out}")
+    report("propagate", args.device, rows, _table(rows), args.out)
     return 0
 
 

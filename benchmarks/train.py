@@ -18,7 +18,7 @@ import time
 
 import torch
 
-from benchmarks._measure import environment, peak_memory, run_isolated, write_json_atomic
+from benchmarks._measure import peak_memory, report, run_isolated
 
 MODES = {"pairs": [0, 5], "memory": [0, 5, 15, 17, 19, 20]}  # frame indices of a clip, query last
 
@@ -70,6 +70,17 @@ def measure_case(case: dict) -> dict:
             "seconds_per_step": seconds, "peak_bytes": memory}
 
 
+def _table(rows: list[dict]) -> str:
+    lines = [f"{'mode':<7} {'path':<10} {'device':<6} {'batch':>5} {'clips/s':>8} {'s/step':>7} {'peak MiB':>9}"]
+    for row in rows:
+        if "error" in row:
+            lines.append(f"{row['mode']:<7} {row['path']:<10} error: {row['error']}")
+            continue
+        lines.append(f"{row['mode']:<7} {row['path']:<10} {row['device']:<6} {row['batch']:>5} "
+                     f"{row['clips_per_second']:>8.2f} {row['seconds_per_step']:>7.2f} {row['peak_bytes'] / 2**20:>9.1f}")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
@@ -91,16 +102,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(run_isolated("benchmarks.train", case))
             os.environ.pop("MAST_DISABLE_EXTENSION", None)
             print(f"  measured {mode} / {path}", flush=True)
-    print(f"{'mode':<7} {'path':<10} {'device':<6} {'batch':>5} {'clips/s':>8} {'s/step':>7} {'peak MiB':>9}")
-    for row in rows:
-        if "error" in row:
-            print(f"{row['mode']:<7} {row['path']:<10} error: {row['error']}")
-            continue
-        print(f"{row['mode']:<7} {row['path']:<10} {row['device']:<6} {row['batch']:>5} {row['clips_per_second']:>8.2f} "
-              f"{row['seconds_per_step']:>7.2f} {row['peak_bytes'] / 2**20:>9.1f}")
-    out = args.out or f"benchmarks/results/train-{args.device}.json"
-    write_json_atomic({"environment": environment(args.device), "results": rows}, out)
-    print(f"wrote {out}")
+    report("train", args.device, rows, _table(rows), args.out)
     return 0
 
 
