@@ -596,17 +596,13 @@ def write_csvs(
 
 
 def evaluate_davis(
-    davis_root: PathLike,
-    results_dir: PathLike,
-    split: str = "val",
-    year: int = 2017,
-    processes: int | None = None,
-    objects: str = "davis",
+    davis_root: PathLike, results_dir: PathLike, split: str = "val", **scoring
 ) -> tuple[dict[str, float], list[dict]]:
-    """``score_davis``, then ``write_csvs`` into ``results_dir``; returns the tables.
+    """``score_davis`` (``scoring``: its ``year``, ``processes``, ``objects``), then
+    ``write_csvs`` into ``results_dir``; returns the tables.
 
     Raises what those two raise (``OSError`` when a CSV cannot be written).
     """
-    tables = score_davis(davis_root, results_dir, split, year, processes, objects)
+    tables = score_davis(davis_root, results_dir, split, **scoring)
     write_csvs(results_dir, split, *tables)
     return tables
