@@ -21,10 +21,7 @@ backbone.pt for `mast propagate --checkpoint`.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import logging
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 from typing import TYPE_CHECKING
@@ -87,34 +84,6 @@ def _one_line(error: BaseException) -> str:
     return str(error)
 
 
-class _LineHandler(logging.Handler):
-    """Log records as ``mast COMMAND: message`` lines on stderr that do not break a progress bar."""
-
-    def __init__(self, command: str) -> None:
-        super().__init__(logging.INFO)
-        self.command = command
-
-    def emit(self, record: logging.LogRecord) -> None:
-        from tqdm import tqdm
-
-        # sys.stderr is looked up per line: a caller (or a test) may have replaced it since.
-        tqdm.write(f"mast {self.command}: {record.getMessage()}", file=sys.stderr)
-
-
-@contextlib.contextmanager
-def _library_messages(command: str) -> Iterator[None]:
-    """Shows the library's INFO messages (logger ``mast``) for the duration of one command."""
-    logger = logging.getLogger("mast")
-    handler, level = _LineHandler(command), logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
-        yield
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
-
-
 def run(args: argparse.Namespace) -> int:
     from mast.train.loop import Trainer, TrainingAborted, check_run_folder
 
@@ -124,8 +93,7 @@ def run(args: argparse.Namespace) -> int:
         if not args.resume and _holds_run(args.out):
             raise ValueError(f"{args.out} already holds a run; use --resume to continue it or choose another --out")
         trainer = Trainer(config, args.data, args.out, init=getattr(args, "init", None), resume=args.resume)
-        with _library_messages(args.command):
-            summary = trainer.run()
+        summary = trainer.run()
     except (ConfigError, ValueError, FileNotFoundError, TrainingAborted) as error:
         print(f"mast {args.command}: error: {_one_line(error)}", file=sys.stderr)
         return 2
