@@ -29,7 +29,7 @@ def measure_case(case: dict) -> dict:
     from mast.models.backbone import ResNetBackbone
     from mast.models.engine import ReconstructionEngine
     from mast.train.config import TrainingConfig
-    from mast.train.loop import reconstruct
+    from mast.train.reconstruction import reconstruct
     from mast.train.objectives import LabHuber
 
     device = torch.device(case["device"])

@@ -33,6 +33,7 @@ from mast.models.extractors import BackboneExtractor, PixelExtractor
 from mast.models.propagation import COSINE_KNOBS, PropagationConfig, Propagator
 from mast.train.config import load_config
 from mast.train.loop import Trainer
+from mast.train.reconstruction import ReconstructionTask
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -83,7 +84,7 @@ def main() -> int:
         config = load_config(args.config, [*args.set, f"train.time_budget_minutes={args.minutes}"])
         print(f"training for {args.minutes} min -> {run_dir}", flush=True)
         resume = (run_dir / "checkpoints" / "last.pt").is_file()
-        summary = Trainer(config, [str(p) for p in args.data], run_dir, resume=resume).run()
+        summary = Trainer(ReconstructionTask(config, [str(p) for p in args.data]), run_dir, resume=resume).run()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     # The quick preset (frame 0 + 3 previous, attended directly): cheap enough for
     # a CPU, and the same references for every kind of features.

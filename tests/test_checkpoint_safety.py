@@ -23,6 +23,7 @@ from mast.train import checkpoint as ckpt
 from mast.common.config import from_dict
 from mast.train.config import TrainingConfig, save_config
 from mast.train.loop import Trainer
+from mast.train.reconstruction import ReconstructionTask
 from tests.test_train import TINY, tiny_config, videos  # noqa: F401 (videos is a fixture)
 
 PHASES = "phases=[{name: a, mode: pairs, steps: 4, lr: 0.003}]"
@@ -34,7 +35,7 @@ SETS = [item for override in [*TINY, *RUN] for item in ("--set", override)]
 def whole(videos, tmp_path_factory) -> tuple[Path, list[float]]:
     """A finished 4-step run (checkpoints at steps 2 and 4) and its losses."""
     out = tmp_path_factory.mktemp("whole") / "run"
-    return out, Trainer(tiny_config(*RUN), [str(videos)], out).run()["losses"]
+    return out, Trainer(ReconstructionTask(tiny_config(*RUN), [str(videos)]), out).run()["losses"]
 
 
 def _copy_run(whole_run: Path, tmp_path: Path) -> Path:
@@ -128,7 +129,7 @@ def test_a_damaged_last_checkpoint_falls_back_to_the_newest_readable_step(videos
     shutil.copy(whole[0] / "checkpoints" / "step-00000004.pt", planted)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        losses = Trainer(tiny_config(*RUN), [str(videos)], run, resume=True).run()["losses"]
+        losses = Trainer(ReconstructionTask(tiny_config(*RUN), [str(videos)]), run, resume=True).run()["losses"]
     message = next(str(w.message) for w in caught if "resuming from" in str(w.message))
     assert "last.pt" in message and "step-00000004.pt" in message
     assert message.endswith(f"resuming from {run / 'checkpoints' / 'step-00000002.pt'} instead")
@@ -159,7 +160,7 @@ def test_stale_temporaries_are_removed_when_a_run_starts(videos, whole, tmp_path
     kept = [temporary_sibling(run / "checkpoints" / "last.pt"), run / ".notes.tmp", run / "checkpoints" / "mine.pt"]
     for path in kept:
         path.write_bytes(b"not mast's to remove")
-    Trainer(tiny_config(*RUN), [str(videos)], run, resume=True).prepare()
+    Trainer(ReconstructionTask(tiny_config(*RUN), [str(videos)]), run, resume=True).prepare()
     assert not any(path.exists() for path in [*stale, stale_folder])
     assert all(path.exists() for path in kept)
 
@@ -170,7 +171,7 @@ def test_every_training_write_goes_through_a_rule_named_temporary(videos, tmp_pa
     monkeypatch.setattr(os, "replace", lambda source, target: (renamed.append(Path(source)),
                                                                real_replace(source, target))[1])
     config = tiny_config("train.device=cpu", "phases=[{name: a, mode: pairs, steps: 1, lr: 0.001}]")
-    Trainer(config, [str(videos)], tmp_path / "run").run()
+    Trainer(ReconstructionTask(config, [str(videos)]), tmp_path / "run").run()
     targets = {path.name.split(".mast-tmp-")[0] for path in renamed}
     assert {".config.yaml", ".run.json", ".step-00000001.pt", ".last.pt", ".backbone.pt"} <= targets
     assert all(is_temporary(path) for path in renamed), renamed
@@ -180,6 +181,7 @@ _KILLED_RUN = """
 import os, signal, sys, torch
 from mast.train.config import load_config
 from mast.train.loop import Trainer
+from mast.train.reconstruction import ReconstructionTask
 
 real_save, calls = torch.save, []
 def save_then_die(payload, path, *args, **kwargs):
@@ -189,7 +191,7 @@ def save_then_die(payload, path, *args, **kwargs):
         os.kill(os.getpid(), signal.SIGKILL)
     real_save(payload, path, *args, **kwargs)
 torch.save = save_then_die
-Trainer(load_config(overrides=sys.argv[3:]), [sys.argv[1]], sys.argv[2]).run()
+Trainer(ReconstructionTask(load_config(overrides=sys.argv[3:]), [sys.argv[1]]), sys.argv[2]).run()
 """
 
 
@@ -204,7 +206,7 @@ def test_a_run_killed_mid_checkpoint_resumes_and_its_temporary_is_removed(videos
     assert not (run / "checkpoints" / "last.pt").exists()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        losses = Trainer(tiny_config(*RUN), [str(videos)], run, resume=True).run()["losses"]
+        losses = Trainer(ReconstructionTask(tiny_config(*RUN), [str(videos)]), run, resume=True).run()["losses"]
     assert any("resuming from" in str(w.message) and "step-00000002.pt" in str(w.message) for w in caught)
     assert not any(path.exists() for path in left)
     np.testing.assert_allclose(losses, whole[1], rtol=1e-5, atol=1e-6)

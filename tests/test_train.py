@@ -16,6 +16,7 @@ from mast.data.synthetic import translating_video
 from mast.common.config import ConfigError
 from mast.train.config import TrainingConfig, load_config
 from mast.train.loop import Trainer, TrainingAborted
+from mast.train.reconstruction import ReconstructionTask
 
 TINY = [
     "model.widths=[8,8,16,16]", "model.blocks=[1,1,1,1]", "model.feature_dim=16",
@@ -49,7 +50,7 @@ def test_loss_decreases(videos, tmp_path, caplog, objective, lr):
     caplog.set_level(logging.INFO, logger="mast")
     config = tiny_config(f"objective.name={objective}",
                          f"phases=[{{name: a, mode: pairs, steps: 40, lr: {lr}, lr_milestones: []}}]")
-    losses = Trainer(config, [str(videos)], tmp_path / "run").run()["losses"]
+    losses = Trainer(ReconstructionTask(config, [str(videos)]), tmp_path / "run").run()["losses"]
     assert len(losses) == 40 and all(np.isfinite(losses))
     assert np.mean(losses[-10:]) < 0.9 * np.mean(losses[:10]), losses
     for name in ("config.yaml", "run.json", "backbone.pt", "checkpoints/last.pt"):
@@ -64,9 +65,9 @@ def test_a_trainer_is_constructed_without_side_effects_and_prepare_raises(videos
     notes = tmp_path / "notes.txt"
     notes.write_text("mine")
     config = tiny_config("phases=[{name: a, mode: pairs, steps: 1, lr: 0.001}]")
-    no_data = Trainer(config, [str(tmp_path / "nothing-here")], tmp_path / "out" / "run")
-    into_a_file = Trainer(config, [str(videos)], notes)
-    no_device = Trainer(tiny_config("train.device=tpu"), [str(videos)], tmp_path / "out" / "run")
+    no_data = Trainer(ReconstructionTask(config, [str(tmp_path / "nothing-here")]), tmp_path / "out" / "run")
+    into_a_file = Trainer(ReconstructionTask(config, [str(videos)]), notes)
+    no_device = Trainer(ReconstructionTask(tiny_config("train.device=tpu"), [str(videos)]), tmp_path / "out" / "run")
     assert sorted(path.name for path in tmp_path.rglob("*")) == ["notes.txt"]
     with pytest.raises(FileNotFoundError, match="nothing-here"):
         no_data.prepare()
@@ -81,9 +82,9 @@ def test_resume_reproduces_the_uninterrupted_run(videos, tmp_path):
     # On the CPU: GPU atomics and cuDNN's algorithm choice are not bitwise reproducible.
     phases = "phases=[{name: a, mode: pairs, steps: 6, lr: 0.003}, {name: b, mode: memory, steps: 4, lr: 0.001}]"
     config = tiny_config(phases, "train.device=cpu")
-    whole = Trainer(config, [str(videos)], tmp_path / "whole").run()["losses"]
-    Trainer(config, [str(videos)], tmp_path / "split").run(stop_after=4)
-    resumed = Trainer(config, [str(videos)], tmp_path / "split", resume=True).run()["losses"]
+    whole = Trainer(ReconstructionTask(config, [str(videos)]), tmp_path / "whole").run()["losses"]
+    Trainer(ReconstructionTask(config, [str(videos)]), tmp_path / "split").run(stop_after=4)
+    resumed = Trainer(ReconstructionTask(config, [str(videos)]), tmp_path / "split", resume=True).run()["losses"]
     assert len(whole) == 10
     np.testing.assert_allclose(resumed, whole, rtol=1e-5, atol=1e-6)
     a = torch.load(tmp_path / "whole" / "backbone.pt", weights_only=True)["state_dict"]
@@ -114,9 +115,9 @@ def _ddp_rank(rank: int, world: int, port: int, videos: str, tmp: str, weights: 
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
     config = load_config(overrides=[*TINY, "phases=[{name: a, mode: pairs, steps: 3, lr: 0.003}]", "train.device=cpu"])
-    trainer = Trainer(config, [videos], Path(tmp) / "run")
+    trainer = Trainer(ReconstructionTask(config, [videos]), Path(tmp) / "run")
     trainer.run()
-    torch.save(trainer.backbone.state_dict(), weights[rank])
+    torch.save(trainer.task.backbone.state_dict(), weights[rank])
     from mast.train import distributed
 
     distributed.teardown()
@@ -129,22 +130,22 @@ def test_corrupt_video_is_skipped_with_a_warning(videos, tmp_path):
     config = tiny_config("phases=[{name: a, mode: pairs, steps: 2, lr: 0.001}]")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        trainer = Trainer(config, [str(data), str(videos)], tmp_path / "run").prepare()
+        trainer = Trainer(ReconstructionTask(config, [str(data), str(videos)]), tmp_path / "run").prepare()
     assert any("broken.mp4" in str(w.message) for w in caught)
-    assert trainer.sources.num_skipped == 1
+    assert trainer.task.sources.num_skipped == 1
     trainer.run()
     assert "broken.mp4" in (tmp_path / "run" / "run.json").read_text()
     with pytest.raises(ValueError, match="broken.mp4|no usable"):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            Trainer(config, [str(data)], tmp_path / "other").prepare()
+            Trainer(ReconstructionTask(config, [str(data)]), tmp_path / "other").prepare()
 
 
 def test_non_finite_losses_are_skipped_then_abort(videos, tmp_path, monkeypatch):
     config = tiny_config("phases=[{name: a, mode: pairs, steps: 8, lr: 0.001}]", "train.max_bad_steps=3",
                          "train.checkpoint_every=2")
-    trainer = Trainer(config, [str(videos)], tmp_path / "run").prepare()
-    real_loss = trainer.objective.loss
+    trainer = Trainer(ReconstructionTask(config, [str(videos)]), tmp_path / "run").prepare()
+    real_loss = trainer.task.objective.loss
     calls = {"n": 0}
 
     def flaky(reconstruction, prepared):
@@ -152,7 +153,7 @@ def test_non_finite_losses_are_skipped_then_abort(videos, tmp_path, monkeypatch)
         loss = real_loss(reconstruction, prepared)
         return loss * float("nan") if calls["n"] in (2, 5, 6, 7) else loss
 
-    monkeypatch.setattr(trainer.objective, "loss", flaky)
+    monkeypatch.setattr(trainer.task.objective, "loss", flaky)
     with pytest.raises(TrainingAborted, match="3 non-finite"):
         trainer.run()
     assert trainer.progress.skipped == 4
@@ -173,9 +174,9 @@ def test_bad_config_and_init_errors(videos, tmp_path):
     ResNetBackbone(BackboneConfig(feature_dim=8, widths=(8, 8, 8, 8), blocks=(1, 1, 1, 1))).save(tmp_path / "other.pt")
     config = tiny_config("phases=[{name: a, mode: pairs, steps: 1, lr: 0.001}]")
     with pytest.raises(ValueError, match="other.pt"):
-        Trainer(config, [str(videos)], tmp_path / "run", init=tmp_path / "other.pt").prepare()
+        Trainer(ReconstructionTask(config, [str(videos)], init=tmp_path / "other.pt"), tmp_path / "run").prepare()
     with pytest.raises(FileNotFoundError, match="nothing-here"):
-        Trainer(config, [str(tmp_path / "nothing-here")], tmp_path / "run").prepare()
+        Trainer(ReconstructionTask(config, [str(tmp_path / "nothing-here")]), tmp_path / "run").prepare()
 
 
 def test_cli_pretrain_then_finetune(videos, tmp_path, capsys):
@@ -214,11 +215,11 @@ def annotated(tmp_path_factory) -> Path:
 def test_mask_ce_learns_from_annotated_clips(annotated, tmp_path):
     config = tiny_config("objective.name=mask-ce", "objective.max_objects=3",
                          "phases=[{name: a, mode: pairs, steps: 30, lr: 0.003, lr_milestones: []}]")
-    losses = Trainer(config, [str(annotated)], tmp_path / "run").run()["losses"]
+    losses = Trainer(ReconstructionTask(config, [str(annotated)]), tmp_path / "run").run()["losses"]
     assert np.mean(losses[-8:]) < 0.9 * np.mean(losses[:8]), losses
 
 
 def test_mask_ce_needs_annotations(videos, tmp_path):
     config = tiny_config("objective.name=mask-ce", "phases=[{name: a, mode: pairs, steps: 1, lr: 0.001}]")
     with pytest.raises(ValueError, match="no annotation"):
-        Trainer(config, [str(videos)], tmp_path / "run").run()
+        Trainer(ReconstructionTask(config, [str(videos)]), tmp_path / "run").run()

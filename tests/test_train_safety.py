@@ -18,6 +18,7 @@ from mast.cli.main import main
 from mast.common.config import ConfigError
 from mast.train.config import load_config
 from mast.train.loop import Trainer
+from mast.train.reconstruction import ReconstructionTask
 from tests.test_train import TINY, tiny_config, videos  # noqa: F401 (videos is a fixture)
 
 ONE_STEP = "phases=[{name: a, mode: pairs, steps: 1, lr: 0.001}]"
@@ -120,7 +121,7 @@ def test_clips_with_undecodable_frames_are_replaced_and_counted(videos, tmp_path
     config = tiny_config("train.device=cpu", "train.log_every=1", "phases=[{name: a, mode: pairs, steps: 3, lr: 0.001}]")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        summary = Trainer(config, [str(data)], tmp_path / "run").run()
+        summary = Trainer(ReconstructionTask(config, [str(data)]), tmp_path / "run").run()
     skipped = [str(w.message) for w in caught if "skipping clip" in str(w.message)]
     assert summary["steps"] == 3 and summary["skipped_clips"] == len(skipped) > 0
     assert all("video0/000" in message for message in skipped)

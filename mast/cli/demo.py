@@ -91,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
     from mast.models.propagation import PropagationConfig, Propagator
     from mast.train.config import load_config
     from mast.train.loop import Trainer
+    from mast.train.reconstruction import ReconstructionTask
 
     if args.out.exists() and any(args.out.iterdir()):
         print(f"mast demo: error: --out {args.out} is not empty; the demo writes into a new folder", file=sys.stderr)
@@ -98,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     train, davis = generate_videos(args.out / "videos", args.train_videos, args.test_videos, args.size, args.frames)
     print(f"generated {args.train_videos} training and {args.test_videos} held-out videos in {args.out / 'videos'}")
     config = load_config(DEMO_CONFIG, [f"phases.0.steps={args.steps}"])
-    summary = Trainer(config, [str(train)], args.out / "run").run()
+    summary = Trainer(ReconstructionTask(config, [str(train)]), args.out / "run").run()
     print(f"pretrained {summary['steps']} steps -> {args.out / 'run' / 'backbone.pt'}")
 
     trained = BackboneExtractor.from_checkpoint(args.out / "run" / "backbone.pt")

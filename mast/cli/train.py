@@ -1,4 +1,5 @@
-"""``mast pretrain`` and ``mast finetune``: self-supervised training on raw video.
+"""``mast pretrain`` and ``mast finetune``: self-supervised training on raw video;
+``mast train-baseline``: the supervised baselines, through the same loop.
 
 pretrain: learn a feature extractor from scratch on unlabelled videos
 (folders of frames, video files, DAVIS / YouTube-VOS JPEGImages trees).
@@ -24,15 +25,36 @@ import argparse
 import sys
 from pathlib import Path
 
-from typing import TYPE_CHECKING
-
 from mast.common.config import ConfigError
 
-if TYPE_CHECKING:  # the training modules (torch) load when the command runs, not for --help
-    from mast.train.config import TrainingConfig
 
 #: configs/ of the repository, also shipped inside the package (mast/configs links to it).
 PACKAGED_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+#: ``mast train-baseline NAME``: the module of each baseline's task (``SCHEMA``, its config
+#: dataclass, and ``Task(config, root, sequences, year, init)``), imported when it runs.
+BASELINES: dict[str, str] = {}
+
+BASELINE_DOC = """Train a supervised baseline on videos with object masks.
+
+The baselines share the self-supervised models' backbone module, training
+loop (TensorBoard, progress bar, atomic checkpoints, exact --resume, DDP
+through torchrun), propagation writer and evaluator, so their scores compare
+like for like. --init starts the backbone from a `mast pretrain` checkpoint
+(its weights and colour space; the baseline sets the output stride).
+
+Data: a DAVIS (JPEGImages/480p, Annotations/480p) or YouTube-VOS
+(JPEGImages, Annotations, sparse masks) folder; only frames with a mask are
+used. --year 2016 reads 0/255 masks as one object, --year 2017 palette masks.
+
+Examples:
+  mast train-baseline siammask --data DAVIS --out runs/siammask
+  mast train-baseline siammask --data DAVIS --sequences dog,libby --year 2016 --out r/ --init runs/mast/backbone.pt
+  mast train-baseline ranet --data DAVIS --out runs/ranet --set train.time_budget_minutes=30
+
+A run folder holds config.yaml, run.json, checkpoints/, tensorboard/ and at
+the end model.pt for `mast propagate --model NAME --checkpoint OUT/model.pt`.
+"""
 
 
 def register(subparsers) -> None:
@@ -52,20 +74,40 @@ def register(subparsers) -> None:
         parser.add_argument("--resume", action="store_true",
                             help="continue OUT/checkpoints/last.pt exactly (uses OUT/config.yaml)")
         parser.set_defaults(func=run)
+    _register_baselines(subparsers)
 
 
-def _resolve_config(args: argparse.Namespace) -> TrainingConfig:
-    from mast.train.config import load_config
+def _register_baselines(subparsers) -> None:
+    parser = subparsers.add_parser("train-baseline", help="train a supervised baseline on videos with masks",
+                                   description=BASELINE_DOC, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("baseline", choices=tuple(BASELINES), help="which baseline")
+    parser.add_argument("--data", type=Path, required=True, help="DAVIS or YouTube-VOS folder with Annotations/")
+    parser.add_argument("--sequences", help="comma-separated sequences (default: every sequence with masks)")
+    parser.add_argument("--year", type=int, choices=(2016, 2017), default=2017,
+                        help="mask format: 2016 = 0/255 single object, 2017 = palette ids (default)")
+    parser.add_argument("--out", type=Path, required=True, help="run folder")
+    parser.add_argument("--init", type=Path, help="start the backbone from a mast pretrain backbone.pt")
+    parser.add_argument("--config", type=Path, help="YAML config (default: the packaged <baseline>.yaml)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override any config key, e.g. --set train.time_budget_minutes=30")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue OUT/checkpoints/last.pt exactly (uses OUT/config.yaml)")
+    parser.set_defaults(func=run_baseline)
 
+
+def _resolve_config(args: argparse.Namespace, schema=None, default: str | None = None):
+    from mast.train.config import TrainingConfig, load_config
+
+    schema = schema or TrainingConfig
     if args.resume:
         saved = args.out / "config.yaml"
         if not saved.is_file():
             raise FileNotFoundError(f"--resume: {saved} not found (is {args.out} a run folder?)")
         if args.config or args.set:
             print("mast: --resume continues with the run's own config.yaml; --config/--set are ignored", file=sys.stderr)
-        return load_config(saved)
-    path = args.config or PACKAGED_CONFIGS / ("finetune.yaml" if args.command == "finetune" else "mast.yaml")
-    return load_config(path, args.set)
+        return load_config(saved, schema=schema)
+    default = default or ("finetune.yaml" if args.command == "finetune" else "mast.yaml")
+    return load_config(args.config or PACKAGED_CONFIGS / default, args.set, schema)
 
 
 def _holds_run(out: Path) -> bool:
@@ -85,18 +127,43 @@ def _one_line(error: BaseException) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    def task(config):
+        from mast.train.reconstruction import ReconstructionTask
+
+        return ReconstructionTask(config, args.data, init=getattr(args, "init", None))
+
+    return _train(args, [str(d) for d in args.data], _resolve_config, task)
+
+
+def run_baseline(args: argparse.Namespace) -> int:
+    import importlib
+
+    module = importlib.import_module(BASELINES[args.baseline])
+    sequences = [s.strip() for s in args.sequences.split(",") if s.strip()] if args.sequences else None
+
+    def task(config):
+        return module.Task(config, args.data, sequences, args.year, args.init)
+
+    def config(args):
+        return _resolve_config(args, module.SCHEMA, f"{args.baseline}.yaml")
+
+    return _train(args, [str(args.data)], config, task)
+
+
+def _train(args: argparse.Namespace, inputs: list[str], resolve_config, make_task) -> int:
+    """Checks the run folder, resolves the config, builds the task and runs it; errors are one line."""
     from mast.train.loop import Trainer, TrainingAborted, check_run_folder
 
     try:
-        check_run_folder(args.out, args.data)
-        config = _resolve_config(args)
+        check_run_folder(args.out, inputs)
+        config = resolve_config(args)
         if not args.resume and _holds_run(args.out):
             raise ValueError(f"{args.out} already holds a run; use --resume to continue it or choose another --out")
-        trainer = Trainer(config, args.data, args.out, init=getattr(args, "init", None), resume=args.resume)
-        summary = trainer.run()
+        task = make_task(config)
+        summary = Trainer(task, args.out, resume=args.resume).run()
     except (ConfigError, ValueError, FileNotFoundError, TrainingAborted) as error:
         print(f"mast {args.command}: error: {_one_line(error)}", file=sys.stderr)
         return 2
     print(f"done: {summary['steps']} steps ({summary['skipped']} skipped, {summary['skipped_clips']} unreadable "
-          f"clips replaced); backbone: {args.out / 'backbone.pt'}")
+          f"clips replaced); model: {args.out / task.final_name}")
     return 0

@@ -352,14 +352,15 @@ def _init_worker(worker_id: int) -> None:
 
 
 def make_loader(
-    dataset: ClipDataset,
+    dataset: Dataset,
     batch_size: int = 24,
     num_workers: int = 4,
     drop_last: bool = True,
     pin_memory: bool = False,
+    collate: Callable[[list[dict[str, Any]]], dict[str, Any]] = collate_clips,
     **loader_options: Any,
 ) -> DataLoader:
-    """A DataLoader over ``dataset`` whose batches come from :func:`collate_clips`.
+    """A DataLoader over ``dataset`` whose batches come from ``collate`` (:func:`collate_clips`).
 
     No shuffling: every item is already a random clip, and keeping the index
     order makes a run reproducible whatever ``num_workers`` is. Other
@@ -373,7 +374,7 @@ def make_loader(
         batch_size=batch_size,
         shuffle=False,
         num_workers=num_workers,
-        collate_fn=collate_clips,
+        collate_fn=collate,
         drop_last=drop_last,
         pin_memory=pin_memory,
         persistent_workers=False,

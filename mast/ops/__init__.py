@@ -9,6 +9,7 @@ warning. :func:`backend` reports which path serves a device.
 from mast.ops import _registration
 from mast.ops._extension import backend, extension_loaded
 from mast.ops.correlation import local_correlation
+from mast.ops.crops import square_crop
 from mast.ops.reference import (
     local_correlation_reference,
     local_correlation_valid_mask,
@@ -29,6 +30,7 @@ __all__ = [
     "has_fused_roi_correlation",
     "roi_correlation",
     "roi_correlation_reference",
+    "square_crop",
     "window_sample",
     "window_sample_reference",
 ]

@@ -12,6 +12,7 @@ import re
 import subprocess
 import sys
 import warnings
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +22,12 @@ import torch
 from mast._version import __version__
 from mast.common.files import atomic_write_text
 from mast.common.checkpoints import load_checkpoint, save_checkpoint
-from mast.models.backbone import ResNetBackbone, saved_backbone_config
+from mast.models.backbone import BackboneConfig, ResNetBackbone, saved_backbone_config
 
 CHECKPOINT_DIR = "checkpoints"
 LAST = "last.pt"
 #: What a training checkpoint must hold to be resumed.
-REQUIRED_KEYS = ("model", "backbone_config", "optimizer", "scheduler", "scaler", "state", "rng")
+REQUIRED_KEYS = ("model", "optimizer", "scheduler", "scaler", "state", "rng")
 # Temporaries are hidden (".step-...mast-tmp-..."), so they never match.
 _STEP_NAME = re.compile(r"^step-(\d+)\.pt$")
 
@@ -116,6 +117,20 @@ def read_init_weights(path: Path, backbone: ResNetBackbone) -> dict[str, torch.T
     if payload.get("backbone_config") is not None:
         check_architecture(path, payload["backbone_config"], backbone, "this run's model.* settings build")
     return matching_state(path, state, backbone)
+
+
+def read_backbone_init(path: Path, output_stride: int) -> tuple[BackboneConfig, dict[str, torch.Tensor]]:
+    """A ``mast pretrain`` backbone (``backbone.pt`` or a training checkpoint) for a baseline's
+    ``--init``: its config with ``output_stride`` set to the baseline's (the stride changes no
+    weight shape), and its weights."""
+    payload = load_checkpoint(path, "--init checkpoint")
+    saved = payload.get("backbone_config") if isinstance(payload, dict) else None
+    state = payload.get("state_dict", payload.get("model")) if isinstance(payload, dict) else None
+    if saved is None or state is None:
+        raise ValueError(f"--init {path} is not a mast backbone (expected backbone.pt of mast pretrain/finetune "
+                         "or one of its training checkpoints)")
+    config = replace(saved_backbone_config(saved, path), output_stride=output_stride)
+    return config, matching_state(path, state, ResNetBackbone(config))
 
 
 def check_architecture(path: Path, saved: Any, backbone: ResNetBackbone, ours: str) -> None:

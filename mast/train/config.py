@@ -15,7 +15,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -26,6 +26,7 @@ from mast.models.backbone import BackboneConfig
 from mast.models.engine import EngineConfig
 
 OBJECTIVES = ("lab-huber", "kmeans-ce", "mask-ce")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,23 @@ class DataConfig:
         require(len(self.scale) == 2 and 0 < self.scale[0] <= self.scale[1] <= 1, "scale",
                 "must be [low, high] with 0 < low <= high <= 1", self.scale)
         require(0 <= self.hflip <= 1, "hflip", "must be a probability in [0, 1]", self.hflip)
+        require(self.workers >= 0, "workers", "must be an integer >= 0", self.workers)
+
+
+@dataclass(frozen=True)
+class AnnotatedDataConfig:
+    """Frames with masks for the supervised baselines (:mod:`mast.data.annotated`).
+
+    Attributes:
+        max_gap: frames of one training sample are at most this many annotated frames apart.
+        workers: DataLoader worker processes (0: load in the training process).
+    """
+
+    max_gap: int = 20
+    workers: int = 2
+
+    def __post_init__(self) -> None:
+        require(self.max_gap >= 1, "max_gap", "must be an integer >= 1", self.max_gap)
         require(self.workers >= 0, "workers", "must be an integer >= 0", self.workers)
 
 
@@ -216,9 +234,14 @@ class TrainingConfig:
                               f"got {self.model.colour_space!r}")
 
 
-def load_config(path: str | os.PathLike | None = None, overrides: list[str] | None = None) -> TrainingConfig:
+def load_config(path: str | os.PathLike | None = None, overrides: list[str] | None = None,
+                schema: type[T] = TrainingConfig) -> T:
     """Defaults, then the YAML file at ``path``, then ``key.sub=value`` overrides
     (see :func:`mast.common.config.apply_overrides`), checked once all are in.
+
+    ``schema``: the run's config dataclass (:class:`TrainingConfig` for
+    ``mast pretrain``; each baseline of ``mast train-baseline`` has its own,
+    with the same ``train`` and ``phases`` sections).
 
     Raises:
         FileNotFoundError: no file at ``path``.
@@ -230,21 +253,21 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | No
         if not path.is_file():
             raise FileNotFoundError(f"config file not found: {path}")
         try:
-            data = complete(TrainingConfig, read_yaml(path.read_text()) or {})
+            data = complete(schema, read_yaml(path.read_text()) or {})
         except yaml.YAMLError as error:
             raise ConfigError(f"{path}: not valid YAML: {error}") from error
         except ConfigError as error:
             raise ConfigError(f"{path}: {error}") from None
-    data = apply_overrides(data, overrides or [], TrainingConfig)
+    data = apply_overrides(data, overrides or [], schema)
     try:
-        return from_dict(TrainingConfig, data)
+        return from_dict(schema, data)
     except ConfigError as error:
         if path is not None and not overrides:
             raise ConfigError(f"{path}: {error}") from None
         raise
 
 
-def save_config(config: TrainingConfig, path: str | os.PathLike) -> None:
+def save_config(config: Any, path: str | os.PathLike) -> None:
     """Writes the config as YAML (sections in schema order, lists for tuples), atomically;
     :func:`load_config` reads it back equal."""
     atomic_write_text(path, yaml.safe_dump(to_dict(config), sort_keys=False))

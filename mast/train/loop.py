@@ -1,4 +1,4 @@
-"""The one training loop: every objective, every phase, one or many processes.
+"""The one training loop: every task (:mod:`mast.train.tasks`), every phase, one or many processes.
 
 Runs are step-indexed: clip ``j`` of step ``s`` on rank ``r`` is dataset
 item ``(s * world + r) * batch + j`` of its phase, and every random choice of
@@ -18,24 +18,17 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import torch
-import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from mast.common.config import to_dict
 from mast.common.files import remove_stale_temporaries
 from mast.common.outputs import check_separate
-from mast.data.augment import ClipAugment
-from mast.data.clips import ClipDataset, make_loader
-from mast.data.video import discover_videos
-from mast.models.backbone import ResNetBackbone
-from mast.models.engine import ReconstructionEngine
-from mast.models.memory import Reference
+from mast.data.clips import make_loader
 from mast.train import checkpoint as ckpt
 from mast.train import distributed
-from mast.train.centroids import ensure_centroids
-from mast.train.config import ObjectiveConfig, PhaseConfig, TrainingConfig, save_config
-from mast.train.objectives import KMeansCrossEntropy, LabHuber, MaskCrossEntropy, Objective, Prepared
+from mast.train.config import save_config
+from mast.train.tasks import TrainingTask
 
 logger = logging.getLogger(__name__)
 
@@ -73,59 +66,23 @@ def step_generator(seed: int, phase: int, step: int, rank: int) -> torch.Generat
     return torch.Generator().manual_seed(((seed * 1_000_003 + phase) * 1_000_003 + step) * 1_009 + rank)
 
 
-def build_objective(objective: ObjectiveConfig, backbone: ResNetBackbone, centroids: torch.Tensor | None) -> Objective:
-    """The objective ``objective.name`` names; ``centroids`` ``(k, 3)`` are kmeans-ce's."""
-    if objective.name == "lab-huber":
-        return LabHuber(objective.upsample, objective.huber_scale)
-    if objective.name == "kmeans-ce":
-        return KMeansCrossEntropy(centroids, backbone.prepare, objective.upsample, objective.keep_all_prob)
-    return MaskCrossEntropy(objective.max_objects, backbone.prepare, objective.upsample)
-
-
-def reconstruct(
-    model: torch.nn.Module, engine: ReconstructionEngine, batch: dict[str, Any], prepared: Prepared
-) -> torch.Tensor:
-    """The query frame of every clip reconstructed from its other frames: ``(B, K, h, w)``."""
-    clips, count = prepared.inputs.shape[:2]
-    # The engine runs in float32 even under autocast: raw dot products of
-    # 64-d features overflow float16 as training sharpens them.
-    features = model(prepared.inputs.flatten(0, 1)).unflatten(0, (clips, count)).float()
-    size = features.shape[-2:]
-    values = F.interpolate(prepared.values.flatten(0, 1), size=size, mode="area").unflatten(0, (clips, count))
-    indices, valid = batch["indices"], batch["valid"]
-    query = indices[:, -1]
-    references = [
-        Reference(
-            features[:, j], values[:, j].to(features.dtype),
-            distance=(query - indices[:, j]).clamp_min(1).tolist(),
-            valid=None if bool(valid[:, j].all()) else valid[:, j].to(features.device),
-        )
-        for j in range(count - 1)
-    ]
-    return engine(features[:, -1], references)
-
-
 class Trainer:
-    """Pretraining and fine-tuning: ``Trainer(config, data, out).run()``.
+    """Trains a :class:`~mast.train.tasks.TrainingTask`: ``Trainer(task, out).run()``.
 
     Constructing one only stores its arguments; :meth:`prepare` (called by
     :meth:`run` when it was not called before) checks them and builds what a
     run needs.
 
     Args:
-        config: a resolved config (:func:`mast.train.config.load_config`).
-        data: folders/files of videos (see :func:`mast.data.video.discover_videos`).
+        task: what is learnt (its config, data, model and losses).
         out_dir: run folder: ``config.yaml``, ``run.json``, ``checkpoints/``,
-            ``tensorboard/``, and at the end ``backbone.pt``.
-        init: backbone weights to start from (fine-tuning), or None.
+            ``tensorboard/``, and at the end ``task.final_name``.
         resume: continue from ``out_dir/checkpoints/last.pt`` (or, when that is
             unreadable, the newest readable ``step-*.pt``).
     """
 
-    def __init__(self, config: TrainingConfig, data: list[str], out_dir: str | Path,
-                 init: str | Path | None = None, resume: bool = False) -> None:
-        self.config, self.data, self.out_dir, self.resume = config, list(data), Path(out_dir), resume
-        self.init = None if init is None else Path(init)
+    def __init__(self, task: TrainingTask, out_dir: str | Path, resume: bool = False) -> None:
+        self.task, self.config, self.out_dir, self.resume = task, task.config, Path(out_dir), resume
         self.prepared = False
         self.progress = Progress()
         self.writer = None
@@ -134,81 +91,39 @@ class Trainer:
     # -- set-up ---------------------------------------------------------------
 
     def prepare(self) -> Trainer:
-        """Joins the process group, finds the videos, builds the datasets of every
-        phase, the backbone (with the ``init`` weights), the colour centroids
-        (kmeans-ce), the objective and the engine. Does nothing when called again.
+        """Joins the process group and lets the task check its data and build its model
+        (then wraps it for DDP). Does nothing when called again.
 
         Everything that can be refused is checked before anything in ``out_dir``
-        changes: removing a killed run's temporaries and building a missing
-        centroids file come last.
+        changes: removing a killed run's temporaries and the task's own outputs
+        (kmeans-ce's centroids) come last.
 
         Raises:
             ValueError / FileNotFoundError: one line each (unusable data, output
-                folder, device or ``init`` checkpoint).
+                folder, device or ``--init`` checkpoint).
         """
         if self.prepared:
             return self
-        check_run_folder(self.out_dir, self.data)
-        config = self.config
-        self.world = distributed.setup(config.train.device)
-        self.sources = discover_videos(self.data, frame_stride=config.data.frame_stride)
-        # Built now, not per phase, so that data unfit for a phase fails before anything is written.
-        self.datasets = [self._phase_dataset(phase) for phase in config.phases]
-        torch.manual_seed(config.train.seed)
-        self.backbone = ResNetBackbone(config.model).to(self.world.device)
-        if self.init is not None:
-            self.backbone.load_state_dict(ckpt.read_init_weights(self.init, self.backbone))
+        check_run_folder(self.out_dir, self.task.inputs)
+        self.world = distributed.setup(self.config.train.device)
+        self.module = self.task.build(self.world)
         if self.world.is_main:
-            logger.info("%d videos (%d unreadable, skipped) on %s, %d process(es)", len(self.sources),
-                        self.sources.num_skipped, self.world.device, self.world.size)
             for folder in (self.out_dir, self.out_dir / ckpt.CHECKPOINT_DIR):
                 remove_stale_temporaries(folder)
-        self.centroids = self._centroids()
-        self.objective = build_objective(config.objective, self.backbone, self.centroids)
-        self.engine = ReconstructionEngine(config.engine)
-        self.model = self.backbone
+        self.task.setup_outputs(self.out_dir, self.world)
+        self.model = self.module
         if self.world.size > 1:
             device_ids = [self.world.device.index] if self.world.device.type == "cuda" else None
-            self.model = DistributedDataParallel(self.backbone, device_ids=device_ids)
+            self.model = DistributedDataParallel(self.module, device_ids=device_ids)
         self.prepared = True
         return self
 
-    def _centroids(self) -> torch.Tensor | None:
-        """kmeans-ce's ``(k, 3)`` centroids: ``objective.centroids`` or ``OUT/centroids.json``,
-        built by rank 0 when missing; None for the other objectives."""
-        objective = self.config.objective
-        if objective.name != "kmeans-ce":
-            return None
-        path = Path(objective.centroids) if objective.centroids else self.out_dir / "centroids.json"
-        if self.world.is_main and not path.exists():
-            logger.info("building %d colour centroids from the training videos -> %s", objective.clusters, path)
-        # Rank 0 goes first (building a missing file); the others wait, then read what it wrote.
-        if not self.world.is_main:
-            distributed.barrier(self.world)
-        centroids = ensure_centroids(path, self.data, k=objective.clusters, frame_stride=self.config.data.frame_stride,
-                                     seed=self.config.train.seed)
-        if self.world.is_main:
-            distributed.barrier(self.world)
-        return centroids
-
-    def _phase_dataset(self, phase: PhaseConfig) -> ClipDataset:
-        data, train = self.config.data, self.config.train
-        return ClipDataset(
-            self.sources,
-            samples_per_epoch=phase.steps * train.batch_size * self.world.size,
-            transform=ClipAugment(output_size=(data.size, data.size), scale=data.scale,
-                                  hflip_prob=data.hflip, rotate90=data.rotate90),
-            seed=train.seed, mode=phase.mode, pair_gaps=phase.pair_gaps, pair_gap_probs=phase.pair_gap_probs,
-            policy=self.config.memory, with_masks=self.config.objective.name == "mask-ce",
-        )
-
     def _phase_loader(self, phase_index: int, start: int):
         phase, train = self.config.phases[phase_index], self.config.train
-        dataset = self.datasets[phase_index]
-        dataset.set_epoch(phase_index)
+        dataset = self.task.dataset(phase_index, phase.steps * train.batch_size * self.world.size)
         sampler = StepSampler(start, phase.steps, train.batch_size, self.world.rank, self.world.size)
         return make_loader(dataset, batch_size=train.batch_size, num_workers=self.config.data.workers,
-                           sampler=sampler, pin_memory=self.world.device.type == "cuda")
+                           sampler=sampler, pin_memory=self.world.device.type == "cuda", collate=self.task.collate)
 
     def _optimiser(self, phase_index: int):
         phase = self.config.phases[phase_index]
@@ -230,8 +145,8 @@ class Trainer:
         restored = self._restore() if self.resume else None
         if self.world.is_main:
             save_config(self.config, self.out_dir / "config.yaml")
-            ckpt.write_run_metadata(self.out_dir, {"world_size": self.world.size, "videos": len(self.sources),
-                                                   "skipped_videos": [str(p) for p, _ in self.sources.skipped]})
+            ckpt.write_run_metadata(self.out_dir, {"world_size": self.world.size, "task": type(self.task).__name__,
+                                                   **self.task.describe()})
             from torch.utils.tensorboard import SummaryWriter
 
             self.writer = SummaryWriter(str(self.out_dir / "tensorboard"))
@@ -242,9 +157,9 @@ class Trainer:
                 if not finished:
                     break
                 self.progress.phase, self.progress.step = phase_index + 1, 0
-            distributed.share_buffers(self.backbone, self.world)
+            distributed.share_buffers(self.module, self.world)
             if self.world.is_main:
-                self.backbone.save(self.out_dir / "backbone.pt", self.config.propagation.as_overrides())
+                self.task.save_final(self.out_dir / self.task.final_name)
         finally:
             if self.writer is not None:
                 self.writer.close()
@@ -312,14 +227,13 @@ class Trainer:
     def _step(self, batch, phase_index, optimiser, scheduler, scaler) -> float:
         train = self.config.train
         generator = step_generator(train.seed, phase_index, self.progress.step, self.world.rank)
-        on_device = {key: batch[key].to(self.world.device, non_blocking=True) for key in ("frames", "masks") if key in batch}
-        frames = on_device["frames"]
+        on_device = {key: value.to(self.world.device, non_blocking=True) if isinstance(value, torch.Tensor) else value
+                     for key, value in batch.items()}
         self.model.train()
         with torch.autocast(self.world.device.type, dtype=torch.float16, enabled=self._amp()):
-            prepared = self.objective.prepare(on_device, generator)
-            reconstruction = reconstruct(self.model, self.engine, batch, prepared)
-            loss = self.objective.loss(reconstruction, prepared)
-        self._last = (frames, prepared, reconstruction.detach())  # for the TensorBoard pictures
+            losses = self.task.losses(self.model, on_device, generator)
+        loss = losses["loss"]
+        self.components = {name: value.item() for name, value in losses.items() if name != "loss"}
         optimiser.zero_grad(set_to_none=True)
         if not distributed.all_finite(loss, self.world):
             return self._skip(loss)
@@ -361,26 +275,23 @@ class Trainer:
             self.writer.add_scalar("train/clips_per_second", rate, step)
             self.writer.add_scalar("train/skipped_steps", self.progress.skipped, step)
             self.writer.add_scalar("train/skipped_clips", self.progress.skipped_clips, step)
+            for name, value in self.components.items():
+                self.writer.add_scalar(f"train/{name}", value, step)
         if step % train.image_every == 0 or step == 1:
-            from mast.train.panels import class_colours, reconstruction_panel
-
-            frames, prepared, reconstruction = self._last
-            colours = class_colours(self.objective.name, reconstruction.shape[1], self.centroids)
-            panel = reconstruction_panel(self.objective, frames, prepared, reconstruction, colours)
-            self.writer.add_image("train/query_target_reconstruction", panel, step)
+            picture = self.task.picture()
+            if picture is not None:
+                self.writer.add_image(f"train/{picture[0]}", picture[1], step)
 
     def _checkpoint(self, optimiser, scheduler, scaler) -> None:
         if not self.world.is_main:
             return
         payload = {
-            "model": self.backbone.state_dict(),
-            "backbone_config": self.backbone.config.__dict__,
+            **self.task.checkpoint_state(),
             "optimizer": optimiser.state_dict(),
             "scheduler": scheduler.state_dict(),
             "scaler": scaler.state_dict(),
             "state": self.progress.__dict__.copy(),
             "config": to_dict(self.config),  # plain data: weights_only loads it, from_dict rebuilds it
-            "centroids": self.centroids,
             "rng": ckpt.rng_state(),
             "losses": self.losses,
         }
@@ -388,9 +299,7 @@ class Trainer:
 
     def _restore(self) -> dict[str, Any] | None:
         path, payload = ckpt.read_resume_checkpoint(self.out_dir)
-        ckpt.check_architecture(path, payload["backbone_config"], self.backbone,
-                                f"this run's config ({self.out_dir / 'config.yaml'}) builds")
-        self.backbone.load_state_dict(ckpt.matching_state(path, payload["model"], self.backbone))
+        self.task.restore(path, payload)
         try:
             self.progress = Progress(**payload["state"])
         except TypeError as error:

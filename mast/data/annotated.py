@@ -1,0 +1,153 @@
+"""Videos with object masks: the training data of the supervised baselines.
+
+``mast train-baseline --data ROOT`` reads two layouts:
+
+* DAVIS: ``ROOT/JPEGImages/480p/<seq>/*.jpg`` and ``ROOT/Annotations/480p/<seq>/*.png``,
+  a mask for every frame;
+* YouTube-VOS: ``ROOT/JPEGImages/<seq>/*.jpg`` and ``ROOT/Annotations/<seq>/*.png``,
+  masks for some frames (every fifth in its training set).
+
+Only frames with a mask (a PNG of the same stem) are used. Masks follow
+``mast propagate``'s ``--year`` rule: 2016 masks are 0/255 with ``> 127`` the
+one object (id 1); 2017 masks are object ids, void (255) read as background.
+
+Everything that can be checked without decoding every frame is checked by
+:func:`discover_annotated`, before a run writes anything: the folders, the
+requested sequences, that masks exist, and the first mask's size against its
+frame. A mask of another size found later is a ``ValueError`` naming it.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mast.common.masks import read_davis2016_mask, read_mask, remove_void
+from mast.data.video import IMAGE_EXTENSIONS, read_image
+
+PathLike = str | os.PathLike
+YEARS = (2016, 2017)
+
+
+@dataclass(frozen=True)
+class AnnotatedVideo:
+    """The annotated frames of one video, in temporal order.
+
+    Attributes:
+        name: the sequence name.
+        frame_paths: the frames that have a mask.
+        mask_paths: their masks, one per frame.
+        year: 2016 (0/255 single-object masks) or 2017 (object ids, 255 void).
+    """
+
+    name: str
+    frame_paths: tuple[Path, ...]
+    mask_paths: tuple[Path, ...]
+    year: int = 2017
+
+    def __len__(self) -> int:
+        return len(self.frame_paths)
+
+    def read_mask(self, index: int) -> torch.Tensor:
+        """``(H, W)`` long object ids of annotated frame ``index`` (0 = background)."""
+        return torch.from_numpy(read_object_ids(self.mask_paths[index], self.year).astype(np.int64))
+
+    def read(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Annotated frame ``index``: ``(3, H, W)`` RGB in ``[0, 1]`` and its ``(H, W)`` long ids.
+
+        Raises:
+            ValueError: the frame does not decode, or its mask has another size (names the file).
+        """
+        frame, ids = read_image(self.frame_paths[index]), self.read_mask(index)
+        if tuple(ids.shape) != tuple(frame.shape[-2:]):
+            raise ValueError(f"{self.mask_paths[index]}: mask is {ids.shape[1]}x{ids.shape[0]} but its frame "
+                             f"{self.frame_paths[index].name} is {frame.shape[-1]}x{frame.shape[-2]}")
+        return frame, ids
+
+
+def read_object_ids(path: PathLike, year: int) -> np.ndarray:
+    """``(H, W)`` uint8 object ids of a mask PNG under the ``year`` rule (module docstring)."""
+    if year == 2016:
+        return read_davis2016_mask(path).astype(np.uint8)
+    return remove_void(read_mask(path))
+
+
+def discover_annotated(root: PathLike, sequences: list[str] | None = None, year: int = 2017) -> list[AnnotatedVideo]:
+    """The annotated videos under ``root`` (DAVIS or YouTube-VOS layout), or only ``sequences``.
+
+    Without ``sequences``, folders with fewer than two masks (no training pair)
+    are skipped with a warning; a requested sequence without them is an error.
+
+    Raises:
+        FileNotFoundError: ``root`` or a requested sequence does not exist.
+        ValueError: one line naming the folder or file: no ``JPEGImages``/``Annotations``,
+            no masks, a first mask of another size than its frame, no usable video.
+    """
+    if year not in YEARS:
+        raise ValueError(f"year must be 2016 or 2017, got {year}")
+    frames_root, masks_root = _layout(Path(root))
+    names = sequences or sorted(p.name for p in frames_root.iterdir() if p.is_dir())
+    videos = []
+    for name in names:
+        video = _annotated_video(frames_root / name, masks_root / name, year, requested=sequences is not None)
+        if video is not None:
+            videos.append(video)
+    if not videos:
+        raise ValueError(f"{masks_root}: no sequence has two or more frames with masks; the baselines train on "
+                         "object masks (DAVIS or YouTube-VOS Annotations/)")
+    return videos
+
+
+def _layout(root: Path) -> tuple[Path, Path]:
+    """``(frames root, masks root)``: ``JPEGImages[/480p]`` and ``Annotations[/480p]``."""
+    if not root.is_dir():
+        raise FileNotFoundError(f"--data {root} does not exist or is not a folder")
+    frames, masks = root / "JPEGImages", root / "Annotations"
+    if not frames.is_dir():
+        raise ValueError(f"--data {root}: not a DAVIS or YouTube-VOS folder (no JPEGImages/ in it)")
+    if not masks.is_dir():
+        raise ValueError(f"--data {root}: no Annotations/ folder; the baselines train on object masks")
+    if (frames / "480p").is_dir():
+        frames, masks = frames / "480p", masks / "480p"
+        if not masks.is_dir():
+            raise ValueError(f"--data {root}: frames in JPEGImages/480p but no Annotations/480p/ masks")
+    return frames, masks
+
+
+def _annotated_video(frames: Path, masks: Path, year: int, requested: bool) -> AnnotatedVideo | None:
+    if not frames.is_dir():
+        raise FileNotFoundError(f"--sequences: sequence {frames.name!r} not found: {frames}")
+    frame_paths = {p.stem: p for p in frames.iterdir()
+                   if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")}
+    stems = sorted(stem for stem in frame_paths if (masks / f"{stem}.png").is_file())
+    if len(stems) < 2:
+        reason = f"{masks}: {len(stems)} frame(s) of {frames} have a mask, a training pair needs 2"
+        if requested:
+            raise ValueError(reason)
+        warnings.warn(f"skipping {frames.name}: {reason}", RuntimeWarning, stacklevel=3)
+        return None
+    video = AnnotatedVideo(frames.name, tuple(frame_paths[s] for s in stems),
+                           tuple(masks / f"{s}.png" for s in stems), year)
+    video.read(0)  # the first frame decodes and its mask has its size
+    return video
+
+
+def draw_frames(videos: list[AnnotatedVideo], count: int, max_gap: int,
+                generator: torch.Generator) -> tuple[int, list[int]]:
+    """A video (uniformly) and ``count`` increasing annotated-frame indices spanning at most ``max_gap``.
+
+    Returns:
+        ``(video index, indices)``: the later indices differ from the first unless the video
+        has one annotated frame; they may repeat among themselves.
+    """
+    video = int(torch.randint(len(videos), (1,), generator=generator))
+    length = len(videos[video])
+    span = min(max_gap, length - 1)
+    start = int(torch.randint(length - span, (1,), generator=generator))
+    low = 1 if span >= 1 else 0  # two different frames whenever the video has them
+    offsets = torch.randint(low, span + 1, (count - 1,), generator=generator).sort().values.tolist()
+    return video, [start] + [start + o for o in offsets]

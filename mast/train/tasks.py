@@ -1,0 +1,87 @@
+"""What one kind of training learns, for the one training loop (:mod:`mast.train.loop`).
+
+The loop owns everything that every kind of training shares: processes and
+devices, step-indexed sampling and seeding, the optimiser and its schedule,
+mixed precision, gradient clipping, non-finite steps, the time budget,
+TensorBoard, the progress bar, atomic checkpoints and exact resume. A
+:class:`TrainingTask` owns the rest: its data, its model, its losses, its
+pictures, what its checkpoints must hold and the file a finished run leaves.
+
+Tasks: :class:`mast.train.reconstruction.ReconstructionTask` (``mast
+pretrain``/``finetune``: self-supervised reconstruction, ``backbone.pt``)
+and the supervised baselines of ``mast train-baseline`` (``model.pt``).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+from mast.train.distributed import World
+
+
+class TrainingTask(Protocol):
+    """One kind of training.
+
+    Attributes:
+        config: the run's config dataclass; the loop reads its ``train``
+            (:class:`~mast.train.config.RunConfig`) and ``phases``
+            (:class:`~mast.train.config.PhaseConfig`) sections and saves it as
+            ``config.yaml``.
+        inputs: the folders/files it reads (an output folder may not be, hold or
+            lie inside one of them).
+        final_name: the file a finished run leaves in its folder (``backbone.pt``, ``model.pt``).
+    """
+
+    config: Any
+    inputs: list[str]
+    final_name: str
+
+    def build(self, world: World) -> nn.Module:
+        """Checks the data and builds the model to train on ``world.device`` (with its
+        ``--init`` weights); writes nothing. Raises ValueError/FileNotFoundError, one line."""
+        ...
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-able facts about the data it found, recorded in ``run.json`` (e.g. video counts)."""
+        ...
+
+    def setup_outputs(self, out_dir: Path, world: World) -> None:
+        """Writes what the run needs in its folder before the first step (called once
+        every check passed, on every rank); most tasks need nothing."""
+        ...
+
+    def dataset(self, phase_index: int, samples: int) -> torch.utils.data.Dataset:
+        """``samples`` items of phase ``phase_index``; item ``i`` depends only on
+        ``(seed, phase, i)``. Items are dicts; :meth:`collate` batches them."""
+        ...
+
+    def collate(self, items: list[dict[str, Any]]) -> dict[str, Any]:
+        """A batch of :meth:`dataset` items; ``skipped_clips`` (int) counts replaced unreadable items."""
+        ...
+
+    def losses(self, model: nn.Module, batch: dict[str, Any], generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """The losses of one batch (its tensors on the device): ``"loss"``, the scalar to
+        minimise, and any components, each logged to TensorBoard as ``train/<name>``."""
+        ...
+
+    def picture(self) -> tuple[str, torch.Tensor] | None:
+        """``(name, (3, H, W) float in [0, 1])``: what the last batch looked like, logged to
+        TensorBoard as ``train/<name>``; None when there is nothing to show."""
+        ...
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        """What a training checkpoint holds beside the loop's own state: at least
+        ``"model"`` (the weights) and what identifies the architecture."""
+        ...
+
+    def restore(self, path: Path, payload: dict[str, Any]) -> None:
+        """Loads a :meth:`checkpoint_state` payload read from ``path`` into the model;
+        a checkpoint of another architecture is a one-line ValueError naming both."""
+        ...
+
+    def save_final(self, path: Path) -> None:
+        """Writes the trained model to ``path`` (``final_name`` in the run folder), atomically."""
+        ...
