@@ -30,7 +30,10 @@ OLD_DEFAULTS = {
 #: Fields of BackboneConfig and EngineConfig that the old config did not restate, at their defaults.
 NEW_KEYS = {"model": {"in_channels": 3},
             "engine": {"max_dilation": 4, "roi_localisation": True, "tile_elements": None},
-            "propagation": {"normalize": None, "temperature": None, "topk": None}}
+            "propagation": {"normalize": None, "temperature": None, "topk": None},
+            "validation": {"every": 500, "max_frames": 40, "preset": "quick",
+                           "candidates": [{"normalize": False, "temperature": None, "topk": None},
+                                          {"normalize": True, "temperature": 0.05, "topk": 16}]}}
 
 #: A run folder's config.yaml as the old code wrote it (yaml.safe_dump of the nested dict).
 OLD_RUN_CONFIG = """\
@@ -136,7 +139,7 @@ def test_the_defaults_are_the_old_defaults_plus_the_model_configs_own_fields():
     expected = _with_new_keys(OLD_DEFAULTS)
     assert to_dict(TrainingConfig()) == expected
     assert to_dict(load_config()) == expected
-    assert list(to_dict(TrainingConfig())) == [*OLD_DEFAULTS, "propagation"]  # the sections, in the file's order
+    assert list(to_dict(TrainingConfig())) == [*OLD_DEFAULTS, "propagation", "validation"]  # the sections, in the file's order
 
 
 CONFIG_FILES = sorted(CONFIGS.glob("*.yaml"))
@@ -174,7 +177,7 @@ def test_a_run_folder_written_by_the_old_code_loads_and_saves_in_its_layout(tmp_
     save_config(config, run / "again.yaml")
     again = yaml.safe_load((run / "again.yaml").read_text())
     old = yaml.safe_load(OLD_RUN_CONFIG)
-    assert again == _with_new_keys(old) and list(again) == [*old, "propagation"]
+    assert again == _with_new_keys(old) and list(again) == [*old, "propagation", "validation"]
 
 
 def test_overrides_reach_list_items_take_null_and_numbers_with_exponents():
@@ -228,7 +231,7 @@ def test_type_and_value_errors_are_one_line_naming_the_key_and_the_value_as_writ
     ("engine.windw=3", "unknown config key engine.windw (known at engine: max_dilation, near_range, normalize, "
                        "roi_localisation, temperature, tile_elements, topk, window)"),
     ("colour=lab", "unknown config key colour (known at the top level: data, engine, memory, model, objective, "
-                   "phases, propagation, train)"),
+                   "phases, propagation, train, validation)"),
     ("phases.1.lr=1", "phases.1.lr: '1' is not an index of a list of 1"),
     ("engine.topk.k=1", "unknown config key engine.topk.k: engine.topk holds None, not a mapping"),
     ("train.batch_size", "--set expects key=value, got 'train.batch_size'"),

@@ -73,8 +73,22 @@ def register(subparsers) -> None:
                             help="override any config key, e.g. --set phases.0.lr=1e-4 --set train.batch_size=8")
         parser.add_argument("--resume", action="store_true",
                             help="continue OUT/checkpoints/last.pt exactly (uses OUT/config.yaml)")
+        _add_validation_arguments(parser)
         parser.set_defaults(func=run)
     _register_baselines(subparsers)
+
+
+def _add_validation_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "validation", "score the model on annotated sequences during training: TensorBoard val/*, the progress "
+        "bar, OUT/validation.json, and OUT/best-backbone.pt (baselines: best-model.pt) for the best J&F")
+    group.add_argument("--validate", type=Path, metavar="ROOT", help="DAVIS folder of the validation sequences")
+    group.add_argument("--validate-split", default="val", help="split under ROOT/ImageSets/<year>/ (default val)")
+    group.add_argument("--validate-sequences", help="comma-separated subset of the split")
+    group.add_argument("--validate-year", type=int, choices=(2016, 2017), default=2017,
+                       help="mask format of ROOT (default 2017)")
+    group.add_argument("--validate-every", type=int, metavar="N",
+                       help="validate every N steps (default: the config's validation.every, else 500)")
 
 
 def _register_baselines(subparsers) -> None:
@@ -92,6 +106,7 @@ def _register_baselines(subparsers) -> None:
                         help="override any config key, e.g. --set train.time_budget_minutes=30")
     parser.add_argument("--resume", action="store_true",
                         help="continue OUT/checkpoints/last.pt exactly (uses OUT/config.yaml)")
+    _add_validation_arguments(parser)
     parser.set_defaults(func=run_baseline)
 
 
@@ -108,6 +123,21 @@ def _resolve_config(args: argparse.Namespace, schema=None, default: str | None =
         return load_config(saved, schema=schema)
     default = default or ("finetune.yaml" if args.command == "finetune" else "mast.yaml")
     return load_config(args.config or PACKAGED_CONFIGS / default, args.set, schema)
+
+
+def _validator(args: argparse.Namespace, config):
+    """The ``--validate`` sequences, read and checked now, before the run writes anything."""
+    if args.validate is None:
+        if args.validate_every is not None or args.validate_sequences:
+            raise ValueError("--validate-every/--validate-sequences need --validate ROOT")
+        return None
+    from mast.train.validation import Validator
+
+    settings = getattr(config, "validation", None)
+    every = args.validate_every or (settings.every if settings else 500)
+    sequences = [s.strip() for s in args.validate_sequences.split(",") if s.strip()] if args.validate_sequences else None
+    return Validator(args.validate, args.validate_split, args.validate_year, sequences, every,
+                     settings.max_frames if settings else 40)
 
 
 def _holds_run(out: Path) -> bool:
@@ -155,12 +185,12 @@ def _train(args: argparse.Namespace, inputs: list[str], resolve_config, make_tas
     from mast.train.loop import Trainer, TrainingAborted, check_run_folder
 
     try:
-        check_run_folder(args.out, inputs)
+        check_run_folder(args.out, inputs + ([str(args.validate)] if args.validate else []))
         config = resolve_config(args)
         if not args.resume and _holds_run(args.out):
             raise ValueError(f"{args.out} already holds a run; use --resume to continue it or choose another --out")
         task = make_task(config)
-        summary = Trainer(task, args.out, resume=args.resume).run()
+        summary = Trainer(task, args.out, resume=args.resume, validator=_validator(args, config)).run()
     except (ConfigError, ValueError, FileNotFoundError, TrainingAborted) as error:
         print(f"mast {args.command}: error: {_one_line(error)}", file=sys.stderr)
         return 2

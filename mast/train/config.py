@@ -24,6 +24,7 @@ from mast.common.files import atomic_write_text
 from mast.common.references import ReferencePolicy
 from mast.models.backbone import BackboneConfig
 from mast.models.engine import EngineConfig
+from mast.models.propagation import PRESETS
 
 OBJECTIVES = ("lab-huber", "kmeans-ce", "mask-ce")
 T = TypeVar("T")
@@ -126,6 +127,45 @@ class PropagationKnobs:
         """The knobs that are set, by their propagation names."""
         return {key: value for key, value in to_dict(self).items() if value is not None}
 
+    def label(self) -> str:
+        """A short name: ``dot``, ``cosine-t0.05-k16`` (unset knobs are left out)."""
+        parts = ["dot" if self.normalize is False else "cosine" if self.normalize else "preset"]
+        parts += [f"t{self.temperature:g}"] if self.temperature is not None else []
+        parts += [f"k{self.topk}"] if self.topk is not None else []
+        return "-".join(parts)
+
+
+def _default_candidates() -> tuple[PropagationKnobs, ...]:
+    # MAST's raw dot products, and the cosine protocol briefly trained features need.
+    return (PropagationKnobs(normalize=False), PropagationKnobs(normalize=True, temperature=0.05, topk=16))
+
+
+@dataclass(frozen=True)
+class ValidationConfig:
+    """How ``--validate`` scores the backbone during training (:mod:`mast.train.validation`).
+
+    Attributes:
+        every: validate every this many steps (``--validate-every`` overrides it).
+        max_frames: track only the first this many frames of each sequence (None: all).
+        preset: the propagation preset the candidates modify (quick: frame 0 and the
+            3 previous frames, 13x13 windows, no ROI: affordable on a CPU).
+        candidates: propagation knobs tried at every validation; the best one is saved
+            in ``backbone.pt`` (instead of the ``propagation`` section) for ``mast propagate``.
+    """
+
+    every: int = 500
+    max_frames: int | None = 40
+    preset: str = "quick"
+    candidates: tuple[PropagationKnobs, ...] = field(default_factory=_default_candidates)
+
+    def __post_init__(self) -> None:
+        require(self.every >= 1, "every", "must be an integer >= 1", self.every)
+        require(self.max_frames is None or self.max_frames >= 3, "max_frames",
+                "must be an integer >= 3 (first and last frames are not scored) or null", self.max_frames)
+        require(self.preset in PRESETS, "preset", f"must be one of {', '.join(PRESETS)}", self.preset)
+        require(bool(self.candidates), "candidates", "must list at least one set of propagation knobs",
+                list(self.candidates))
+
 
 @dataclass(frozen=True)
 class RunConfig:
@@ -224,6 +264,7 @@ class TrainingConfig:
     train: RunConfig = field(default_factory=RunConfig)
     phases: tuple[PhaseConfig, ...] = (PhaseConfig(name="pairs"),)
     propagation: PropagationKnobs = field(default_factory=PropagationKnobs)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
 
     def __post_init__(self) -> None:
         require(bool(self.phases), "phases", "must be a non-empty list of phase mappings", list(self.phases))

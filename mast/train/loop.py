@@ -11,6 +11,7 @@ a killed run left in its folder (:func:`mast.common.files.remove_stale_temporari
 """
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -22,13 +23,14 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from mast.common.config import to_dict
-from mast.common.files import remove_stale_temporaries
+from mast.common.files import atomic_write_text, remove_stale_temporaries
 from mast.common.outputs import check_separate
 from mast.data.clips import make_loader
 from mast.train import checkpoint as ckpt
 from mast.train import distributed
 from mast.train.config import save_config
 from mast.train.tasks import TrainingTask
+from mast.train.validation import Score, Validator
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +47,9 @@ class Progress:
     skipped: int = 0  # non-finite steps skipped so far
     bad_in_a_row: int = 0
     skipped_clips: int = 0  # unreadable clips replaced so far, over all ranks
+    best_score: float = -1.0  # the best validation J&F so far, and its step
+    best_step: int = -1
+    variant: str = ""  # how the task's model tracked best at the last validation
 
 
 class StepSampler(torch.utils.data.Sampler):
@@ -79,10 +84,18 @@ class Trainer:
             ``tensorboard/``, and at the end ``task.final_name``.
         resume: continue from ``out_dir/checkpoints/last.pt`` (or, when that is
             unreadable, the newest readable ``step-*.pt``).
+        validator: scores the model every ``validator.every`` steps and at the end
+            (:mod:`mast.train.validation`): TensorBoard ``val/*``, the progress bar,
+            ``validation.json``, and ``best-<final_name>`` for the best score. The time
+            budget counts training only, not validation.
     """
 
-    def __init__(self, task: TrainingTask, out_dir: str | Path, resume: bool = False) -> None:
+    def __init__(self, task: TrainingTask, out_dir: str | Path, resume: bool = False,
+                 validator: Validator | None = None) -> None:
         self.task, self.config, self.out_dir, self.resume = task, task.config, Path(out_dir), resume
+        self.validator = validator
+        self.validations: list[dict[str, Any]] = []
+        self.last_score: float | None = None
         self.prepared = False
         self.progress = Progress()
         self.writer = None
@@ -159,7 +172,7 @@ class Trainer:
                 self.progress.phase, self.progress.step = phase_index + 1, 0
             distributed.share_buffers(self.module, self.world)
             if self.world.is_main:
-                self.task.save_final(self.out_dir / self.task.final_name)
+                self.task.save_final(self.out_dir / self.task.final_name, self.progress.variant or None)
         finally:
             if self.writer is not None:
                 self.writer.close()
@@ -202,9 +215,16 @@ class Trainer:
                            skipped_clips=self.progress.skipped_clips)
             if self.deadline is not None:  # the step total says little when a time budget ends the run
                 postfix["budget_left"] = f"{max(self.deadline - time.monotonic(), 0) / 60:.1f}min"
+            if self.last_score is not None:
+                postfix["val_jf"] = f"{self.last_score:.3f}"
             bar.set_postfix(**postfix)
             self._log(loss, optimiser, rate)
             stopping = self._out_of_budget()
+            last_step = phase_index == len(self.config.phases) - 1 and self.progress.step == phase.steps
+            if self.validator is not None and (stopping or last_step
+                                               or self.progress.global_step % self.validator.every == 0):
+                self._validate()
+                tick = time.perf_counter()  # the clips/s of the next step leave validation out
             if stopping or self.progress.step % train.checkpoint_every == 0 or self.progress.step == phase.steps:
                 self._checkpoint(optimiser, scheduler, scaler)
             if stopping:
@@ -220,6 +240,39 @@ class Trainer:
                 torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
             done = bool(flag.item())
         return done
+
+    def _validate(self) -> None:
+        """Scores every way the task tracks with its model; keeps the best model file
+        (main process); the time it took is added to the budget on every process."""
+        started = time.monotonic()
+        if self.world.is_main:
+            scores = {name: self.validator.score(tracker) for name, tracker in self.task.validation_trackers().items()}
+            self._record_validation(scores)
+        elapsed = torch.tensor([time.monotonic() - started], dtype=torch.float64, device=self.world.device)
+        if self.world.size > 1:
+            torch.distributed.broadcast(elapsed, src=0)
+        if self.deadline is not None:
+            self.deadline += float(elapsed.item())
+
+    def _record_validation(self, scores: dict[str, Score]) -> None:
+        step = self.progress.global_step
+        best = max(scores, key=lambda name: scores[name].JF)
+        self.progress.variant, self.last_score = best, scores[best].JF
+        self.validations.append({"step": step, "best": best, **{name: s.as_dict() for name, s in scores.items()}})
+        if self.writer is not None:
+            for key, value in scores[best].as_dict().items():
+                self.writer.add_scalar(f"val/{key}", value, step)
+            for name, score in scores.items():
+                self.writer.add_scalar(f"val/{name}/J&F", score.JF, step)
+        if scores[best].JF > self.progress.best_score:
+            self.progress.best_score, self.progress.best_step = scores[best].JF, step
+            self.task.save_final(self.out_dir / f"best-{self.task.final_name}", best)
+        atomic_write_text(self.out_dir / "validation.json", json.dumps(
+            {"sequences": self.validator.names, "best_step": self.progress.best_step,
+             "best_score": self.progress.best_score, "history": self.validations}, indent=2))
+        logger.info("step %d: validation J&F %.3f (J %.3f, F %.3f) with %s; best %.3f at step %d", step,
+                    scores[best].JF, scores[best].J, scores[best].F, best, self.progress.best_score,
+                    self.progress.best_step)
 
     def _amp(self) -> bool:
         return self.config.train.amp and self.world.device.type == "cuda"
@@ -294,6 +347,7 @@ class Trainer:
             "config": to_dict(self.config),  # plain data: weights_only loads it, from_dict rebuilds it
             "rng": ckpt.rng_state(),
             "losses": self.losses,
+            "validations": self.validations,
         }
         ckpt.write_training_checkpoint(self.out_dir, self.progress.global_step, payload)
 
@@ -305,6 +359,7 @@ class Trainer:
         except TypeError as error:
             raise ValueError(f"{path} holds no mast training progress: {error}") from error
         self.losses = list(payload.get("losses", []))
+        self.validations = list(payload.get("validations", []))
         ckpt.set_rng_state(payload["rng"])
         if self.world.is_main:
             logger.info("resuming from %s (phase %d, step %d)", path, self.progress.phase, self.progress.step)

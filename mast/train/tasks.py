@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from mast.models.tracker import Tracker
 from mast.train.distributed import World
 
 
@@ -82,6 +83,13 @@ class TrainingTask(Protocol):
         a checkpoint of another architecture is a one-line ValueError naming both."""
         ...
 
-    def save_final(self, path: Path) -> None:
-        """Writes the trained model to ``path`` (``final_name`` in the run folder), atomically."""
+    def validation_trackers(self) -> dict[str, Tracker]:
+        """The ways to track with the model as it is now, by name (e.g. one per
+        propagation protocol), each scored by ``--validate``."""
+        ...
+
+    def save_final(self, path: Path, variant: str | None = None) -> None:
+        """Writes the trained model to ``path`` (``final_name`` in the run folder, or
+        ``best-<final_name>``), atomically, set up to track as ``variant`` (a name of
+        :meth:`validation_trackers`) did best; None: as configured."""
         ...

@@ -1,0 +1,110 @@
+"""Validation during training: the J&F of the model being trained, on a few annotated sequences.
+
+``mast pretrain/finetune/train-baseline --validate ROOT`` propagates the
+first-frame masks of a DAVIS split (or some of its sequences) through the
+model every ``N`` steps and scores them as ``mast evaluate`` does (mean J,
+F and J&F over objects, first and last frames unscored). A task may offer
+several ways to track with its model (the self-supervised backbone: dot
+product or cosine similarity, docs/algorithm.md §5); each is scored and the
+best one is what the saved model is meant to be used with.
+
+Frames are read from disk at every validation; the ground truth is read once.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mast.data.annotated import read_object_ids
+from mast.data.video import FrameFolderSource
+from mast.eval.davis import RESOLUTION, evaluate_sequence, present_ids, scored_ids
+from mast.eval.propagate import PropagationInput, label_lookup
+from mast.eval.sources import davis_inputs
+from mast.models.tracker import Tracker, track
+
+
+@dataclass(frozen=True)
+class Score:
+    """Mean region similarity ``J``, boundary accuracy ``F`` and their mean over the objects."""
+
+    J: float
+    F: float
+
+    @property
+    def JF(self) -> float:
+        return (self.J + self.F) / 2
+
+    def as_dict(self) -> dict[str, float]:
+        return {"J&F": self.JF, "J": self.J, "F": self.F}
+
+
+@dataclass
+class _Sequence:
+    item: PropagationInput
+    stems: list[str]
+    ground_truth: list[np.ndarray]
+
+
+class Validator:
+    """Scores trackers on the sequences of a DAVIS split.
+
+    Args:
+        root: DAVIS folder (``JPEGImages/480p``, ``Annotations/480p``, ``ImageSets``).
+        split: split file name under ``ImageSets/<year>/``.
+        year: 2016 (0/255 masks) or 2017 (object ids).
+        sequences: a subset of the split, or None for all of it.
+        every: validate every this many training steps.
+        max_frames: track only the first this many frames of each sequence (None: all),
+            to keep validation short on a CPU.
+
+    Raises:
+        FileNotFoundError / ValueError: a missing split, sequence or mask (named), a
+            sequence with fewer than 3 frames to score.
+    """
+
+    def __init__(self, root: str | os.PathLike, split: str = "val", year: int = 2017,
+                 sequences: list[str] | None = None, every: int = 500, max_frames: int | None = None) -> None:
+        if every < 1:
+            raise ValueError(f"--validate-every must be >= 1, got {every}")
+        if max_frames is not None and max_frames < 3:
+            raise ValueError(f"validation needs 3 or more frames per sequence, got max_frames {max_frames}")
+        self.root, self.year, self.every, self.max_frames = Path(root), year, every, max_frames
+        self.sequences = [self._load(item) for item in davis_inputs(root, split, year, sequences)]
+        self.names = [sequence.item.name for sequence in self.sequences]
+
+    def _load(self, item: PropagationInput) -> _Sequence:
+        folder = self.root / "JPEGImages" / RESOLUTION / item.name
+        stems = [path.stem for path in FrameFolderSource.from_folder(folder).frame_paths][:self.max_frames]
+        if len(stems) < 3:
+            raise ValueError(f"validation sequence {item.name} has {len(stems)} frames; 3 or more are needed")
+        masks = self.root / "Annotations" / RESOLUTION / item.name
+        truth = []
+        for stem in stems:
+            path = masks / f"{stem}.png"
+            if not path.is_file():
+                raise FileNotFoundError(f"validation ground truth missing: {path}")
+            truth.append(read_object_ids(path, self.year))
+        return _Sequence(item, stems, truth)
+
+    def score(self, tracker: Tracker) -> Score:
+        """``tracker`` on every sequence: the mean J and F over all objects."""
+        j_means, f_means = [], []
+        for sequence in self.sequences:
+            scores = self._score_sequence(tracker, sequence)
+            j_means += scores["J"].mean(axis=1).tolist()
+            f_means += scores["F"].mean(axis=1).tolist()
+        return Score(float(np.mean(j_means)), float(np.mean(f_means)))
+
+    def _score_sequence(self, tracker: Tracker, sequence: _Sequence) -> dict[str, np.ndarray]:
+        ids, lookup = label_lookup(sequence.item.first_ids, sequence.item.first_source)
+        frames = (frame for (_, frame), _ in zip(sequence.item.frames(), sequence.stems))
+        first = torch.from_numpy(lookup[sequence.item.first_ids])
+        predictions = [sequence.item.first_ids] + [ids[step.labels().cpu().numpy()]
+                                                  for step in track(tracker, frames, first)]
+        scored = scored_ids(present_ids(sequence.ground_truth[0]))  # as mast evaluate scores by default
+        return evaluate_sequence(sequence.ground_truth, predictions, object_ids=scored)
+

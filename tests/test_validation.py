@@ -1,0 +1,101 @@
+"""Validation during training: J&F on annotated sequences, logged, and the best model kept."""
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from mast.cli.main import main
+from mast.common.masks import write_palette_png
+from mast.data.synthetic import translating_video
+from mast.models.tracker import TrackerStep
+from mast.train.loop import Trainer
+from mast.train.reconstruction import ReconstructionTask
+from mast.train.validation import Validator
+
+from test_train import tiny_config  # noqa: E402  (tests/ is on sys.path under pytest)
+
+
+@pytest.fixture(scope="module")
+def davis(tmp_path_factory):
+    """A DAVIS-2017 root: two 8-frame 64x64 sequences with two objects, a mask on every frame."""
+    root = tmp_path_factory.mktemp("davis")
+    for seed, name in enumerate(("a", "b")):
+        frames, masks = translating_video(num_frames=8, height=64, width=64, num_objects=2, seed=seed)
+        for t, (frame, mask) in enumerate(zip(frames, masks)):
+            folder = root / "JPEGImages" / "480p" / name
+            folder.mkdir(parents=True, exist_ok=True)
+            image = (frame.permute(1, 2, 0).numpy()[:, :, ::-1] * 255).round().astype(np.uint8)
+            cv2.imwrite(str(folder / f"{t:05d}.png"), image)
+            write_palette_png(root / "Annotations" / "480p" / name / f"{t:05d}.png", mask.numpy().astype(np.uint8))
+    (root / "ImageSets" / "2017").mkdir(parents=True)
+    (root / "ImageSets" / "2017" / "val.txt").write_text("a\nb\n")
+    return root
+
+
+class Oracle:
+    """Answers with the ground truth (or with background only): J&F 1 (or 0)."""
+
+    name = "oracle"
+
+    def __init__(self, root, right: bool = True):
+        self.root, self.right = root, right
+
+    def settings(self):
+        return {}
+
+    def start(self, frame, labels):
+        self.t, self.labels = 0, int(labels.max()) + 1
+        self.sequence = next(name for name in ("a", "b") if torch.equal(self._truth(name, 0), labels))
+
+    def _truth(self, name, t):
+        from mast.common.masks import read_mask
+
+        return torch.from_numpy(read_mask(self.root / "Annotations" / "480p" / name / f"{t:05d}.png").astype(np.int64))
+
+    def step(self, frame):
+        self.t += 1
+        labels = self._truth(self.sequence, self.t) if self.right else torch.zeros(frame.shape[-2:], dtype=torch.long)
+        return TrackerStep(torch.nn.functional.one_hot(labels, self.labels).permute(2, 0, 1).float())
+
+
+def test_scores_match_the_definition(davis):
+    validator = Validator(davis, "val", 2017)
+    perfect = validator.score(Oracle(davis))
+    assert (perfect.J, perfect.F, perfect.JF) == (1.0, 1.0, 1.0)
+    assert validator.score(Oracle(davis, right=False)).J == 0.0
+    assert Validator(davis, "val", 2017, ["b"], max_frames=4).sequences[0].stems == ["00000", "00001", "00002", "00003"]
+
+
+def test_bad_validation_input_is_refused_up_front(davis, tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope"):
+        Validator(davis, "val", 2017, ["nope"])
+    with pytest.raises(ValueError, match="3 or more"):
+        Validator(davis, "val", 2017, max_frames=2)
+    code = main(["pretrain", "--data", str(davis), "--out", str(tmp_path / "run"), "--validate-every", "5"])
+    assert code == 2 and not (tmp_path / "run").exists()
+
+
+def test_training_logs_validation_and_keeps_the_best_backbone(davis, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    config = tiny_config("phases=[{name: a, mode: pairs, steps: 6, lr: 0.003, lr_milestones: []}]",
+                         "validation.max_frames=5")
+    run = tmp_path / "run"
+    Trainer(ReconstructionTask(config, [str(davis)]), run, validator=Validator(davis, every=3, max_frames=5)).run()
+    record = json.loads((run / "validation.json").read_text())
+    assert [entry["step"] for entry in record["history"]] == [3, 6]
+    assert set(record["history"][0]) == {"step", "best", "dot", "cosine-t0.05-k16"}
+    best = max(record["history"], key=lambda entry: entry[entry["best"]]["J&F"])
+    assert record["best_step"] == best["step"] and record["best_score"] == best[best["best"]]["J&F"]
+    events = EventAccumulator(str(run / "tensorboard")).Reload()
+    assert [event.step for event in events.Scalars("val/J&F")] == [3, 6]
+    # The backbone files carry the knobs that validated best: mast propagate uses them.
+    knobs = {"dot": {"normalize": False}, "cosine-t0.05-k16": {"normalize": True, "temperature": 0.05, "topk": 16}}
+    saved = torch.load(run / "best-backbone.pt", weights_only=True)["propagation"]
+    assert saved == knobs[best["best"]]
+    last = record["history"][-1]["best"]
+    assert torch.load(run / "backbone.pt", weights_only=True)["propagation"] == knobs[last]
