@@ -2,6 +2,7 @@
 
 ``--objects davis`` (default, the official toolkit: ids 1..max id of the first
 ground-truth frame) or ``--objects first-frame`` (only the ids present there).
+``--boxes`` adds tracker box metrics (OTB) on the masks' min-max boxes.
 """
 from __future__ import annotations
 
@@ -26,6 +27,13 @@ toolkit's rule, scores ids 1..max id of the first ground-truth frame, so ids
 absent from it are scored too (a warning names them); "first-frame" scores
 only the ids present there. With --year 2016 the ground truth is
 single-object (0/255) and any predicted id > 0 is the object.
+
+With --boxes, both tables and both CSVs gain three columns after the
+toolkit's: Box-IoU-Mean, Success-AUC and Precision@20, the OTB tracking
+measures on the min-max box of each object's pixels (ground truth and
+prediction alike); frames whose ground truth lacks the object are left out,
+a prediction without it scores IoU 0 and fails every centre-error threshold
+(docs/evaluation.md 6.9).
 
 Ground truth is needed on every scored frame, so DAVIS test-dev / challenge
 folders (first frame annotated only) cannot be scored. Without JPEGImages/ a
@@ -74,6 +82,13 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "first-frame = only the ids present in the first ground-truth frame, for your own "
         "annotations. Rows keep the real ids (<seq>_5) (default: %(default)s)",
     )
+    parser.add_argument(
+        "--boxes",
+        action="store_true",
+        help="also score the min-max boxes of the masks as a tracker (OTB): mean box IoU, success "
+        "AUC (IoU thresholds 0, 0.05, ..., 1) and precision at 20 px centre error, per object "
+        "and global",
+    )
     parser.set_defaults(func=run)
     return parser
 
@@ -87,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         tables = score_davis(
             args.davis, args.results, split=args.split, year=args.year,
-            processes=args.processes, objects=args.objects,
+            processes=args.processes, objects=args.objects, boxes=args.boxes,
         )
     except (FileNotFoundError, ValueError) as error:
         print(f"mast evaluate: error: {error}", file=sys.stderr)

@@ -3,7 +3,9 @@
 ``evaluate_sequence`` scores in-memory masks of one sequence;
 ``score_davis`` scores a results folder against a DAVIS dataset folder and
 returns the tables; ``write_csvs`` writes the two CSV files the official
-toolkit writes; ``evaluate_davis`` does both.
+toolkit writes; ``evaluate_davis`` does both. With ``boxes=True`` the tables
+also hold the box metrics of ``mast.eval.boxes`` (``BOX_COLUMNS``), which
+follow the toolkit's columns in the printed tables and the CSVs.
 
 Protocol (DAVIS-2017 toolkit):
 
@@ -52,6 +54,7 @@ import numpy as np
 from PIL import Image
 
 from mast.eval import metrics
+from mast.eval.boxes import BOX_COLUMNS, box_tables, sequence_box_scores
 from mast.common.files import PathLike, atomic_open
 from mast.common.masks import VOID_ID, read_davis2016_mask, read_mask, remove_void
 
@@ -277,12 +280,14 @@ class _SequenceJob:
     results_dir: Path
     year: int
     objects: str
+    boxes: bool
 
 
 @dataclass(frozen=True)
 class _SequenceResult:
     """A worker's answer: the ids present in the first ground-truth frame, the K
-    scored ids and their ``{"J": (K, T), "F": (K, T)}`` tables."""
+    scored ids and their ``{"J": (K, T), "F": (K, T)}`` tables (and, with boxes,
+    ``sequence_box_scores``'s ``"IoU"`` and ``"Centre-Error"``)."""
 
     present: tuple[int, ...]
     object_ids: tuple[int, ...]
@@ -408,7 +413,10 @@ def _score_sequence(job: _SequenceJob) -> _SequenceResult:
         path = job.results_dir / job.name / f"{gt_paths[t].stem}.png"
         pred_masks[t] = _read_prediction(path, job.year)
         check_prediction(pred_masks[t], gt_masks[t].shape, object_ids, str(path))
-    return _SequenceResult(present, object_ids, evaluate_sequence(gt_masks, pred_masks, object_ids=object_ids))
+    scores = evaluate_sequence(gt_masks, pred_masks, object_ids=object_ids)
+    if job.boxes:
+        scores.update(sequence_box_scores(gt_masks, pred_masks, object_ids))
+    return _SequenceResult(present, object_ids, scores)
 
 
 def _init_worker() -> None:
@@ -468,13 +476,18 @@ def global_statistics(object_scores: list[dict[str, np.ndarray]]) -> dict[str, f
 
 
 def _per_object_scores(names: list[str], results: list[_SequenceResult]) -> list[tuple[str, dict]]:
-    """``(<sequence>_<id>, {"J": (T,), "F": (T,)})`` for every scored object of every sequence."""
+    """``(<sequence>_<id>, {"J": (T,), "F": (T,), ...})`` for every scored object of every sequence."""
     rows = []
     for name, result in zip(names, results):
         for index, object_id in enumerate(result.object_ids):
-            scores = {"J": result.scores["J"][index], "F": result.scores["F"][index]}
+            scores = {measure: table[index] for measure, table in result.scores.items()}
             rows.append((f"{name}_{object_id}", scores))
     return rows
+
+
+def _box_columns(global_table: dict[str, float]) -> tuple[str, ...]:
+    """``BOX_COLUMNS`` when the tables were scored with boxes, else none."""
+    return BOX_COLUMNS if BOX_COLUMNS[0] in global_table else ()
 
 
 def _write_csv(path: Path, header: Sequence[str], rows: list[Sequence]) -> None:
@@ -492,13 +505,20 @@ def _write_csv(path: Path, header: Sequence[str], rows: list[Sequence]) -> None:
 
 
 def format_results(global_table: dict[str, float], per_sequence_table: list[dict]) -> str:
-    """Human-readable text of both tables (3 decimals; the CSVs keep full precision)."""
-    lines = ["Global results:", "  ".join(f"{c:>9}" for c in GLOBAL_COLUMNS)]
-    lines.append("  ".join(f"{global_table[c]:>9.3f}" for c in GLOBAL_COLUMNS))
+    """Human-readable text of both tables (3 decimals; the CSVs keep full precision).
+
+    Box columns, when the tables hold them, follow the toolkit's on each line.
+    """
+    boxes = _box_columns(global_table)
+    columns = GLOBAL_COLUMNS + boxes
+    lines = ["Global results:", "  ".join(f"{c:>{max(9, len(c))}}" for c in columns)]
+    lines.append("  ".join(f"{global_table[c]:>{max(9, len(c))}.3f}" for c in columns))
     width = max([len("Sequence")] + [len(row["Sequence"]) for row in per_sequence_table])
-    lines += ["", "Per-object results:", f"{'Sequence':<{width}}  {'J-Mean':>7}  {'F-Mean':>7}"]
+    header = f"{'Sequence':<{width}}  {'J-Mean':>7}  {'F-Mean':>7}"
+    lines += ["", "Per-object results:", header + "".join(f"  {c}" for c in boxes)]
     for row in per_sequence_table:
-        lines.append(f"{row['Sequence']:<{width}}  {row['J-Mean']:>7.3f}  {row['F-Mean']:>7.3f}")
+        line = f"{row['Sequence']:<{width}}  {row['J-Mean']:>7.3f}  {row['F-Mean']:>7.3f}"
+        lines.append(line + "".join(f"  {row[c]:>{len(c)}.3f}" for c in boxes))
     return "\n".join(lines)
 
 
@@ -514,6 +534,7 @@ def score_davis(
     year: int = 2017,
     processes: int | None = None,
     objects: str = "davis",
+    boxes: bool = False,
 ) -> tuple[dict[str, float], list[dict]]:
     """Scores a results folder on a DAVIS split; writes nothing.
 
@@ -530,6 +551,9 @@ def score_davis(
         objects: ``"davis"`` (ids 1..max of the first ground-truth frame,
             the toolkit; warns, naming the sequence, when some are absent) or
             ``"first-frame"`` (only the ids present there).
+        boxes: also score the min-max boxes of the masks (``mast.eval.boxes``):
+            both tables gain the keys of ``BOX_COLUMNS`` (NaN for an object
+            the ground truth lacks on every scored frame).
 
     Returns:
         ``(global_table, per_sequence_table)``: a dict with the keys of
@@ -558,7 +582,7 @@ def score_davis(
     jobs = [
         _SequenceJob(
             name, davis_root / "Annotations" / RESOLUTION / name, davis_root / "JPEGImages" / RESOLUTION / name,
-            results_dir, year, objects,
+            results_dir, year, objects, boxes,
         )
         for name in names
     ]
@@ -572,6 +596,11 @@ def score_davis(
         {"Sequence": name, "J-Mean": metrics.mean(s["J"]), "F-Mean": metrics.mean(s["F"])}
         for name, s in per_object
     ]
+    if boxes:
+        box_global, box_rows = box_tables([scores for _, scores in per_object])
+        global_table.update(box_global)
+        for row, box_row in zip(per_sequence_table, box_rows):
+            row.update(box_row)
     return global_table, per_sequence_table
 
 
@@ -580,17 +609,19 @@ def write_csvs(
 ) -> tuple[Path, Path]:
     """Writes ``global_results-<split>.csv`` and ``per-sequence_results-<split>.csv`` into ``results_dir``.
 
-    Atomic, full float precision. Returns the two paths; raises ``OSError``
-    with a one-line message naming the file that could not be written.
+    Atomic, full float precision; the box columns, when the tables hold them,
+    follow the toolkit's. Returns the two paths; raises ``OSError`` with a
+    one-line message naming the file that could not be written.
     """
     results_dir = Path(results_dir)
     global_path = results_dir / f"global_results-{split}.csv"
     per_sequence_path = results_dir / f"per-sequence_results-{split}.csv"
-    _write_csv(global_path, GLOBAL_COLUMNS, [[global_table[c] for c in GLOBAL_COLUMNS]])
+    boxes = _box_columns(global_table)
+    _write_csv(global_path, GLOBAL_COLUMNS + boxes, [[global_table[c] for c in GLOBAL_COLUMNS + boxes]])
     _write_csv(
         per_sequence_path,
-        PER_SEQUENCE_COLUMNS,
-        [[row[c] for c in PER_SEQUENCE_COLUMNS] for row in per_sequence_table],
+        PER_SEQUENCE_COLUMNS + boxes,
+        [[row[c] for c in PER_SEQUENCE_COLUMNS + boxes] for row in per_sequence_table],
     )
     return global_path, per_sequence_path
 
@@ -598,7 +629,7 @@ def write_csvs(
 def evaluate_davis(
     davis_root: PathLike, results_dir: PathLike, split: str = "val", **scoring
 ) -> tuple[dict[str, float], list[dict]]:
-    """``score_davis`` (``scoring``: its ``year``, ``processes``, ``objects``), then
+    """``score_davis`` (``scoring``: its ``year``, ``processes``, ``objects``, ``boxes``), then
     ``write_csvs`` into ``results_dir``; returns the tables.
 
     Raises what those two raise (``OSError`` when a CSV cannot be written).
