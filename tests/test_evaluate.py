@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -474,3 +475,18 @@ def test_davis2016_ground_truth_against_itself(tmp_path):
     global_table, per_sequence = davis.evaluate_davis(root, results, split="two", year=2016, processes=2)
     assert global_table["J&F-Mean"] == 1.0
     assert [row["Sequence"] for row in per_sequence] == ["car-shadow_1", "libby_1"]
+
+
+def test_a_subset_of_the_split_is_scored_alone_and_named_so(dataset, capsys):
+    root, results, gts, preds = dataset
+    whole = {row["Sequence"]: row for row in davis.score_davis(root, results, processes=1)[1]}
+    shutil.rmtree(results / "seq-a")  # a subset needs only its own results
+    _, rows = davis.score_davis(root, results, processes=1, sequences=["seq-b"])
+    assert rows == [whole[name] for name in ("seq-b_1", "seq-b_2", "seq-b_3")]
+    args = cli_parser().parse_args(["evaluate", "--davis", str(root), "--results", str(results),
+                                    "--sequences", "seq-b", "--processes", "1"])
+    assert args.func(args) == 0
+    assert (results / "global_results-val-seq-b.csv").is_file() and not (results / "global_results-val.csv").exists()
+    with pytest.raises(ValueError, match=r"\['seq-z'\] are not in .*val.txt"):
+        davis.score_davis(root, results, sequences=["seq-b", "seq-z"])
+    assert davis.csv_label("val", ["x" * 80, "y" * 80]).startswith("val-2-sequences-")

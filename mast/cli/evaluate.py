@@ -40,7 +40,8 @@ folders (first frame annotated only) cannot be scored. Without JPEGImages/ a
 gap in the numbering of the ground-truth files is an error.
 
 The results are always recomputed; the tables are printed first, then
-written to DIR/global_results-<split>.csv and DIR/per-sequence_results-<split>.csv.
+written to DIR/global_results-<split>.csv and DIR/per-sequence_results-<split>.csv
+(with --sequences: <split>-<seq>+<seq>...).
 """
 
 
@@ -63,6 +64,11 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--split",
         default="val",
         help="split name, read from ImageSets/<year>/<split>.txt (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--sequences",
+        help="comma-separated sequences of the split to score (default: all), e.g. those a model did "
+        "not train on; the CSVs are then named <split>-<seq>+<seq>...",
     )
     parser.add_argument(
         "--processes",
@@ -97,12 +103,13 @@ def run(args: argparse.Namespace) -> int:
     """Scores, prints the tables, then writes the CSVs; 0 on success, 1 on a data or write error."""
     # Imported here so that ``mast --help`` stays fast.
     from mast.common.outputs import record_derived_files
-    from mast.eval.davis import format_results, score_davis, write_csvs
+    from mast.eval.davis import csv_label, format_results, score_davis, write_csvs
 
+    sequences = [name.strip() for name in args.sequences.split(",") if name.strip()] if args.sequences else None
     try:
         tables = score_davis(
             args.davis, args.results, split=args.split, year=args.year,
-            processes=args.processes, objects=args.objects, boxes=args.boxes,
+            processes=args.processes, objects=args.objects, boxes=args.boxes, sequences=sequences,
         )
     except (FileNotFoundError, ValueError) as error:
         print(f"mast evaluate: error: {error}", file=sys.stderr)
@@ -110,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
     # Printed before writing, so that a failed write loses no scores.
     print(format_results(*tables), flush=True)
     try:
-        paths = write_csvs(args.results, args.split, *tables)
+        paths = write_csvs(args.results, csv_label(args.split, sequences), *tables)
         # In a propagate results folder the CSVs join its record, to go when the results change.
         record_derived_files(args.results, [path.name for path in paths])
     except OSError as error:

@@ -42,6 +42,7 @@ and is an error that suggests ``year=2016``.
 from __future__ import annotations
 
 import csv
+import hashlib
 import os
 import re
 import warnings
@@ -535,8 +536,9 @@ def score_davis(
     processes: int | None = None,
     objects: str = "davis",
     boxes: bool = False,
+    sequences: Sequence[str] | None = None,
 ) -> tuple[dict[str, float], list[dict]]:
-    """Scores a results folder on a DAVIS split; writes nothing.
+    """Scores a results folder on a DAVIS split (or some of its sequences); writes nothing.
 
     Layout: sequences from ``davis_root/ImageSets/<year>/<split>.txt``, frames
     ``davis_root/JPEGImages/480p/<seq>/*.jpg`` (optional, see the module
@@ -551,6 +553,8 @@ def score_davis(
         objects: ``"davis"`` (ids 1..max of the first ground-truth frame,
             the toolkit; warns, naming the sequence, when some are absent) or
             ``"first-frame"`` (only the ids present there).
+        sequences: score only these sequences of the split (in this order), e.g. those
+            a model did not train on; a name the split does not list is an error.
         boxes: also score the min-max boxes of the masks (``mast.eval.boxes``):
             both tables gain the keys of ``BOX_COLUMNS`` (NaN for an object
             the ground truth lacks on every scored frame).
@@ -574,7 +578,13 @@ def score_davis(
     davis_root, results_dir = Path(davis_root), Path(results_dir)
     if not results_dir.is_dir():
         raise FileNotFoundError(f"results folder not found: {results_dir}")
-    names = read_sequence_names(davis_root / "ImageSets" / str(year) / f"{split}.txt")
+    split_file = davis_root / "ImageSets" / str(year) / f"{split}.txt"
+    names = read_sequence_names(split_file)
+    if sequences is not None:
+        unknown = [name for name in sequences if name not in names]
+        if unknown or not sequences:
+            raise ValueError(f"sequences {unknown or '(none)'} are not in {split_file} ({', '.join(names)})")
+        names = list(dict.fromkeys(sequences))
     if processes is None:
         processes = min(os.cpu_count() or 1, len(names))
     if processes < 1:
@@ -629,11 +639,23 @@ def write_csvs(
 def evaluate_davis(
     davis_root: PathLike, results_dir: PathLike, split: str = "val", **scoring
 ) -> tuple[dict[str, float], list[dict]]:
-    """``score_davis`` (``scoring``: its ``year``, ``processes``, ``objects``, ``boxes``), then
-    ``write_csvs`` into ``results_dir``; returns the tables.
+    """``score_davis`` (``scoring``: its ``year``, ``processes``, ``objects``, ``boxes``,
+    ``sequences``), then ``write_csvs`` into ``results_dir`` under :func:`csv_label`;
+    returns the tables.
 
     Raises what those two raise (``OSError`` when a CSV cannot be written).
     """
     tables = score_davis(davis_root, results_dir, split, **scoring)
-    write_csvs(results_dir, split, *tables)
+    write_csvs(results_dir, csv_label(split, scoring.get("sequences")), *tables)
     return tables
+
+
+def csv_label(split: str, sequences: Sequence[str] | None = None) -> str:
+    """What the CSV names say was scored: ``<split>``, or ``<split>-<seq>+<seq>...`` for some
+    of its sequences, so a subset's scores are never taken for the whole split's."""
+    if not sequences:
+        return split
+    joined = "+".join(dict.fromkeys(sequences))
+    if len(joined) > 120:  # file names stay short; the hash still tells subsets apart
+        joined = f"{len(sequences)}-sequences-{hashlib.sha256(joined.encode()).hexdigest()[:10]}"
+    return f"{split}-{joined}"
