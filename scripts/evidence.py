@@ -1,17 +1,24 @@
-"""Evidence that self-supervised training helps: J&F after a short training budget.
+"""Evidence that self-supervised training helps, measured on videos training never saw.
 
-1. Trains a backbone with a config (default configs/evidence.yaml) on the
-   unlabelled frames/videos given with --data, for --minutes of training time
-   (--evaluate-only: score the backbone an earlier run left in OUT/run).
-2. Propagates the first-frame masks of a DAVIS-2016-layout folder with
-   (a) the trained backbone, (b) the same architecture at random
-   initialisation, each compared by raw dot products (MAST's default) and by
-   cosine similarity (tau 0.05, top-16, the CRW knobs), and (c) raw LAB
-   pixels; scores each as `mast evaluate` does.
+1. Trains a backbone with a config (default configs/evidence.yaml) for
+   --minutes of training time on unlabelled video: the videos/folders of
+   --data plus the frames of --train-sequences of the DAVIS-2016-layout
+   folder --davis (their masks are never read). --validate-sequences (of the
+   training sequences) are scored during training (mast pretrain --validate).
+   --evaluate-only scores the backbone an earlier run left in OUT/run.
+2. Propagates the first-frame masks of --score-sequences, which training
+   never read (overlap with --train-sequences or a --data folder holding
+   one of them is refused), with (a) the trained backbone under the
+   propagation knobs saved in it, and with raw dot products (MAST's default)
+   and cosine similarity (tau 0.05, top-16), (b) the same architecture at
+   random initialisation, both ways, and (c) raw LAB pixels, under
+   --pixel-presets; scores each as `mast evaluate --sequences` does.
 3. Prints a table and writes OUT/evidence.json.
 
     python scripts/evidence.py --davis ../shared/data/davis2016 --split dev \\
-        --data ../shared/data/davis2016/JPEGImages ../shared/data/raw_videos --minutes 40 --out runs/evidence
+        --train-sequences blackswan,breakdance,car-roundabout,dog,libby \\
+        --score-sequences bmx-trees,car-shadow,dance-twirl,drift-straight,soapbox \\
+        --data ../shared/data/raw_videos ../shared/data/raw_videos_more --minutes 60 --out runs/evidence
 """
 from __future__ import annotations
 
@@ -34,13 +41,14 @@ from mast.models.propagation import COSINE_KNOBS, PropagationConfig, Propagator
 from mast.train.config import load_config
 from mast.train.loop import Trainer
 from mast.train.reconstruction import ReconstructionTask
+from mast.train.validation import Validator
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def propagate_and_score(name, extractor, config, args, device) -> dict:
     results = args.out / "results" / name.replace("/", "-")
-    inputs = davis_inputs(args.davis, args.split, 2016)
+    inputs = davis_inputs(args.davis, args.split, 2016, args.score_sequences)
     propagator = Propagator(extractor, config, device)
     # The script's own folder: a rerun replaces what an earlier run wrote there.
     folder = results_folder(results, propagator, overwrite=True, davis=str(args.davis.resolve()), year=2016)
@@ -50,27 +58,82 @@ def propagate_and_score(name, extractor, config, args, device) -> dict:
         propagate_to_folder(item, propagator, folder)
         frames += (item.num_frames or 1) - 1
     seconds = time.perf_counter() - start
-    table, per_object = evaluate_davis(args.davis, results, args.split, year=2016, processes=2)
+    table, per_object = evaluate_davis(args.davis, results, args.split, year=2016, processes=2,
+                                       sequences=args.score_sequences)
     print(f"  {name:<15} J&F {table['J&F-Mean']:.4f}  J {table['J-Mean']:.4f}  F {table['F-Mean']:.4f}  "
           f"({frames / seconds:.1f} frames/s)", flush=True)
     return {"features": name, **table, "frames_per_second": frames / seconds,
             "per_sequence": {row["Sequence"]: (row["J-Mean"] + row["F-Mean"]) / 2 for row in per_object}}
 
 
+def _names(text: str) -> list[str]:
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def check_split(args: argparse.Namespace) -> list[Path]:
+    """The training inputs: ``--data`` plus the frame folders of ``--train-sequences``.
+
+    Raises:
+        ValueError: a sequence both trained on and scored, a validation sequence that is
+            not a training one, or a ``--data`` path that is, holds or lies inside a scored
+            sequence's frames.
+    """
+    if not set(args.validate_sequences) <= set(args.train_sequences):
+        raise ValueError("--validate-sequences must be among --train-sequences (never the scored ones)")
+    overlap = sorted(set(args.train_sequences) & set(args.score_sequences))
+    if overlap:
+        raise ValueError(f"--train-sequences and --score-sequences share {', '.join(overlap)}: "
+                         "scores must come from videos training never read")
+    frames = args.davis / "JPEGImages" / "480p"
+    scored = {name: (frames / name).resolve() for name in args.score_sequences}
+    for path in args.data or []:
+        path = path.resolve()
+        for name, folder in scored.items():
+            if path == folder or folder.is_relative_to(path) or path.is_relative_to(folder):
+                raise ValueError(f"--data {path} holds the frames of scored sequence {name} ({folder}); "
+                                 "train on --train-sequences and other folders only")
+    missing = [name for name in args.train_sequences if not (frames / name).is_dir()]
+    if missing:
+        raise ValueError(f"--train-sequences {', '.join(missing)} not found in {frames}")
+    return [*(args.data or []), *(frames / name for name in args.train_sequences)]
+
+
+def train(args: argparse.Namespace, inputs: list[Path], run_dir: Path):
+    """Trains (or resumes) OUT/run for ``--minutes``; returns the config and the run's summary."""
+    config = load_config(args.config, [*args.set, f"train.time_budget_minutes={args.minutes}"])
+    validator = None
+    if args.validate_sequences:
+        validator = Validator(args.davis, args.split, 2016, args.validate_sequences, config.validation.every,
+                              config.validation.max_frames)
+    print(f"training for {args.minutes} min on {len(inputs)} inputs -> {run_dir}", flush=True)
+    resume = (run_dir / "checkpoints" / "last.pt").is_file()
+    task = ReconstructionTask(config, [str(p) for p in inputs])
+    return config, Trainer(task, run_dir, resume=resume, validator=validator).run()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--davis", type=Path, required=True, help="DAVIS-2016-layout folder to score on")
-    parser.add_argument("--split", default="dev")
-    parser.add_argument("--data", nargs="+", help="unlabelled videos to train on")
+    parser.add_argument("--davis", type=Path, required=True, help="DAVIS-2016-layout folder")
+    parser.add_argument("--split", default="dev", help="split file listing every sequence used (default dev)")
+    parser.add_argument("--train-sequences", type=_names, default=[], help="sequences whose frames are trained on")
+    parser.add_argument("--score-sequences", type=_names, required=True, help="sequences scored (never trained on)")
+    parser.add_argument("--validate-sequences", type=_names, default=[],
+                        help="training sequences scored during training (validation.* of the config)")
+    parser.add_argument("--data", type=Path, nargs="+", help="more unlabelled videos/folders to train on")
     parser.add_argument("--config", type=Path, default=ROOT / "configs" / "evidence.yaml")
     parser.add_argument("--set", action="append", default=[], help="config overrides key=value")
     parser.add_argument("--minutes", type=float, default=40.0, help="training time budget")
     parser.add_argument("--window", type=int, default=13, help="propagation window")
+    parser.add_argument("--pixel-presets", type=_names, default=["quick"],
+                        help="presets the pixel baseline is scored with (best reported), e.g. quick,mast,crw")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--evaluate-only", action="store_true",
                         help="skip training; score OUT/run/backbone.pt from an earlier run")
     args = parser.parse_args()
-
+    try:
+        inputs = check_split(args)
+    except ValueError as error:
+        parser.error(str(error))
     run_dir = args.out / "run"
     if args.evaluate_only:
         if not (run_dir / "backbone.pt").is_file():
@@ -79,37 +142,46 @@ def main() -> int:
         summary = json.loads((args.out / "evidence.json").read_text()) if (args.out / "evidence.json").is_file() else {}
         summary = {"steps": summary.get("training_steps"), "losses": summary.get("first_losses", []) + summary.get("last_losses", [])}
     else:
-        if not args.data:
-            parser.error("--data is required unless --evaluate-only")
-        config = load_config(args.config, [*args.set, f"train.time_budget_minutes={args.minutes}"])
-        print(f"training for {args.minutes} min -> {run_dir}", flush=True)
-        resume = (run_dir / "checkpoints" / "last.pt").is_file()
-        summary = Trainer(ReconstructionTask(config, [str(p) for p in args.data]), run_dir, resume=resume).run()
+        if not inputs:
+            parser.error("give --data and/or --train-sequences to train on, or --evaluate-only")
+        config, summary = train(args, inputs, run_dir)
+    rows = score_all(args, config)
+    report = {"training_steps": summary["steps"], "minutes": config.train.time_budget_minutes,
+              "train_sequences": args.train_sequences, "score_sequences": args.score_sequences,
+              "data": [str(p) for p in args.data or []], "config": to_dict(config), "results": rows,
+              "first_losses": summary["losses"][:20], "last_losses": summary["losses"][-20:]}
+    atomic_write_text(args.out / "evidence.json", json.dumps(report, indent=2, default=str))
+    print(f"{'features':<22} {'J&F':>7} {'J':>7} {'F':>7}")
+    for row in rows:
+        print(f"{row['features']:<22} {row['J&F-Mean']:>7.4f} {row['J-Mean']:>7.4f} {row['F-Mean']:>7.4f}")
+    print(f"wrote {args.out / 'evidence.json'} ({summary['steps']} training steps)")
+    return 0
+
+
+def score_all(args: argparse.Namespace, config) -> list[dict]:
+    """Every row of the table, on the scoring sequences."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     # The quick preset (frame 0 + 3 previous, attended directly): cheap enough for
     # a CPU, and the same references for every kind of features.
-    dot = PropagationConfig.preset("quick", window=args.window)
+    dot = PropagationConfig.preset("quick", window=args.window, normalize=False)
     cosine = dot.with_overrides(**COSINE_KNOBS)
-    trained = BackboneExtractor.from_checkpoint(run_dir / "backbone.pt", device)
+    trained = BackboneExtractor.from_checkpoint(args.out / "run" / "backbone.pt", device)
     torch.manual_seed(0)
     random_init = BackboneExtractor(ResNetBackbone(config.model).to(device))
-    print("propagating and scoring:", flush=True)
+    print(f"propagating and scoring {', '.join(args.score_sequences)} (saved knobs {trained.propagation}):", flush=True)
     rows = [
+        propagate_and_score("trained/saved", trained, dot.with_overrides(**trained.propagation), args, device),
         propagate_and_score("trained/dot", trained, dot, args, device),
         propagate_and_score("trained/cosine", trained, cosine, args, device),
         propagate_and_score("random/dot", random_init, dot, args, device),
         propagate_and_score("random/cosine", random_init, cosine, args, device),
-        propagate_and_score("pixels", PixelExtractor(), dot.with_overrides(**PixelExtractor.propagation), args, device),
     ]
-    report = {"training_steps": summary["steps"], "minutes": config.train.time_budget_minutes, "device": str(device),
-              "config": to_dict(config), "protocols": {"dot": dot.__dict__, "cosine": cosine.__dict__}, "results": rows,
-              "first_losses": summary["losses"][:20], "last_losses": summary["losses"][-20:]}
-    atomic_write_text(args.out / "evidence.json", json.dumps(report, indent=2, default=str))
-    print(f"{'features':<15} {'J&F':>7} {'J':>7} {'F':>7}")
-    for row in rows:
-        print(f"{row['features']:<15} {row['J&F-Mean']:>7.4f} {row['J-Mean']:>7.4f} {row['F-Mean']:>7.4f}")
-    print(f"wrote {args.out / 'evidence.json'} ({summary['steps']} training steps)")
-    return 0
+    for preset in args.pixel_presets:
+        pixels = PropagationConfig.preset(preset).with_overrides(**PixelExtractor.propagation)
+        if preset == "quick":
+            pixels = pixels.with_overrides(window=args.window)
+        rows.append(propagate_and_score(f"pixels/{preset}", PixelExtractor(), pixels, args, device))
+    return rows
 
 
 if __name__ == "__main__":
