@@ -69,16 +69,17 @@ def register(subparsers) -> None:
         parser.add_argument("--out", type=Path, required=True, help="run folder")
         if name == "finetune":
             parser.add_argument("--init", type=Path, required=True, help="backbone.pt or a training checkpoint to start from")
-        parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                            help="override any config key, e.g. --set phases.0.lr=1e-4 --set train.batch_size=8")
-        parser.add_argument("--resume", action="store_true",
-                            help="continue OUT/checkpoints/last.pt exactly (uses OUT/config.yaml)")
-        _add_validation_arguments(parser)
+        _add_run_arguments(parser, "--set phases.0.lr=1e-4 --set train.batch_size=8")
         parser.set_defaults(func=run)
     _register_baselines(subparsers)
 
 
-def _add_validation_arguments(parser: argparse.ArgumentParser) -> None:
+def _add_run_arguments(parser: argparse.ArgumentParser, set_example: str) -> None:
+    """What every training command takes: overrides, resume and validation."""
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help=f"override any config key, e.g. {set_example}")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue OUT/checkpoints/last.pt exactly (uses OUT/config.yaml)")
     group = parser.add_argument_group(
         "validation", "score the model on annotated sequences during training: TensorBoard val/*, the progress "
         "bar, OUT/validation.json, and OUT/best-backbone.pt (baselines: best-model.pt) for the best J&F")
@@ -102,11 +103,7 @@ def _register_baselines(subparsers) -> None:
     parser.add_argument("--out", type=Path, required=True, help="run folder")
     parser.add_argument("--init", type=Path, help="start the backbone from a mast pretrain backbone.pt")
     parser.add_argument("--config", type=Path, help="YAML config (default: the packaged <baseline>.yaml)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override any config key, e.g. --set train.time_budget_minutes=30")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue OUT/checkpoints/last.pt exactly (uses OUT/config.yaml)")
-    _add_validation_arguments(parser)
+    _add_run_arguments(parser, "--set train.time_budget_minutes=30")
     parser.set_defaults(func=run_baseline)
 
 
