@@ -127,70 +127,41 @@ MAST_ALWAYS_INLINE void forward_rows(const scalar_t* __restrict__ q,
 // positions are never read. CPU dtypes are float / double, so the outputs
 // themselves are the (opmath) accumulators.
 
-// grad_query row (b, y): the query pixel (y, x) looks at key row y + dy*d.
-template <typename scalar_t, bool kFma>
-MAST_ALWAYS_INLINE void grad_query_row(const scalar_t* __restrict__ g,
-                                       const scalar_t* __restrict__ k,
-                                       scalar_t* __restrict__ gq, const Geometry& geo, int64_t b,
-                                       int64_t y) {
+// One row (b, y) of a gradient. grad_query (kKey false): the query pixel (y, x)
+// saw the key pixel (y + dy*d, x + off), so it gathers g[., y, x] * key[y + dy*d, x + off].
+// grad_key (kKey true): the key pixel (y, u) was seen by the query pixel
+// (y - dy*d, u - off), so it gathers g[., y - dy*d, x] * query[y - dy*d, x] into u = x + off.
+// In both, x runs over the query columns whose partner x + off lies in the row.
+template <typename scalar_t, bool kFma, bool kKey>
+MAST_ALWAYS_INLINE void grad_row(const scalar_t* __restrict__ g, const scalar_t* __restrict__ other,
+                                 scalar_t* __restrict__ out, const Geometry& geo, int64_t b,
+                                 int64_t y) {
   const int64_t C = geo.C, H = geo.H, W = geo.W, window = geo.window, dilation = geo.dilation;
   const int64_t r = window / 2;
   const int64_t P2 = window * window;
   const int64_t HW = H * W;
   for (int64_t c = 0; c < C; ++c) {
-    scalar_t* gq_row = gq + (b * C + c) * HW + y * W;
-    std::fill(gq_row, gq_row + W, scalar_t(0));
+    scalar_t* out_row = out + (b * C + c) * HW + y * W;
+    std::fill(out_row, out_row + W, scalar_t(0));
   }
   for (int64_t iy = 0; iy < window; ++iy) {
-    const int64_t ky = y + (iy - r) * dilation;
-    if (ky < 0 || ky >= H) continue;
-    const scalar_t* g_dy = g + (b * P2 + iy * window) * HW + y * W;  // + ix * HW
+    const int64_t dy = (iy - r) * dilation;
+    const int64_t other_y = kKey ? y - dy : y + dy;
+    if (other_y < 0 || other_y >= H) continue;
+    const int64_t query_y = kKey ? other_y : y;
+    const scalar_t* g_dy = g + (b * P2 + iy * window) * HW + query_y * W;  // + ix * HW
     for (int64_t c = 0; c < C; ++c) {
-      scalar_t* __restrict__ o = gq + (b * C + c) * HW + y * W;
-      const scalar_t* __restrict__ krow = k + (b * C + c) * HW + ky * W;
+      scalar_t* __restrict__ o = out + (b * C + c) * HW + y * W;
+      const scalar_t* __restrict__ other_row = other + (b * C + c) * HW + other_y * W;
       for (int64_t ix = 0; ix < window; ++ix) {
         const int64_t off = (ix - r) * dilation;
         int64_t lo, hi;
         shifted_range(off, W, lo, hi);
         const scalar_t* __restrict__ grow = g_dy + ix * HW;
-        const scalar_t* __restrict__ ks = krow + off;
+        scalar_t* __restrict__ dst = kKey ? o + off : o;
+        const scalar_t* __restrict__ src = kKey ? other_row : other_row + off;
         for (int64_t x = lo; x < hi; ++x) {
-          o[x] = madd<kFma, scalar_t>(o[x], grow[x], ks[x]);
-        }
-      }
-    }
-  }
-}
-
-// grad_key row (b, y): the key pixel (v = y, u) is seen from query row
-// qy = y - dy*d at offset p, from query column x = u - dx*d, i.e. u = x + off.
-template <typename scalar_t, bool kFma>
-MAST_ALWAYS_INLINE void grad_key_row(const scalar_t* __restrict__ g,
-                                     const scalar_t* __restrict__ q, scalar_t* __restrict__ gk,
-                                     const Geometry& geo, int64_t b, int64_t y) {
-  const int64_t C = geo.C, H = geo.H, W = geo.W, window = geo.window, dilation = geo.dilation;
-  const int64_t r = window / 2;
-  const int64_t P2 = window * window;
-  const int64_t HW = H * W;
-  for (int64_t c = 0; c < C; ++c) {
-    scalar_t* gk_row = gk + (b * C + c) * HW + y * W;
-    std::fill(gk_row, gk_row + W, scalar_t(0));
-  }
-  for (int64_t iy = 0; iy < window; ++iy) {
-    const int64_t qy = y - (iy - r) * dilation;
-    if (qy < 0 || qy >= H) continue;
-    const scalar_t* g_dy = g + (b * P2 + iy * window) * HW + qy * W;  // + ix * HW
-    for (int64_t c = 0; c < C; ++c) {
-      scalar_t* __restrict__ o = gk + (b * C + c) * HW + y * W;
-      const scalar_t* __restrict__ qrow = q + (b * C + c) * HW + qy * W;
-      for (int64_t ix = 0; ix < window; ++ix) {
-        const int64_t off = (ix - r) * dilation;
-        int64_t lo, hi;
-        shifted_range(off, W, lo, hi);
-        const scalar_t* __restrict__ grow = g_dy + ix * HW;
-        scalar_t* __restrict__ os = o + off;
-        for (int64_t x = lo; x < hi; ++x) {
-          os[x] = madd<kFma, scalar_t>(os[x], grow[x], qrow[x]);
+          dst[x] = madd<kFma, scalar_t>(dst[x], grow[x], src[x]);
         }
       }
     }
@@ -210,8 +181,8 @@ MAST_ALWAYS_INLINE void backward_rows(const scalar_t* __restrict__ g,
   for (int64_t row = begin; row < end; ++row) {
     const int64_t b = row / geo.H;
     const int64_t y = row % geo.H;
-    if (gq != nullptr) grad_query_row<scalar_t, kFma>(g, k, gq, geo, b, y);
-    if (gk != nullptr) grad_key_row<scalar_t, kFma>(g, q, gk, geo, b, y);
+    if (gq != nullptr) grad_row<scalar_t, kFma, false>(g, k, gq, geo, b, y);
+    if (gk != nullptr) grad_row<scalar_t, kFma, true>(g, q, gk, geo, b, y);
   }
 }
 
