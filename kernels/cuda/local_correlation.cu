@@ -10,6 +10,7 @@
 // channels. Accumulation is in at::opmath_type (float for half / bfloat16 /
 // float, double for double).
 #include "../mast_ops.h"
+#include "launch.h"
 
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
@@ -24,15 +25,6 @@
 
 namespace mast {
 namespace {
-
-constexpr int kThreads = 256;
-
-// Blocks for a grid-stride loop over n elements (the grid is capped; the
-// kernels loop).
-inline unsigned int grid_for(int64_t n) {
-  const int64_t blocks = (n + kThreads - 1) / kThreads;
-  return static_cast<unsigned int>(std::min<int64_t>(std::max<int64_t>(blocks, 1), 1 << 20));
-}
 
 template <typename scalar_t>
 __global__ void local_correlation_forward_kernel(const scalar_t* __restrict__ query,

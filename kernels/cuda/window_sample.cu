@@ -14,6 +14,7 @@
 // per-row centre gradients go to a buffer (B, window, 2, H, W) that is summed
 // over the window rows afterwards (no atomics for grad_centers).
 #include "../mast_ops.h"
+#include "launch.h"
 #include "../mast_sampling.h"
 
 #include <ATen/Dispatch.h>
@@ -29,13 +30,6 @@
 
 namespace mast {
 namespace {
-
-constexpr int kThreads = 256;
-
-inline unsigned int grid_for(int64_t n) {
-  const int64_t blocks = (n + kThreads - 1) / kThreads;
-  return static_cast<unsigned int>(std::min<int64_t>(std::max<int64_t>(blocks, 1), 1 << 20));
-}
 
 template <typename scalar_t>
 __device__ __forceinline__ at::opmath_type<scalar_t> load_or_zero(const scalar_t* __restrict__ s,
