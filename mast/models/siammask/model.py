@@ -12,8 +12,9 @@ and a head (1x1 conv with normalisation and ReLU, then a 1x1 conv) reads them:
   logits and ``(B, k, 4, 17, 17)`` box deltas for ``k`` anchors per RoW;
 * mask (``mask: true``): a ``63 x 63`` mask per RoW, computed only for the RoWs asked
   for (positive RoWs in training, the best one when tracking); with ``refine: true``
-  the refinement module (after Pinheiro et al., [SiamMask] App. A) upsamples the RoW
-  with skip connections to layer1..3 features of the search crop to ``127 x 127``.
+  the refinement module (after Pinheiro et al., [SiamMask] App. A) replaces the head's
+  last layer: it upsamples the RoW with skip connections to layer1..3 features of the
+  search crop to ``127 x 127``.
 
 With ``mask: false`` the model is SiamFC (two-branch) or SiamRPN (three-branch).
 A mask of side ``S`` covers the RoW's 127-pixel window of the search crop,
@@ -146,12 +147,12 @@ class SiamMask(nn.Module):
         self.heads = nn.ModuleDict({name: nn.Sequential(_conv_bn(channels, channels, relu=True),
                                                         nn.Conv2d(channels, outputs[name], 1))
                                     for name in names if name != "mask"})
-        if config.mask:
+        if config.refine:
+            self.refinement = Refinement(channels, tuple(backbone_config.widths[2::-1]), config.refine_width)
+        elif config.mask:
             self.mask_hidden = _conv_bn(channels, channels, relu=True)
             # The last 1x1 conv of the mask head, applied only to the RoWs asked for.
             self.mask_out = nn.Linear(channels, MASK_SIZE * MASK_SIZE)
-            if config.refine:
-                self.refinement = Refinement(channels, tuple(backbone_config.widths[2::-1]), config.refine_width)
 
     def templates(self, exemplar: torch.Tensor) -> dict[str, torch.Tensor]:
         """Exemplar crops ``(B, 3, 127, 127)`` -> each branch's correlation kernel ``(B, C, 16, 16)``."""
@@ -162,9 +163,9 @@ class SiamMask(nn.Module):
         """Search crops ``(B, 3, 255, 255)`` against ``templates`` (:meth:`templates`).
 
         Returns a dict: ``score`` (``(B, 1, 17, 17)`` or ``(B, k, 2, 17, 17)``), ``box``
-        (``(B, k, 4, 17, 17)``, three branches), and with the mask branch ``rows`` (its
-        ``(B, C, 17, 17)`` correlation), ``hidden`` (its head's hidden layer) and ``skips``
-        (layer3, layer2, layer1 search features, for the refinement).
+        (``(B, k, 4, 17, 17)``, three branches), and with the mask branch either ``hidden``
+        (the mask head's hidden layer, ``(B, C, 17, 17)``) or, refined, ``rows`` (the mask
+        branch's correlation) and ``skips`` (layer3, layer2, layer1 search features).
         """
         stages = self.backbone.stages(self.backbone.prepare(search))
         batch, k = search.shape[0], self.config.num_anchors
@@ -176,9 +177,10 @@ class SiamMask(nn.Module):
         if "box" in self.heads:
             box = self.heads["box"](rows["box"])
             out["box"] = box.view(batch, k, 4, *box.shape[-2:])
-        if self.config.mask:
-            out["rows"], out["hidden"] = rows["mask"], self.mask_hidden(rows["mask"])
-            out["skips"] = stages[2::-1]
+        if self.config.refine:
+            out["rows"], out["skips"] = rows["mask"], stages[2::-1]
+        elif self.config.mask:
+            out["hidden"] = self.mask_hidden(rows["mask"])
         return out
 
     def row_masks(self, response: dict[str, Any], rows: torch.Tensor) -> torch.Tensor:

@@ -147,6 +147,8 @@ class SiamMaskTracker:
     def start(self, frame: torch.Tensor, labels: torch.Tensor) -> None:
         frame, labels = frame.to(self.device), labels.to(self.device)
         self.height, self.width = labels.shape
+        if int(labels.max()) < 1:
+            raise ValueError("the first-frame labels hold no object (all background); nothing to track")
         boxes = []
         for label in range(1, int(labels.max()) + 1):
             box = mask_box(labels == label, self.config.box_from)
