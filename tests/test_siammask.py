@@ -28,7 +28,11 @@ from mast.train.siammask import SCHEMA, Task
 TINY_BACKBONE = BackboneConfig(colour_space="rgb", output_stride=8, widths=(8, 16, 32, 32), blocks=(1, 1, 1, 1))
 TINY = ["model.widths=[8,16,32,32]", "model.blocks=[1,1,1,1]", "siammask.channels=32", "data.workers=0",
         "train.batch_size=4", "train.device=cpu", "train.log_every=1", "train.image_every=5"]
-SIZE, FRAMES, VELOCITY = 96, 12, (2.0, 1.0)
+SIZE, FRAMES = 96, 12
+#: One direction per training video, so that no direction of motion is a cue the network can learn.
+VELOCITIES = ((2.0, 1.0), (-1.0, 2.0), (-2.0, -1.0))
+#: Wider search jitter and clipping than the paper's defaults: what configs/siammask.yaml trains with.
+RECIPE = ["data.search_shift=32", "train.clip_grad=10"]
 
 
 def phases(steps: int, lr: float = 0.003) -> str:
@@ -36,16 +40,14 @@ def phases(steps: int, lr: float = 0.003) -> str:
 
 
 def tiny_config(*overrides: str):
-    torch.set_num_threads(2)
     return load_config(overrides=[*TINY, *overrides], schema=SCHEMA)
 
 
-def write_davis(root: Path, seeds: tuple[int, ...], num_objects: int = 1) -> Path:
+def write_davis(root: Path) -> Path:
     """A DAVIS-layout folder of synthetic translating discs (frames, palette masks, ImageSets/2017/val.txt)."""
     names = []
-    for seed in seeds:
-        frames, masks = translating_video(num_frames=FRAMES, height=SIZE, width=SIZE, velocity=VELOCITY,
-                                          num_objects=num_objects, seed=seed)
+    for seed, velocity in enumerate(VELOCITIES):
+        frames, masks = translating_video(num_frames=FRAMES, height=SIZE, width=SIZE, velocity=velocity, seed=seed)
         name = f"seq{seed}"
         names.append(name)
         for t, (frame, mask) in enumerate(zip(frames, masks)):
@@ -59,16 +61,23 @@ def write_davis(root: Path, seeds: tuple[int, ...], num_objects: int = 1) -> Pat
     return root
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """One thread: these tiny networks gain nothing from more, and lose much on a busy machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def davis(tmp_path_factory) -> Path:
-    return write_davis(tmp_path_factory.mktemp("davis"), (0, 1))
+    return write_davis(tmp_path_factory.mktemp("davis"))
 
 
-@pytest.fixture(scope="module")
-def trained(davis, tmp_path_factory):
-    """A three-branch SiamMask trained briefly on the synthetic videos: ``(run folder, per-step components)``."""
-    out = tmp_path_factory.mktemp("run") / "run"
-    trainer = Trainer(Task(tiny_config(phases(40)), davis), out)
+def train_recording(config, data: Path, out: Path) -> list[dict[str, float]]:
+    """Trains; returns every step's loss components."""
+    trainer = Trainer(Task(config, data), out)
     steps = []
     log = trainer._log
 
@@ -78,7 +87,14 @@ def trained(davis, tmp_path_factory):
 
     trainer._log = record
     trainer.run()
-    return out, steps
+    return steps
+
+
+@pytest.fixture(scope="module")
+def trained(davis, tmp_path_factory):
+    """SiamMask-2B trained briefly on the synthetic videos: ``(run folder, per-step components)``."""
+    out = tmp_path_factory.mktemp("run") / "run"
+    return out, train_recording(tiny_config(phases(80), "siammask.branches=2", *RECIPE), davis, out)
 
 
 # -- geometry ------------------------------------------------------------------
@@ -192,7 +208,6 @@ def test_depthwise_correlation_equals_a_brute_force_loop():
 @pytest.mark.parametrize("branches,mask,refine", [(2, True, False), (3, True, False), (3, True, True),
                                                   (2, True, True), (3, False, False), (2, False, False)])
 def test_every_head_has_its_shape(branches, mask, refine):
-    torch.set_num_threads(2)
     config = SiamMaskConfig(branches=branches, mask=mask, refine=refine, channels=16, anchor_ratios=(0.5, 1.0, 2.0))
     model = SiamMask(TINY_BACKBONE, config)
     rows = torch.tensor([[0, 0, 0], [1, 16, 16], [1, 3, 9]])
@@ -222,19 +237,27 @@ def test_config_errors_name_the_key():
 # -- training --------------------------------------------------------------------
 
 
-def test_training_lowers_every_loss_and_leaves_model_pt(trained):
-    out, steps = trained
-    assert len(steps) == 40
-    for name in ("loss", "score", "box", "mask"):
+def _assert_lowered(steps: list[dict[str, float]], names: tuple[str, ...], span: int) -> None:
+    for name in names:
         values = [step[name] for step in steps]
         assert all(np.isfinite(values)), name
-        assert np.mean(values[-8:]) < 0.7 * np.mean(values[:8]), (name, values)
+        assert np.mean(values[-span:]) < 0.7 * np.mean(values[:span]), (name, values)
+
+
+def test_training_lowers_every_loss_and_leaves_model_pt(trained, davis, tmp_path):
+    out, steps = trained  # two-branch: L_2B = 32 L_mask + L_sim
+    assert len(steps) == 80
+    _assert_lowered(steps, ("loss", "similarity", "mask"), 10)
     for name in ("config.yaml", "run.json", "model.pt", "checkpoints/last.pt"):
         assert (out / name).is_file(), name
+    assert list((out / "tensorboard").iterdir())
     model, tracker = SiamMask.load(out / "model.pt")
-    assert model.config.branches == 3 and tracker == TrackerConfig().__dict__
+    assert model.config.branches == 2 and tracker == TrackerConfig().__dict__
     payload = torch.load(out / "model.pt", weights_only=True)
     assert set(payload) == {"format", "backbone_config", "siammask_config", "tracker", "state_dict"}
+    # three-branch: L_3B = 32 L_mask + L_score + L_box
+    steps = train_recording(tiny_config(phases(16), *RECIPE), davis, tmp_path / "3b")
+    _assert_lowered(steps, ("loss", "score", "box", "mask"), 4)
 
 
 @pytest.mark.parametrize("variant", ["siammask.branches=2", "siammask.refine=true", "loss.hard_negatives=true",
@@ -298,9 +321,9 @@ def _ious(tracker, frames, masks, label=1):
 
 def test_end_to_end_tracking_of_a_translating_object_keeps_iou_above_0_7(trained):
     model, settings = SiamMask.load(trained[0] / "model.pt")
-    frames, masks = translating_video(num_frames=FRAMES, height=SIZE, width=SIZE, velocity=VELOCITY, seed=0)
+    frames, masks = translating_video(num_frames=FRAMES, height=SIZE, width=SIZE, velocity=VELOCITIES[0], seed=0)
     ious = _ious(SiamMaskTracker(model, TrackerConfig(**settings)), frames, masks)
-    assert np.mean(ious) > 0.7 and min(ious) > 0.5, ious
+    assert min(ious) > 0.7, ious
 
 
 def _untrained(branches=3, mask=True):
@@ -367,7 +390,7 @@ def test_cli_train_propagate_evaluate(trained, davis, tmp_path, capsys):
     assert main(["propagate", "--model", "siammask", "--checkpoint", str(trained[0] / "model.pt"),
                  "--davis", str(davis), "--out", str(results), "--box-from", "rotated"]) == 0
     assert "siammask:sha256:" in capsys.readouterr().out
-    for name in ("seq0", "seq1"):
+    for name in ("seq0", "seq1", "seq2"):
         assert len(list((results / name).glob("*.png"))) == FRAMES
     assert read_mask(results / "seq0" / "00005.png").max() == 1
     assert main(["evaluate", "--davis", str(davis), "--results", str(results), "--processes", "1"]) == 0
@@ -379,7 +402,7 @@ def test_cli_train_propagate_evaluate(trained, davis, tmp_path, capsys):
 def test_cli_video_with_a_first_box(trained, tmp_path):
     from mast.cli.main import main
 
-    frames, masks = translating_video(num_frames=5, height=SIZE, width=SIZE, velocity=VELOCITY, seed=0)
+    frames, masks = translating_video(num_frames=5, height=SIZE, width=SIZE, velocity=VELOCITIES[0], seed=0)
     folder = tmp_path / "clip"
     folder.mkdir()
     for t, frame in enumerate(frames):

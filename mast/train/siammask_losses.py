@@ -7,7 +7,7 @@ Boxes are ``(cx, cy, w, h)`` in search-crop pixels (:mod:`mast.models.siammask.g
   sample reaches ``positive_iou`` its best anchor is positive (as in RPNs), so
   every sample trains the box and mask branches. A RoW is positive when one of
   its anchors is [SiamMask §3.2]. ``L_score``: cross-entropy, ``L_box``: smooth L1
-  on the positive anchors' deltas [SiamRPN].
+  (``beta = 1/9``) on the positive anchors' deltas [SiamRPN].
 * Two-branch: a RoW is positive within ``positive_radius`` search-crop pixels of
   the target centre, as SiamFC labels its score map [SiamFC] (the nearest RoW at
   least), negative otherwise; ``L_sim``: logistic loss.
@@ -103,7 +103,9 @@ def box_loss(deltas: torch.Tensor, targets: torch.Tensor, labels: torch.Tensor) 
     """``L_box``: smooth L1 of predicted ``(B, k, 4, 17, 17)`` against target ``(B, k, 17, 17, 4)``
     deltas, summed over the 4 coordinates, averaged over the positive anchors."""
     positive = labels == 1
-    return F.smooth_l1_loss(deltas.movedim(2, -1)[positive], targets[positive], reduction="none").sum(-1).mean()
+    # beta 1/9: Faster R-CNN's RPN (sigma 3); at beta 1 the small deltas of good anchors see an L2 loss.
+    errors = F.smooth_l1_loss(deltas.movedim(2, -1)[positive], targets[positive], reduction="none", beta=1 / 9)
+    return errors.sum(-1).mean()
 
 
 def mask_targets(search_masks: torch.Tensor, rows: torch.Tensor, size: int) -> torch.Tensor:

@@ -10,9 +10,9 @@ heuristics on the scores): a cosine (Hann) window on the RoW grid weighted by
 ``window_influence``; three-branch: SiamRPN's scale and ratio penalty
 ``exp(-penalty_k (max(r/r', r'/r) max(s/s', s'/s) - 1))`` on every anchor's
 proposal, the best proposal moves the box (its size by a rate ``lr`` scaled by
-penalty and score); two-branch: the best RoW's mask gives the next box (its
-Min-max / rotated box; the RoW centre and the old size when the mask is empty
-or the mask branch is off). The best RoW's mask (sigmoid) is pasted back into
+penalty and score); two-branch: the best RoW's mask gives the next box (the
+centre of its Min-max / rotated box, its size at the same rate; the RoW centre
+and the old size when the mask is empty or the mask branch is off). The best RoW's mask (sigmoid) is pasted back into
 the frame at full resolution through :func:`square_crop`, the library's one
 sampler. Without a mask branch (SiamFC, SiamRPN) an object's mask is its box.
 
@@ -52,7 +52,8 @@ class TrackerConfig:
     """Attributes:
     window_influence: weight of the cosine window against the scores, in ``[0, 1]``.
     penalty_k: three-branch: strength of the scale / ratio change penalty (>= 0).
-    lr: three-branch: how fast the box size follows the best proposal, in ``[0, 1]``.
+    lr: how fast the box size follows the best proposal (two-branch: the mask's box), in ``[0, 1]``;
+        the rate is ``lr`` times the score (three-branch: and the penalty).
     mask_threshold: a pixel is the object's where its (score-weighted) mask probability exceeds
         this (the paper: 0.5); also the threshold of the two-branch variant's box.
     lost_score: the object counts as lost in a frame when its best score is below this.
@@ -181,7 +182,7 @@ class SiamMaskTracker:
             rows, scores, centers, sizes = self._select_row(response, scale)
         masks = self._masks(response, rows, scale)
         if self.model.config.branches == 2 and self.model.config.mask:
-            centers, sizes = self._boxes_of(masks, centers, sizes)
+            centers, sizes = self._boxes_of(masks, centers, sizes, scores)
         lost = scores < self.config.lost_score
         keep = lost.view(-1, 1)
         self.centers = torch.where(keep, self.centers, centers)
@@ -241,13 +242,16 @@ class SiamMaskTracker:
                   for p, c, s in zip(probabilities, window_centers, scale)]
         return torch.stack(pasted)
 
-    def _boxes_of(self, masks: torch.Tensor, centers: torch.Tensor, sizes: torch.Tensor):
-        """Two-branch: the boxes of the thresholded masks (unchanged where a mask is empty)."""
+    def _boxes_of(self, masks: torch.Tensor, centers: torch.Tensor, sizes: torch.Tensor, scores: torch.Tensor):
+        """Two-branch: the centres of the thresholded masks' boxes, and their sizes at the rate
+        ``lr * score`` as in the three-branch update (unchanged where a mask is empty)."""
         centers, sizes = centers.clone(), sizes.clone()
         for n, mask in enumerate(masks):
             box = mask_box((mask > self.config.mask_threshold).cpu(), self.config.box_from)
             if box is not None:
-                centers[n], sizes[n] = box[:2].to(self.device), box[2:].to(self.device)
+                rate = self.config.lr * float(scores[n])
+                centers[n] = box[:2].to(self.device)
+                sizes[n] = sizes[n] * (1 - rate) + box[2:].to(self.device) * rate
         return centers, sizes
 
     def _box_masks(self) -> torch.Tensor:
