@@ -128,6 +128,9 @@ class SiamMaskTracker:
         config: the tracking heuristics.
         device: where it runs.
         name: what the results are recorded as made with (the CLI names a checkpoint by its hash).
+
+    After :meth:`start`, ``centers`` / ``sizes`` ``(N, 2)`` hold each object's box and
+    ``scores`` ``(N,)`` its last best score.
     """
 
     def __init__(self, model: SiamMask, config: TrackerConfig | None = None, device: torch.device | str = "cpu",
@@ -152,7 +155,7 @@ class SiamMaskTracker:
             raise ValueError("the first-frame labels hold no object (all background); nothing to track")
         boxes = []
         for label in range(1, int(labels.max()) + 1):
-            box = mask_box(labels == label, self.config.box_from)
+            box = mask_box((labels == label).cpu(), self.config.box_from)
             if box is None:
                 raise ValueError(f"object label {label} has an empty first-frame mask; nothing to track")
             boxes.append(box.to(self.device))
@@ -195,8 +198,8 @@ class SiamMaskTracker:
         if not self.model.config.mask:
             masks = self._box_masks()
         masks = masks * (~lost).view(-1, 1, 1)
-        corners = torch.cat([self.centers - (self.sizes - 1) / 2, self.sizes], dim=1)
-        return TrackerStep(merge_objects(masks, scores.clamp_min(0), self.config.mask_threshold), corners)
+        boxes = torch.cat([self.centers - (self.sizes - 1) / 2, self.sizes], dim=1)  # (x, y, w, h)
+        return TrackerStep(merge_objects(masks, scores.clamp_min(0), self.config.mask_threshold), boxes)
 
     def _select_proposal(self, response: dict, scale: torch.Tensor):
         """Three-branch: the best anchor proposal under the penalties -> ``(rows, scores, centers, sizes)``."""
@@ -227,8 +230,8 @@ class SiamMaskTracker:
         index = torch.arange(len(best), device=self.device)
         coords = row_coordinates(self.device)
         offsets = torch.stack([coords[j], coords[i]], dim=1) - (SEARCH_SIZE - 1) / 2
-        return torch.stack([index, i, j], dim=1), score[index, i, j], self.centers + offsets / scale.view(-1, 1), \
-            self.sizes.clone()
+        centers = self.centers + offsets / scale.view(-1, 1)
+        return torch.stack([index, i, j], dim=1), score[index, i, j], centers, self.sizes.clone()
 
     def _masks(self, response: dict, rows: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
         """``(N, H, W)`` pasted mask probabilities of the chosen RoWs (zeros without a mask branch)."""
