@@ -467,4 +467,9 @@ def test_cli_bad_input_is_one_line_and_writes_nothing(trained, davis, tmp_path, 
         assert message in capsys.readouterr().err
     assert main(["propagate", "--davis", str(davis), "--box-from", "rotated", "--out", str(tmp_path / "res")]) == 2
     assert "--box-from applies to --model siammask only" in capsys.readouterr().err
+    empty = tmp_path / "empty.png"
+    write_palette_png(empty, np.zeros((SIZE, SIZE), np.uint8))
+    assert main(["propagate", "--model", "siammask", "--checkpoint", checkpoint, "--out", str(tmp_path / "res"),
+                 "--video", str(davis / "JPEGImages" / "480p" / "seq0"), "--first-mask", str(empty)]) == 2
+    assert "the first-frame annotation has no object" in capsys.readouterr().err
     assert not (tmp_path / "res").exists()

@@ -200,7 +200,7 @@ def collate_pairs(items: list[dict[str, Any]]) -> dict[str, Any]:
     return batch
 
 
-class Task:
+class SiamMaskTask:
     """SiamMask on the annotated videos under ``root`` (a :class:`~mast.train.tasks.TrainingTask`).
 
     Args:
@@ -307,3 +307,7 @@ class Task:
 
     def save_final(self, path: Path) -> None:
         self.model.save(path, tracker=asdict(self.config.tracker))
+
+
+#: The name ``mast train-baseline`` looks for.
+Task = SiamMaskTask
