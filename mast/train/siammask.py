@@ -175,13 +175,12 @@ class PairDataset(torch.utils.data.Dataset):
             generator = item_generator(self.seed, self.phase, index, draw)
             number, (first, second) = draw_frames(self.videos, 2, data.max_gap, generator)
             video = self.videos[number]
-            ids = [video.read_mask(first), video.read_mask(second)]
-            common = [int(i) for i in torch.unique(ids[0]) if i != 0
-                      and int((ids[0] == i).sum()) >= data.min_pixels and int((ids[1] == i).sum()) >= data.min_pixels]
+            (frame_a, ids_a), (frame_b, ids_b) = video.read(first), video.read(second)
+            common = [int(i) for i in torch.unique(ids_a) if i != 0
+                      and int((ids_a == i).sum()) >= data.min_pixels and int((ids_b == i).sum()) >= data.min_pixels]
             if not common:
                 continue
             target = common[int(torch.randint(len(common), (1,), generator=generator))]
-            (frame_a, ids_a), (frame_b, ids_b) = video.read(first), video.read(second)
             box_a, box_b = minmax_box(ids_a == target), minmax_box(ids_b == target)
             exemplar, _, _ = jittered_crop(frame_a, box_a, float(exemplar_side(box_a[2], box_a[3])), EXEMPLAR_SIZE,
                                            data.exemplar_shift, data.exemplar_scale, generator)
