@@ -166,7 +166,8 @@ def test_rotated_rectangle_of_a_rotated_box_mask_recovers_its_angle(angle):
     assert (cx, cy) == pytest.approx((80, 60), abs=1.0) and (w, h) == pytest.approx((61, 25), abs=2.5)
     box = minmax_box(_rectangle_mask(angle))
     assert float(box[2] * box[3]) >= w * h - 70  # the axis-aligned box is looser unless the angle is 0
-    assert rotated_box(torch.zeros(5, 5, dtype=torch.bool)) is None and minmax_box(torch.zeros(5, 5, dtype=torch.bool)) is None
+    empty = torch.zeros(5, 5, dtype=torch.bool)
+    assert rotated_box(empty) is None and minmax_box(empty) is None
 
 
 def test_paste_is_the_inverse_of_the_window_crop():

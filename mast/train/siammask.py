@@ -124,7 +124,8 @@ class SiamMaskTrainingConfig:
     def __post_init__(self) -> None:
         require(bool(self.phases), "phases", "must be a non-empty list of phase mappings", list(self.phases))
         if self.model.output_stride != 8:
-            raise ConfigError(f"model.output_stride must be 8 for SiamMask (17x17 RoWs), got {self.model.output_stride}")
+            raise ConfigError("model.output_stride must be 8 for SiamMask (17x17 RoWs), "
+                              f"got {self.model.output_stride}")
         require(self.model.in_channels == 3, "model.in_channels", "must be 3 (colour frames)", self.model.in_channels)
 
 
