@@ -461,6 +461,7 @@ def test_cli_bad_input_is_one_line_and_writes_nothing(trained, davis, tmp_path, 
         (["--davis", str(davis)], "--model siammask needs --checkpoint"),
         (["--davis", str(davis), "--checkpoint", checkpoint, "--window", "5"], "--window: options of the memory"),
         (["--davis", str(davis), "--checkpoint", checkpoint, "--preset", "quick"], "--preset: options of the memory"),
+        (["--davis", str(davis), "--checkpoint", checkpoint, "--dot", "--no-roi"], "--no-roi, --cosine/--dot: options"),
         (["--davis", str(davis), "--checkpoint", str(davis / "ImageSets" / "2017" / "val.txt")], "cannot read"),
     ]
     for flags, message in cases:

@@ -135,10 +135,11 @@ def mast_tracker(args: argparse.Namespace, device) -> Propagator:
     return Propagator(extractor, build_config(args, extractor), device)
 
 
-#: Flags of the memory propagator (``--model mast``) and the argument each sets.
-PROPAGATOR_FLAGS = {"--preset": "preset", "--long-term": "long_term", "--short-term": "short_term",
-                    "--window": "window", "--topk": "topk", "--temperature": "temperature", "--no-roi": "no_roi",
-                    "--cosine/--dot": "normalize", "--soft-labels/--hard-labels": "soft_labels"}
+#: Flags of the memory propagator (``--model mast``): the argument each sets and its value when not given.
+PROPAGATOR_FLAGS = {"--preset": ("preset", None), "--long-term": ("long_term", None),
+                    "--short-term": ("short_term", None), "--window": ("window", None), "--topk": ("topk", None),
+                    "--temperature": ("temperature", None), "--no-roi": ("no_roi", False),
+                    "--cosine/--dot": ("normalize", None), "--soft-labels/--hard-labels": ("soft_labels", None)}
 
 
 def siammask_tracker(args: argparse.Namespace, device):
@@ -151,7 +152,7 @@ def siammask_tracker(args: argparse.Namespace, device):
 
     if args.checkpoint is None:
         raise ValueError("--model siammask needs --checkpoint RUN/model.pt (from mast train-baseline siammask)")
-    given = [flag for flag, name in PROPAGATOR_FLAGS.items() if getattr(args, name) not in (None, False)]
+    given = [flag for flag, (name, unset) in PROPAGATOR_FLAGS.items() if getattr(args, name) != unset]
     if given:
         raise ValueError(f"{', '.join(given)}: options of the memory propagator (--model mast), "
                          "not of --model siammask")
