@@ -5,6 +5,13 @@ Examples:
   mast propagate --davis DAVIS2016 --year 2016 --split val --out r/  # DAVIS-2016
   mast propagate --video clip.mp4 --first-mask frame0.png --out r/
   mast propagate --video frames/ --first-box 120,80,64,48 --checkpoint runs/x/backbone.pt --out r/
+  mast propagate --model siammask --checkpoint runs/siammask/model.pt --davis DAVIS --out r/
+
+--model siammask runs a SiamMask / SiamRPN / SiamFC tracker trained by
+`mast train-baseline siammask` (--checkpoint RUN/model.pt, required): each
+object's box is taken from its first-frame mask (--box-from minmax or rotated)
+and tracked; the flags of the memory propagator (--preset, --window, ...) do
+not apply to it and are refused.
 
 Without --checkpoint the raw-LAB-pixel baseline runs (features: LAB pixels
 averaged over 4x4 cells, affinity: negative squared distance), so the tool
@@ -62,9 +69,14 @@ def register(subparsers) -> None:
     model.add_argument("--model", choices=MODEL_NAMES, default="mast",
                        help="which tracker: mast = the self-supervised memory propagator (default)")
     model.add_argument("--checkpoint", type=Path, help="backbone checkpoint; default: the LAB-pixel baseline. "
-                       "The propagation knobs saved in it apply unless flags override them")
-    model.add_argument("--preset", choices=PRESET_NAMES, default="mast",
-                       help="mast: refs 0,5,t-1,t-3,t-5, 25x25, ROI for far refs, hard labels; "
+                       "The propagation knobs saved in it apply unless flags override them. "
+                       "--model siammask: the run's model.pt (required)")
+    model.add_argument("--box-from", choices=("minmax", "rotated"),
+                       help="--model siammask: the first-frame box of each object's mask: axis-aligned (minmax) "
+                            "or the rotated minimum bounding rectangle's centre and sides (rotated); "
+                            "default: the checkpoint's tracker.box_from")
+    model.add_argument("--preset", choices=PRESET_NAMES,
+                       help="(default mast) mast: refs 0,5,t-1,t-3,t-5, 25x25, ROI for far refs, hard labels; "
                             "crw: first + 20 previous, radius 12, top-10, tau 0.05, soft labels; "
                             "quick: frame 0 + 3 previous, 13x13, no ROI (fast on a CPU)")
     model.add_argument("--long-term", type=_int_tuple, help="long-term reference frames, e.g. 0,5")
@@ -109,7 +121,7 @@ def build_config(args: argparse.Namespace, extractor: FeatureExtractor) -> Propa
         overrides["topk"] = args.topk or None
     if args.no_roi:
         overrides["roi_localisation"] = False
-    return PropagationConfig.preset(args.preset).with_overrides(**overrides)
+    return PropagationConfig.preset(args.preset or "mast").with_overrides(**overrides)
 
 
 def mast_tracker(args: argparse.Namespace, device) -> Propagator:
@@ -117,12 +129,45 @@ def mast_tracker(args: argparse.Namespace, device) -> Propagator:
     from mast.models.extractors import BackboneExtractor, PixelExtractor
     from mast.models.propagation import Propagator
 
+    if args.box_from is not None:
+        raise ValueError("--box-from applies to --model siammask only")
     extractor = BackboneExtractor.from_checkpoint(args.checkpoint, device) if args.checkpoint else PixelExtractor()
     return Propagator(extractor, build_config(args, extractor), device)
 
 
+#: Flags of the memory propagator (``--model mast``): the argument each sets and its value when not given.
+PROPAGATOR_FLAGS = {"--preset": ("preset", None), "--long-term": ("long_term", None),
+                    "--short-term": ("short_term", None), "--window": ("window", None), "--topk": ("topk", None),
+                    "--temperature": ("temperature", None), "--no-roi": ("no_roi", False),
+                    "--cosine/--dot": ("normalize", None), "--soft-labels/--hard-labels": ("soft_labels", None)}
+
+
+def siammask_tracker(args: argparse.Namespace, device):
+    """``--model siammask``: a ``model.pt`` of ``mast train-baseline siammask``."""
+    from dataclasses import replace
+
+    from mast.common.outputs import file_sha256
+    from mast.models.siammask.model import SiamMask
+    from mast.models.siammask.tracker import SiamMaskTracker, TrackerConfig
+
+    if args.checkpoint is None:
+        raise ValueError("--model siammask needs --checkpoint RUN/model.pt (from mast train-baseline siammask)")
+    given = [flag for flag, (name, unset) in PROPAGATOR_FLAGS.items() if getattr(args, name) != unset]
+    if given:
+        raise ValueError(f"{', '.join(given)}: options of the memory propagator (--model mast), "
+                         "not of --model siammask")
+    model, saved = SiamMask.load(args.checkpoint, device)
+    try:
+        config = TrackerConfig(**saved)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{args.checkpoint} holds invalid tracker settings: {error}") from error
+    if args.box_from is not None:
+        config = replace(config, box_from=args.box_from)
+    return SiamMaskTracker(model, config, device, name=f"siammask:sha256:{file_sha256(args.checkpoint)}")
+
+
 #: ``--model`` names and how to build their tracker from the parsed arguments.
-MODELS = {"mast": mast_tracker}
+MODELS = {"mast": mast_tracker, "siammask": siammask_tracker}
 MODEL_NAMES = tuple(MODELS)
 
 

@@ -1,0 +1,235 @@
+"""The SiamMask network [SiamMask] on the shared backbone.
+
+Exemplar ``(B, 3, 127, 127)`` and search ``(B, 3, 255, 255)`` crops (RGB in
+``[0, 1]``) go through one :class:`~mast.models.backbone.ResNetBackbone` (output
+stride 8; layer4 features, its 3x3 ``head`` is not used). Every branch has its
+own unshared 1x1 *adjust* layers (one for the exemplar, one for the search
+region), then a depth-wise cross-correlation gives its ``(B, C, 17, 17)`` RoWs,
+and a head (1x1 conv with normalisation and ReLU, then a 1x1 conv) reads them:
+
+* two-branch (``branches: 2``, SiamFC mode): one similarity logit per RoW, ``(B, 1, 17, 17)``;
+* three-branch (``branches: 3``, SiamRPN mode): ``(B, k, 2, 17, 17)`` background / object
+  logits and ``(B, k, 4, 17, 17)`` box deltas for ``k`` anchors per RoW;
+* mask (``mask: true``): a ``63 x 63`` mask per RoW, computed only for the RoWs asked
+  for (positive RoWs in training, the best one when tracking); with ``refine: true``
+  the refinement module (after Pinheiro et al., [SiamMask] App. A) replaces the head's
+  last layer: it upsamples the RoW with skip connections to layer1..3 features of the
+  search crop to ``127 x 127``.
+
+With ``mask: false`` the model is SiamFC (two-branch) or SiamRPN (three-branch).
+A mask of side ``S`` covers the RoW's 127-pixel window of the search crop,
+sample ``k`` at ``centre + (k - (S - 1) / 2) * 127 / S`` (the :func:`square_crop` grid).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mast.common.checkpoints import load_checkpoint, save_checkpoint
+from mast.common.config import require
+from mast.models.backbone import BackboneConfig, ResNetBackbone, saved_backbone_config
+from mast.models.siammask.geometry import EXEMPLAR_FEATURES, EXEMPLAR_SIZE
+
+MASK_SIZE = 63
+REFINED_SIZE = EXEMPLAR_SIZE
+#: ``model.pt``'s ``format`` entry.
+FORMAT = "mast-siammask"
+
+
+@dataclass(frozen=True)
+class SiamMaskConfig:
+    """Attributes:
+    branches: 2 (SiamFC-style similarity [+ mask]) or 3 (SiamRPN anchors: score + box [+ mask]).
+    mask: the mask branch (off: plain SiamFC / SiamRPN).
+    refine: the refinement module on the mask branch (off: the paper's "w/o R").
+    channels: outputs of the adjust layers and the heads' hidden layer (256 in the paper).
+    anchor_ratios: three-branch: ``h / w`` of the ``k`` anchors per RoW.
+    anchor_scale: three-branch: anchor side ``8 * scale`` pixels of the search crop (square anchor).
+    refine_width: channels of the refinement module's first stage (halved at each of the next two).
+    """
+
+    branches: int = 3
+    mask: bool = True
+    refine: bool = False
+    channels: int = 256
+    anchor_ratios: tuple[float, ...] = (0.33, 0.5, 1.0, 2.0, 3.0)
+    anchor_scale: float = 8.0
+    refine_width: int = 32
+
+    def __post_init__(self) -> None:
+        require(self.branches in (2, 3), "branches", "must be 2 (SiamFC mode) or 3 (SiamRPN mode)", self.branches)
+        require(self.channels >= 1, "channels", "must be an integer >= 1", self.channels)
+        require(bool(self.anchor_ratios) and min(self.anchor_ratios) > 0, "anchor_ratios",
+                "must be a non-empty list of ratios h / w > 0", self.anchor_ratios)
+        require(self.anchor_scale > 0, "anchor_scale", "must be a number > 0", self.anchor_scale)
+        require(self.mask or not self.refine, "refine", "needs mask: true (it refines the mask branch)", self.refine)
+        require(self.refine_width >= 4 and self.refine_width % 4 == 0, "refine_width",
+                "must be a multiple of 4, >= 4", self.refine_width)
+        object.__setattr__(self, "anchor_ratios", tuple(self.anchor_ratios))
+
+    @property
+    def num_anchors(self) -> int:
+        """Anchors per RoW: ``len(anchor_ratios)`` for three branches, 1 (the RoW itself) for two."""
+        return len(self.anchor_ratios) if self.branches == 3 else 1
+
+    @property
+    def mask_size(self) -> int:
+        """The side of a predicted mask: 127 refined, else 63."""
+        return REFINED_SIZE if self.refine else MASK_SIZE
+
+    def branch_names(self) -> list[str]:
+        return ["score"] + (["box"] if self.branches == 3 else []) + (["mask"] if self.mask else [])
+
+
+def depthwise_correlation(search: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """Per-channel cross-correlation of every search map with its own kernel.
+
+    ``search`` ``(B, C, H, W)``, ``kernel`` ``(B, C, h, w)`` -> ``(B, C, H - h + 1, W - w + 1)``.
+    """
+    batch, channels = kernel.shape[:2]
+    out = F.conv2d(search.reshape(1, batch * channels, *search.shape[-2:]),
+                   kernel.reshape(batch * channels, 1, *kernel.shape[-2:]), groups=batch * channels)
+    return out.view(batch, channels, *out.shape[-2:])
+
+
+def _conv_bn(in_channels: int, out_channels: int, relu: bool) -> nn.Sequential:
+    layers = [nn.Conv2d(in_channels, out_channels, 1, bias=False), nn.BatchNorm2d(out_channels)]
+    return nn.Sequential(*layers, *([nn.ReLU(inplace=True)] if relu else []))
+
+
+class Refinement(nn.Module):
+    """Stacked refinement modules: a RoW ``(N, C)`` deconvolved to ``16 x 16``, merged with its
+    window's layer3 (``16 x 16``), layer2 (``32 x 32``) and layer1 (``64 x 64``) search features,
+    upsampling by 2 between them; ``(N, 127, 127)`` mask logits."""
+
+    def __init__(self, row_channels: int, skip_channels: tuple[int, int, int], width: int) -> None:
+        super().__init__()
+        widths = (width, width // 2, width // 4)
+        self.deconv = nn.ConvTranspose2d(row_channels, widths[0], EXEMPLAR_FEATURES)
+        # skips: layer3, layer2, layer1 (coarse to fine)
+        self.skips = nn.ModuleList(nn.Sequential(nn.Conv2d(c, w, 3, padding=1), nn.ReLU(inplace=True))
+                                   for c, w in zip(skip_channels, widths))
+        outs = (widths[1], widths[2], 1)
+        self.merges = nn.ModuleList(nn.Conv2d(w, o, 3, padding=1) for w, o in zip(widths, outs))
+
+    def forward(self, rows: torch.Tensor, skips: list[torch.Tensor]) -> torch.Tensor:
+        x = F.relu(self.deconv(rows[:, :, None, None]))
+        for index, (skip, project, merge) in enumerate(zip(skips, self.skips, self.merges)):
+            x = merge(x + project(skip))
+            if index < 2:
+                x = F.interpolate(F.relu(x), scale_factor=2, mode="bilinear", align_corners=False)
+        # layer1 samples every second search pixel of the window: 64 samples -> 127 pixels.
+        return F.interpolate(x, size=(REFINED_SIZE, REFINED_SIZE), mode="bilinear", align_corners=True)[:, 0]
+
+
+class SiamMask(nn.Module):
+    """SiamMask / SiamFC / SiamRPN (module docstring) on ``ResNetBackbone(backbone_config)``."""
+
+    def __init__(self, backbone_config: BackboneConfig, config: SiamMaskConfig) -> None:
+        super().__init__()
+        if backbone_config.output_stride != 8:
+            raise ValueError(f"SiamMask needs a backbone of output stride 8, got model.output_stride "
+                             f"{backbone_config.output_stride}")
+        self.config = config
+        self.backbone = ResNetBackbone(backbone_config)
+        self.backbone.head = nn.Identity()  # the Siamese branches read layer4 through their adjust layers
+        top, channels, k = backbone_config.widths[3], config.channels, config.num_anchors
+        names = config.branch_names()
+        self.adjust = nn.ModuleDict({name: nn.ModuleDict({"exemplar": _conv_bn(top, channels, relu=False),
+                                                          "search": _conv_bn(top, channels, relu=False)})
+                                     for name in names})
+        outputs = {"score": 2 * k if config.branches == 3 else 1, "box": 4 * k}
+        self.heads = nn.ModuleDict({name: nn.Sequential(_conv_bn(channels, channels, relu=True),
+                                                        nn.Conv2d(channels, outputs[name], 1))
+                                    for name in names if name != "mask"})
+        if config.refine:
+            self.refinement = Refinement(channels, tuple(backbone_config.widths[2::-1]), config.refine_width)
+        elif config.mask:
+            self.mask_hidden = _conv_bn(channels, channels, relu=True)
+            # The last 1x1 conv of the mask head, applied only to the RoWs asked for.
+            self.mask_out = nn.Linear(channels, MASK_SIZE * MASK_SIZE)
+
+    def templates(self, exemplar: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Exemplar crops ``(B, 3, 127, 127)`` -> each branch's correlation kernel ``(B, C, 16, 16)``."""
+        top = self.backbone.stages(self.backbone.prepare(exemplar))[-1]
+        return {name: adjust["exemplar"](top) for name, adjust in self.adjust.items()}
+
+    def respond(self, templates: dict[str, torch.Tensor], search: torch.Tensor) -> dict[str, Any]:
+        """Search crops ``(B, 3, 255, 255)`` against ``templates`` (:meth:`templates`).
+
+        Returns a dict: ``score`` (``(B, 1, 17, 17)`` or ``(B, k, 2, 17, 17)``), ``box``
+        (``(B, k, 4, 17, 17)``, three branches), and with the mask branch either ``hidden``
+        (the mask head's hidden layer, ``(B, C, 17, 17)``) or, refined, ``rows`` (the mask
+        branch's correlation) and ``skips`` (layer3, layer2, layer1 search features).
+        """
+        stages = self.backbone.stages(self.backbone.prepare(search))
+        batch, k = search.shape[0], self.config.num_anchors
+        rows = {name: depthwise_correlation(adjust["search"](stages[-1]), templates[name])
+                for name, adjust in self.adjust.items()}
+        out: dict[str, Any] = {}
+        score = self.heads["score"](rows["score"])
+        out["score"] = score.view(batch, k, 2, *score.shape[-2:]) if self.config.branches == 3 else score
+        if "box" in self.heads:
+            box = self.heads["box"](rows["box"])
+            out["box"] = box.view(batch, k, 4, *box.shape[-2:])
+        if self.config.refine:
+            out["rows"], out["skips"] = rows["mask"], stages[2::-1]
+        elif self.config.mask:
+            out["hidden"] = self.mask_hidden(rows["mask"])
+        return out
+
+    def row_masks(self, response: dict[str, Any], rows: torch.Tensor) -> torch.Tensor:
+        """Mask logits ``(N, S, S)`` (``S`` = :attr:`SiamMaskConfig.mask_size`) of the RoWs
+        ``rows`` ``(N, 3)`` long ``(batch index, i, j)`` of a :meth:`respond` output."""
+        b, i, j = rows.unbind(1)
+        if not self.config.refine:
+            return self.mask_out(response["hidden"][b, :, i, j]).view(-1, MASK_SIZE, MASK_SIZE)
+        skips = []
+        for factor, features in zip((1, 2, 4), response["skips"]):
+            side = EXEMPLAR_FEATURES * factor
+            skips.append(torch.stack([features[bn, :, factor * y:factor * y + side, factor * x:factor * x + side]
+                                      for bn, y, x in rows.tolist()]))
+        return self.refinement(response["rows"][b, :, i, j], skips)
+
+    def forward(self, exemplar: torch.Tensor, search: torch.Tensor, rows: torch.Tensor | None = None) -> dict[str, Any]:
+        """:meth:`respond` to :meth:`templates`, with ``masks`` (:meth:`row_masks`) of ``rows`` if given."""
+        response = self.respond(self.templates(exemplar), search)
+        if rows is not None and self.config.mask:
+            response["masks"] = self.row_masks(response, rows)
+        return response
+
+    def load_backbone(self, state: dict[str, torch.Tensor]) -> None:
+        """Starts the backbone from a ``mast pretrain`` backbone's weights (its ``head`` is dropped)."""
+        self.backbone.load_state_dict({k: v for k, v in state.items() if not k.startswith("head.")})
+
+    def payload(self, tracker: dict[str, Any] | None = None) -> dict[str, Any]:
+        """What ``model.pt`` holds: configs as plain dicts, the tracker's settings, weights."""
+        return {"format": FORMAT, "backbone_config": asdict(self.backbone.config),
+                "siammask_config": asdict(self.config), "tracker": dict(tracker or {}),
+                "state_dict": self.state_dict()}
+
+    def save(self, path: str | os.PathLike, tracker: dict[str, Any] | None = None) -> None:
+        """Writes ``model.pt`` atomically (weights only, as every checkpoint of the library)."""
+        save_checkpoint(self.payload(tracker), path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple["SiamMask", dict]:
+        """A ``model.pt`` of :meth:`save` -> ``(model in eval mode, its tracker settings)``."""
+        payload = load_checkpoint(path, "SiamMask checkpoint", map_location)
+        if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+            raise ValueError(f"{path} is not a SiamMask model.pt (mast train-baseline siammask writes one)")
+        try:
+            config = SiamMaskConfig(**payload["siammask_config"])
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{path} holds an invalid siammask_config: {error}") from error
+        model = cls(saved_backbone_config(payload["backbone_config"], path), config)
+        try:
+            model.load_state_dict(payload["state_dict"])
+        except RuntimeError as error:
+            raise ValueError(f"{path} does not match its SiamMask architecture: {error}") from error
+        return model.to(map_location).eval(), dict(payload.get("tracker", {}))
