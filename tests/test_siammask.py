@@ -475,3 +475,16 @@ def test_cli_bad_input_is_one_line_and_writes_nothing(trained, davis, tmp_path, 
                  "--video", str(davis / "JPEGImages" / "480p" / "seq0"), "--first-mask", str(empty)]) == 2
     assert "the first-frame annotation has no object" in capsys.readouterr().err
     assert not (tmp_path / "res").exists()
+
+
+def test_validation_scores_the_tracker_during_training(davis, tmp_path):
+    import json
+
+    from mast.train.validation import Validator
+
+    config = tiny_config(phases(2), "siammask.branches=2", "train.batch_size=2")
+    run = tmp_path / "run"
+    Trainer(Task(config, davis), run, validator=Validator(davis, every=1, max_frames=4)).run()
+    history = json.loads((run / "validation.json").read_text())["history"]
+    assert [entry["step"] for entry in history] == [1, 2] and {entry["best"] for entry in history} == {"siammask"}
+    assert 0 <= history[-1]["siammask"]["J&F"] <= 1 and (run / "best-model.pt").is_file()
