@@ -121,8 +121,24 @@ def mast_tracker(args: argparse.Namespace, device) -> Propagator:
     return Propagator(extractor, build_config(args, extractor), device)
 
 
+def ranet_tracker(args: argparse.Namespace, device) -> Tracker:
+    """``--model ranet``: the ``model.pt`` of ``mast train-baseline ranet`` (``--checkpoint``, required).
+    The memory-propagation flags do not apply and are refused; ``--preset`` is ignored."""
+    from mast.models.ranet_tracker import RANetTracker
+
+    if args.checkpoint is None:
+        raise ValueError("--model ranet needs --checkpoint RUN/model.pt (written by mast train-baseline ranet)")
+    given = {"--long-term": args.long_term, "--short-term": args.short_term, "--window": args.window,
+             "--topk": args.topk, "--temperature": args.temperature, "--cosine/--dot": args.normalize,
+             "--soft-labels/--hard-labels": args.soft_labels, "--no-roi": args.no_roi or None}
+    refused = [flag for flag, value in given.items() if value is not None]
+    if refused:
+        raise ValueError(f"{', '.join(refused)}: only for --model mast (memory propagation), not --model ranet")
+    return RANetTracker.from_checkpoint(args.checkpoint, device)
+
+
 #: ``--model`` names and how to build their tracker from the parsed arguments.
-MODELS = {"mast": mast_tracker}
+MODELS = {"mast": mast_tracker, "ranet": ranet_tracker}
 MODEL_NAMES = tuple(MODELS)
 
 
