@@ -24,7 +24,8 @@ from mast.common.outputs import file_sha256
 from mast.models.ranet import RANet, Template
 from mast.models.tracker import TrackerStep
 
-#: The loose box is never smaller than this (pixels per side), so the decoder sees several feature cells.
+#: The loose box is never smaller than this (pixels per side) by default, so the decoder sees
+#: several feature cells.
 MIN_CROP = 64
 _EPS = 1e-6
 
@@ -64,28 +65,31 @@ class RANetTracker:
         name: what the results were made with (``ranet:sha256:...`` from :meth:`from_checkpoint`).
         loose_crop: segment inside the loose box of the previous masks; None: the model's
             ``config.loose_crop``.
+        min_crop: the loose box's smallest side in pixels.
     """
 
     def __init__(self, model: RANet, device: torch.device | str = "cpu", name: str = "ranet",
-                 loose_crop: bool | None = None) -> None:
+                 loose_crop: bool | None = None, min_crop: int = MIN_CROP) -> None:
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.name = name
         self.loose_crop = model.config.loose_crop if loose_crop is None else loose_crop
+        self.min_crop = min_crop
         self.template: Template | None = None
         self.previous: torch.Tensor | None = None
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, device: torch.device | str = "cpu",
-                        loose_crop: bool | None = None) -> "RANetTracker":
+                        loose_crop: bool | None = None, min_crop: int = MIN_CROP) -> "RANetTracker":
         """The tracker of a ``model.pt`` of ``mast train-baseline ranet`` (read weights only)."""
-        return cls(RANet.load(path, map_location="cpu"), device, f"ranet:sha256:{file_sha256(path)}", loose_crop)
+        return cls(RANet.load(path, map_location="cpu"), device, f"ranet:sha256:{file_sha256(path)}", loose_crop,
+                   min_crop)
 
     def settings(self) -> dict:
         config = self.model.config
         return {"model": "ranet", "ranked_maps": config.ranked_maps, "discriminant": config.discriminant,
                 "neighbourhood_max": config.neighbourhood_max, "loose_crop": self.loose_crop,
-                "crop_scale": config.crop_scale}
+                "crop_scale": config.crop_scale, "min_crop": self.min_crop}
 
     @torch.no_grad()
     def start(self, frame: torch.Tensor, labels: torch.Tensor) -> None:
@@ -112,7 +116,7 @@ class RANetTracker:
             raise ValueError(f"frame is {height}x{width} (HxW) but the video started at "
                              f"{self.previous.shape[-2]}x{self.previous.shape[-1]}")
         count = self.previous.shape[0]
-        x0, y0, x1, y1 = (loose_box(self.previous, self.model.config.crop_scale) if self.loose_crop
+        x0, y0, x1, y1 = (loose_box(self.previous, self.model.config.crop_scale, self.min_crop) if self.loose_crop
                           else (0, 0, width, height))
         current = self.model.encode(frame[None, :, y0:y1, x0:x1]).expand(count)
         logits = self.model.segment(self.template, current, self.previous[:, y0:y1, x0:x1])
