@@ -45,7 +45,8 @@ def write_davis(root: Path, videos: dict[str, tuple[torch.Tensor, torch.Tensor]]
             pixels = (frame.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
             Image.fromarray(pixels).save(images / f"{t:05d}.jpg", quality=95)
             if masks:
-                write_palette_png(root / "Annotations" / "480p" / name / f"{t:05d}.png", ids[t].numpy().astype(np.uint8))
+                path = root / "Annotations" / "480p" / name / f"{t:05d}.png"
+                write_palette_png(path, ids[t].numpy().astype(np.uint8))
     (root / "ImageSets" / "2017").mkdir(parents=True)
     (root / "ImageSets" / "2017" / "val.txt").write_text("\n".join(videos) + "\n")
     return root

@@ -382,10 +382,10 @@ class RANet(nn.Module):
         payload = load_checkpoint(path, "RANet checkpoint", map_location)
         if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
             raise ValueError(f"{path} is not a RANet model.pt (written by mast train-baseline ranet)")
-        model = cls(saved_backbone_config(payload["backbone_config"], path), saved_ranet_config(payload, path))
+        model = cls(saved_backbone_config(payload.get("backbone_config"), path), saved_ranet_config(payload, path))
         try:
-            model.load_state_dict(payload["state_dict"])
-        except (RuntimeError, KeyError) as error:
+            model.load_state_dict(payload.get("state_dict"))
+        except (RuntimeError, TypeError, AttributeError) as error:
             raise ValueError(f"{path} does not match the RANet architecture it names: {error}") from error
         return model
 

@@ -114,7 +114,8 @@ class Task:
     def collate(self, items: list[dict[str, Any]]) -> dict[str, Any]:
         return collate_samples(items)
 
-    def losses(self, model: torch.nn.Module, batch: dict[str, Any], generator: torch.Generator) -> dict[str, torch.Tensor]:
+    def losses(self, model: torch.nn.Module, batch: dict[str, Any],
+               generator: torch.Generator) -> dict[str, torch.Tensor]:
         logits = model(batch["template"], batch["template_mask"], batch["current"], batch["previous"])
         self._last = {key: batch[key][0].detach() for key in ("current", "target", "previous")}
         self._last["prediction"] = torch.sigmoid(logits[0].detach().float())

@@ -126,6 +126,8 @@ class RANetDataset(torch.utils.data.Dataset):
         return self.samples
 
     def __getitem__(self, index: int) -> dict[str, Any]:
+        if not 0 <= index < self.samples:
+            raise IndexError(f"sample index {index} out of range for {self.samples} samples")
         skipped, problems = 0, []
         for attempt in range(MAX_DRAWS):
             generator = item_generator(self.seed, self.phase, index, attempt)
