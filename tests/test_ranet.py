@@ -317,6 +317,17 @@ def test_resume_reproduces_the_uninterrupted_run(davis, tmp_path):
         torch.testing.assert_close(full[key], cut[key])
 
 
+@pytest.mark.parametrize("variant", [{}, {"discriminant": True, "neighbourhood_max": True}])
+def test_every_parameter_learns(variant):
+    """What DDP needs of a model (the loop's DDP itself is tests/test_train.py's): no unused parameter."""
+    model = tiny_model(ranked_maps=8, **variant).train()
+    mask = torch.zeros(2, 64, 64)
+    mask[:, 16:40, 16:40] = 1
+    model(torch.rand(2, 3, 64, 64), mask, torch.rand(2, 3, 64, 64), mask).mean().backward()
+    # embed.0's gradient is zero at initialisation (behind the zero-initialised embed.2), but it has one.
+    assert [name for name, p in model.named_parameters() if p.grad is None] == []
+
+
 def test_restore_names_both_configs(davis, tmp_path):
     config = load_config(overrides=[*TINY, "phases=[{name: ranet, steps: 1}]", "train.batch_size=2"], schema=SCHEMA)
     Trainer(Task(config, davis), tmp_path / "run").run()
