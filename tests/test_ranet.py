@@ -392,13 +392,18 @@ def test_cli_bad_input_is_one_line(davis, tmp_path, capsys):
         load_config(overrides=["loss=dice"], schema=SCHEMA)
 
 
-def test_wrong_mask_sizes_are_refused():
+def test_wrong_mask_sizes_and_empty_first_labels_are_refused():
     model = tiny_model(ranked_maps=8)
     frame = torch.rand(1, 3, 64, 64)
     with pytest.raises(ValueError, match=r"template mask must be \(B, H, W\) at the template frame's size \(64, 64\)"):
         model(frame, torch.zeros(1, 32, 32), frame, torch.zeros(1, 64, 64))
     with pytest.raises(ValueError, match="previous mask must be"):
         model(frame, torch.zeros(1, 64, 64), frame, torch.zeros(1, 64, 60))
+    tracker = RANetTracker(model)
+    with pytest.raises(ValueError, match="hold no object"):
+        tracker.start(frame[0], torch.zeros(64, 64, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"first-frame labels are \(32, 32\) but the frame is \(64, 64\)"):
+        tracker.start(frame[0], torch.ones(32, 32, dtype=torch.long))
 
 
 def test_init_takes_the_backbone_of_a_pretrain_checkpoint(davis, tmp_path):

@@ -41,7 +41,9 @@ class RANetDataConfig:
         frames: 3: ``M_{t-1}`` is the mask of an annotated frame between template and current
             frame; 2: the current frame's own mask (both perturbed).
         max_gap: the frames of a sample are at most this many annotated frames apart.
-        scale: ``(low, high)`` area fractions of the random crop.
+        scale: ``(low, high)`` area fractions of the random crop (of the largest crop of ``size``'s
+            aspect). At 256 x 256, 0.28 of a 480p frame keeps its scale: lower bounds near that train
+            at the scale of inference, which segments the frames (or loose boxes) at their own size.
         hflip: probability of a horizontal flip (of the whole sample).
         dilate: the previous mask is dilated or eroded (equally often) by up to this many pixels.
         shift: ... and shifted by up to this many pixels in x and in y.
@@ -51,7 +53,7 @@ class RANetDataConfig:
     size: tuple[int, int] = (256, 256)
     frames: int = 3
     max_gap: int = 20
-    scale: tuple[float, float] = (0.5, 1.0)
+    scale: tuple[float, float] = (0.25, 1.0)
     hflip: float = 0.5
     dilate: int = 8
     shift: int = 8
