@@ -375,6 +375,10 @@ def test_cli_bad_input_is_one_line(davis, tmp_path, capsys):
     assert main(["train-baseline", "ranet", "--data", str(bare), "--out", str(tmp_path / "r")]) == 2
     error = capsys.readouterr().err.strip().splitlines()[-1]
     assert error.startswith("mast train-baseline: error: ") and "Annotations" in error
+    sets = [item for override in TINY for item in ("--set", override)]
+    assert main(["train-baseline", "ranet", "--data", str(davis), "--year", "2016", "--out", str(tmp_path / "y"),
+                 *sets]) == 2  # palette ids 1, 2 read as 0/255 masks: no object anywhere
+    assert "--year 2016 reads 0/255 masks" in capsys.readouterr().err.strip().splitlines()[-1]
     assert main(["propagate", "--model", "ranet", "--davis", str(davis), "--sequences", "one",
                  "--out", str(tmp_path / "p")]) == 2
     assert "--model ranet needs --checkpoint" in capsys.readouterr().err

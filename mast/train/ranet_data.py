@@ -149,7 +149,7 @@ class RANetDataset(torch.utils.data.Dataset):
                 return item
             problems.append(f"{video.name}: no object in the template crop")
         raise ValueError(f"{MAX_DRAWS} draws of training sample {index} in a row failed (the last: {problems[-1]}); "
-                         "check the training masks")
+                         "check the training masks (--year 2016 reads 0/255 masks, 2017 object ids)")
 
     def _sample(self, frames: torch.Tensor, ids: torch.Tensor, generator: torch.Generator) -> dict[str, Any] | None:
         """Frames ``(N, 3, H, W)`` and ids ``(N, H, W)`` -> an item, or None when the template crop has no object."""
