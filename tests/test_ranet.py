@@ -63,7 +63,10 @@ def iou(a: torch.Tensor, b: torch.Tensor) -> float:
 @pytest.fixture(autouse=True)
 def _threads():
     # One thread: these models are tiny, and two OpenMP threads on a busy 2-core machine mostly wait on each other.
+    before = torch.get_num_threads()
     torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -76,11 +79,15 @@ def davis(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def trained(davis, tmp_path_factory):
     """A tiny RANet trained for a few dozen steps on ``davis``: ``(run folder, loop summary)``."""
-    torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("run") / "ranet"
     config = load_config(overrides=[*TINY, "phases=[{name: ranet, steps: 60, lr: 0.003, lr_milestones: [0.7]}]"],
                          schema=SCHEMA)
-    summary = Trainer(Task(config, davis, None, 2017, None), out).run()
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # set up before the per-test fixture _threads
+    try:
+        summary = Trainer(Task(config, davis, None, 2017, None), out).run()
+    finally:
+        torch.set_num_threads(before)
     return out, summary
 
 
