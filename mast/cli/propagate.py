@@ -6,12 +6,15 @@ Examples:
   mast propagate --video clip.mp4 --first-mask frame0.png --out r/
   mast propagate --video frames/ --first-box 120,80,64,48 --checkpoint runs/x/backbone.pt --out r/
   mast propagate --model siammask --checkpoint runs/siammask/model.pt --davis DAVIS --out r/
+  mast propagate --model ranet --checkpoint runs/ranet/model.pt --davis DAVIS --out r/
 
 --model siammask runs a SiamMask / SiamRPN / SiamFC tracker trained by
 `mast train-baseline siammask` (--checkpoint RUN/model.pt, required): each
 object's box is taken from its first-frame mask (--box-from minmax or rotated)
-and tracked; the flags of the memory propagator (--preset, --window, ...) do
-not apply to it and are refused.
+and tracked. --model ranet runs a RANet trained by `mast train-baseline
+ranet` (--checkpoint RUN/model.pt, required): the first frame and its mask
+are the template. The flags of the memory propagator (--preset, --window,
+...) do not apply to the baselines and are refused.
 
 Without --checkpoint the raw-LAB-pixel baseline runs (features: LAB pixels
 averaged over 4x4 cells, affinity: negative squared distance), so the tool
@@ -67,7 +70,8 @@ def register(subparsers) -> None:
     source.add_argument("--first-box", help="first-frame box x,y,w,h in pixels for --video")
     model = parser.add_argument_group("model and protocol")
     model.add_argument("--model", choices=MODEL_NAMES, default="mast",
-                       help="which tracker: mast = the self-supervised memory propagator (default)")
+                       help="which tracker: mast = the self-supervised memory propagator (default); "
+                            "siammask, ranet = the supervised baselines (need --checkpoint RUN/model.pt)")
     model.add_argument("--checkpoint", type=Path, help="backbone checkpoint; default: the LAB-pixel baseline. "
                        "The propagation knobs saved in it apply unless flags override them. "
                        "--model siammask: the run's model.pt (required)")
@@ -142,6 +146,16 @@ PROPAGATOR_FLAGS = {"--preset": ("preset", None), "--long-term": ("long_term", N
                     "--cosine/--dot": ("normalize", None), "--soft-labels/--hard-labels": ("soft_labels", None)}
 
 
+def _check_baseline_arguments(args: argparse.Namespace, model: str) -> None:
+    """A baseline reads its own ``--checkpoint`` and takes none of the propagator's flags."""
+    if args.checkpoint is None:
+        raise ValueError(f"--model {model} needs --checkpoint RUN/model.pt (from mast train-baseline {model})")
+    given = [flag for flag, (name, unset) in PROPAGATOR_FLAGS.items() if getattr(args, name) != unset]
+    if given:
+        raise ValueError(f"{', '.join(given)}: options of the memory propagator (--model mast), "
+                         f"not of --model {model}")
+
+
 def siammask_tracker(args: argparse.Namespace, device):
     """``--model siammask``: a ``model.pt`` of ``mast train-baseline siammask``."""
     from dataclasses import replace
@@ -150,12 +164,7 @@ def siammask_tracker(args: argparse.Namespace, device):
     from mast.models.siammask.model import SiamMask
     from mast.models.siammask.tracker import SiamMaskTracker, TrackerConfig
 
-    if args.checkpoint is None:
-        raise ValueError("--model siammask needs --checkpoint RUN/model.pt (from mast train-baseline siammask)")
-    given = [flag for flag, (name, unset) in PROPAGATOR_FLAGS.items() if getattr(args, name) != unset]
-    if given:
-        raise ValueError(f"{', '.join(given)}: options of the memory propagator (--model mast), "
-                         "not of --model siammask")
+    _check_baseline_arguments(args, "siammask")
     model, saved = SiamMask.load(args.checkpoint, device)
     try:
         config = TrackerConfig(**saved)
@@ -166,8 +175,18 @@ def siammask_tracker(args: argparse.Namespace, device):
     return SiamMaskTracker(model, config, device, name=f"siammask:sha256:{file_sha256(args.checkpoint)}")
 
 
+def ranet_tracker(args: argparse.Namespace, device) -> Tracker:
+    """``--model ranet``: the ``model.pt`` of ``mast train-baseline ranet``."""
+    from mast.models.ranet_tracker import RANetTracker
+
+    _check_baseline_arguments(args, "ranet")
+    if args.box_from is not None:
+        raise ValueError("--box-from applies to --model siammask only")
+    return RANetTracker.from_checkpoint(args.checkpoint, device)
+
+
 #: ``--model`` names and how to build their tracker from the parsed arguments.
-MODELS = {"mast": mast_tracker, "siammask": siammask_tracker}
+MODELS = {"mast": mast_tracker, "siammask": siammask_tracker, "ranet": ranet_tracker}
 MODEL_NAMES = tuple(MODELS)
 
 

@@ -33,7 +33,7 @@ PACKAGED_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 #: ``mast train-baseline NAME``: the module of each baseline's task (``SCHEMA``, its config
 #: dataclass, and ``Task(config, root, sequences, year, init)``), imported when it runs.
-BASELINES: dict[str, str] = {"siammask": "mast.train.siammask"}
+BASELINES: dict[str, str] = {"siammask": "mast.train.siammask", "ranet": "mast.train.ranet"}
 
 BASELINE_DOC = """Train a supervised baseline on videos with object masks.
 

@@ -1,0 +1,113 @@
+"""Benchmark of the supervised baselines' tracking at 480p: frames per second and peak memory.
+
+Tracks a generated 854x480 video (one object) through the one tracker
+interface with SiamMask (three branches, the mask head), SiamMask-2B (two
+branches) and RANet, each built from its packaged config (``configs/``)
+with random weights (speed does not depend on them), side by side in one
+run, each case in a fresh process. The memory propagator with the LAB-pixel
+baseline (the mast preset) is measured beside them for scale.
+
+    python -m benchmarks.baselines                      # CPU
+    python -m benchmarks.baselines --device cuda --frames 60
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+
+from benchmarks._measure import report, run_isolated
+
+MODELS = ("siammask", "siammask-2b", "ranet", "mast-pixels")
+
+
+def build_tracker(model: str, device: torch.device):
+    """A tracker of ``model`` with random weights, as its packaged config builds it."""
+    from pathlib import Path
+
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    if model.startswith("siammask"):
+        from mast.models.siammask.model import SiamMask
+        from mast.models.siammask.tracker import SiamMaskTracker
+        from mast.train.config import load_config
+        from mast.train.siammask import SCHEMA
+
+        overrides = ["siammask.branches=2"] if model == "siammask-2b" else []
+        config = load_config(configs / "siammask.yaml", overrides, SCHEMA)
+        return SiamMaskTracker(SiamMask(config.model, config.siammask), config.tracker, device)
+    if model == "ranet":
+        from mast.models.ranet import RANet
+        from mast.models.ranet_tracker import RANetTracker
+        from mast.train.config import load_config
+        from mast.train.ranet import SCHEMA
+
+        config = load_config(configs / "ranet.yaml", [], SCHEMA)
+        return RANetTracker(RANet(config.model, config.ranet), device)
+    from mast.models.extractors import PixelExtractor
+    from mast.models.propagation import PropagationConfig, Propagator
+
+    config = PropagationConfig.preset("mast").with_overrides(**PixelExtractor.propagation)
+    return Propagator(PixelExtractor(), config, device)
+
+
+def measure_case(case: dict) -> dict:
+    """Tracks one generated video in this process; returns fps and peak memory."""
+    from benchmarks._measure import peak_memory
+    from mast.data.synthetic import translating_video
+    from mast.models.tracker import track
+
+    device = torch.device(case["device"])
+    torch.manual_seed(0)
+    frames, masks = translating_video(num_frames=case["frames"], height=480, width=854, num_objects=1)
+    tracker = build_tracker(case["model"], device)
+    timestamps = []
+
+    def run() -> None:
+        for _ in track(tracker, iter(frames), masks[0]):
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            timestamps.append(time.perf_counter())
+
+    memory = peak_memory(run, device.type)
+    warmup = min(3, len(timestamps) - 2)
+    fps = (len(timestamps) - 1 - warmup) / (timestamps[-1] - timestamps[warmup])
+    return {**case, "fps": fps, "peak_bytes": memory}
+
+
+def _table(rows: list[dict]) -> str:
+    lines = [f"{'model':<12} {'device':<6} {'frames/s':>9} {'peak MiB':>9}"]
+    for row in rows:
+        if "error" in row:
+            lines.append(f"{row['model']:<12} {row['device']:<6} error: {row['error']}")
+        else:
+            lines.append(f"{row['model']:<12} {row['device']:<6} {row['fps']:>9.2f} {row['peak_bytes'] / 2**20:>9.1f}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    parser.add_argument("--frames", type=int, default=12, help="frames of the generated 480p video (default 12)")
+    parser.add_argument("--models", default=",".join(MODELS), help="comma-separated subset of: " + ", ".join(MODELS))
+    parser.add_argument("--out", default=None, help="JSON output (default benchmarks/results/baselines-<device>.json)")
+    parser.add_argument("--case", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.case:
+        print(json.dumps(measure_case(json.loads(args.case))))
+        return 0
+    if args.frames < 6:
+        parser.error("--frames must be >= 6 (the first frames warm up)")
+    rows = []
+    for model in args.models.split(","):
+        if model not in MODELS:
+            parser.error(f"--models: unknown {model!r}; choose from {', '.join(MODELS)}")
+        rows.append(run_isolated("benchmarks.baselines", dict(model=model, device=args.device, frames=args.frames)))
+        print(f"  measured {model}", flush=True)
+    report("baselines", args.device, rows, _table(rows), args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

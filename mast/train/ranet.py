@@ -1,0 +1,156 @@
+"""``mast train-baseline ranet``: RANet [RANet] trained on videos with masks (docs/baselines.md §7.3).
+
+The task of the one training loop (:mod:`mast.train.loop`): samples of
+:mod:`mast.train.ranet_data` (template, current frame, perturbed previous
+mask, one object each), the model of :mod:`mast.models.ranet`, the loss the
+config's ``loss`` names (``bce``, ``soft-iou`` [Thesis] Eq. 3.1-3.3, or
+``both``, their sum). The run leaves ``model.pt`` (:meth:`RANet.save`), which
+``mast propagate --model ranet --checkpoint RUN/model.pt`` reads.
+
+Under ``--init BACKBONE.pt`` the backbone starts from a ``mast pretrain``
+backbone and ``model.*`` is that checkpoint's (colour space, widths, feature
+size), at output stride 8; the config's own ``model.*`` is then ignored.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mast.common.config import require
+from mast.data.annotated import discover_annotated
+from mast.models.backbone import BackboneConfig, saved_backbone_config
+from mast.models.ranet import RANet, RANetConfig, saved_ranet_config
+from mast.models.ranet_tracker import RANetTracker
+from mast.train.checkpoint import read_backbone_init
+from mast.train.config import PhaseConfig, RunConfig
+from mast.train.distributed import World
+from mast.train.mask_losses import MASK_LOSSES, mask_losses
+from mast.train.ranet_data import RANetDataConfig, RANetDataset, collate_samples
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RANetTrainingConfig:
+    """A RANet run (``config.yaml``); ``configs/ranet.yaml`` is the packaged recipe.
+
+    Attributes:
+        model: the backbone (output stride 8; taken from the checkpoint under ``--init``).
+        ranet: the ranking attention module, decoder and inference crop.
+        loss: bce | soft-iou | both (their sum).
+        data: samples, their size and the previous-mask perturbation.
+        train / phases: the loop's sections (a phase's ``mode`` and ``pair_gaps`` are not used).
+    """
+
+    model: BackboneConfig = field(default_factory=lambda: BackboneConfig(
+        colour_space="rgb", output_stride=8, feature_dim=64, widths=(32, 64, 128, 128), blocks=(1, 1, 1, 1)))
+    ranet: RANetConfig = field(default_factory=RANetConfig)
+    loss: str = "both"
+    data: RANetDataConfig = field(default_factory=RANetDataConfig)
+    train: RunConfig = field(default_factory=lambda: RunConfig(batch_size=8))
+    phases: tuple[PhaseConfig, ...] = (PhaseConfig(name="ranet", steps=20000, lr=1e-4),)
+
+    def __post_init__(self) -> None:
+        require(self.model.output_stride == 8, "model.output_stride", "must be 8 (RANet's correlation maps)",
+                self.model.output_stride)
+        require(self.model.in_channels == 3, "model.in_channels", "must be 3 (colour frames)", self.model.in_channels)
+        require(self.loss in MASK_LOSSES, "loss", f"must be one of {', '.join(MASK_LOSSES)}", self.loss)
+        require(bool(self.phases), "phases", "must be a non-empty list of phase mappings", list(self.phases))
+
+
+#: ``mast train-baseline ranet``'s config schema.
+SCHEMA = RANetTrainingConfig
+
+
+class Task:
+    """RANet training on the annotated videos under ``root`` (see :mod:`mast.train.tasks`).
+
+    Args:
+        config: a resolved :class:`RANetTrainingConfig`.
+        root: a DAVIS or YouTube-VOS folder with ``Annotations/``.
+        sequences: the sequences to use; None: every sequence with two or more masks.
+        year: 2016 (0/255 masks, one object) or 2017 (palette object ids).
+        init: a ``mast pretrain`` backbone to start from, or None.
+    """
+
+    final_name = "model.pt"
+
+    def __init__(self, config: RANetTrainingConfig, root: Path, sequences: list[str] | None = None,
+                 year: int = 2017, init: Path | None = None) -> None:
+        self.init_state = None
+        if init is not None:
+            # Read now, not in build(): the loop saves this config (with the checkpoint's model.*) as config.yaml.
+            backbone, self.init_state = read_backbone_init(Path(init), output_stride=8)
+            config = replace(config, model=backbone)
+        self.config, self.root, self.sequences, self.year = config, Path(root), sequences, year
+        self.inputs = [str(root)]
+        self._last: dict[str, torch.Tensor] | None = None
+
+    def build(self, world: World) -> RANet:
+        self.world = world
+        self.videos = discover_annotated(self.root, self.sequences, self.year)
+        torch.manual_seed(self.config.train.seed)
+        self.model = RANet(self.config.model, self.config.ranet)
+        if self.init_state is not None:
+            self.model.backbone.load_state_dict(self.init_state)
+        self.model.to(world.device)
+        if world.is_main:
+            logger.info("%d annotated videos (%d frames with masks) on %s, %d process(es)", len(self.videos),
+                        sum(len(v) for v in self.videos), world.device, world.size)
+        return self.model
+
+    def describe(self) -> dict[str, Any]:
+        return {"videos": len(self.videos), "annotated_frames": sum(len(v) for v in self.videos),
+                "sequences": [v.name for v in self.videos], "year": self.year}
+
+    def setup_outputs(self, out_dir: Path, world: World) -> None:
+        """Nothing: RANet needs no file in its run folder before the first step."""
+
+    def dataset(self, phase_index: int, samples: int) -> RANetDataset:
+        return RANetDataset(self.videos, samples, self.config.data, self.config.train.seed, phase_index)
+
+    def collate(self, items: list[dict[str, Any]]) -> dict[str, Any]:
+        return collate_samples(items)
+
+    def losses(self, model: torch.nn.Module, batch: dict[str, Any],
+               generator: torch.Generator) -> dict[str, torch.Tensor]:
+        logits = model(batch["template"], batch["template_mask"], batch["current"], batch["previous"])
+        self._last = {key: batch[key][0].detach() for key in ("current", "target", "previous")}
+        self._last["prediction"] = torch.sigmoid(logits[0].detach().float())
+        return mask_losses(logits, batch["target"], self.config.loss)
+
+    def picture(self) -> tuple[str, torch.Tensor] | None:
+        """The last batch's first sample: current frame, target, previous mask, prediction."""
+        if self._last is None:
+            return None
+        last = self._last
+        masks = [last[key].float().clamp(0, 1)[None].expand(3, -1, -1) for key in ("target", "previous", "prediction")]
+        return "current_target_previous_prediction", torch.cat([last["current"].float(), *masks], dim=2).cpu()
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        return {"model": self.model.state_dict(), "backbone_config": asdict(self.model.backbone.config),
+                "ranet_config": asdict(self.model.config)}
+
+    def restore(self, path: Path, payload: dict[str, Any]) -> None:
+        if "backbone_config" not in payload or "ranet_config" not in payload:
+            raise ValueError(f"{path} is not a RANet training checkpoint (no backbone_config/ranet_config)")
+        theirs = (saved_backbone_config(payload["backbone_config"], path), saved_ranet_config(payload, path))
+        ours = (self.model.backbone.config, self.model.config)
+        if theirs != ours:
+            raise ValueError(f"{path} holds RANet {theirs[0]}, {theirs[1]}, but this run's config builds "
+                             f"{ours[0]}, {ours[1]}")
+        try:
+            self.model.load_state_dict(payload["model"])
+        except RuntimeError as error:
+            raise ValueError(f"{path} does not match the RANet architecture: {error}") from error
+
+    def validation_trackers(self) -> dict[str, RANetTracker]:
+        """The model as it is now, tracking as ``mast propagate --model ranet`` does."""
+        return {"ranet": RANetTracker(self.model, self.world.device, name="training")}
+
+    def save_final(self, path: Path, variant: str | None = None) -> None:
+        self.model.save(path)

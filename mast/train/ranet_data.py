@@ -1,0 +1,184 @@
+"""RANet's training samples: frames of one video with masks, and a perturbed previous mask.
+
+A sample is drawn from the annotated frames of one video
+(:func:`mast.data.annotated.draw_frames`, at most ``max_gap`` apart, in
+temporal order): the template frame ``I_0`` and its object mask, the current
+frame ``I_t`` and its mask (the target), and the previous mask ``M_{t-1}``:
+the mask of the annotated frame between them (``frames: 3``) or the current
+frame's own mask (``frames: 2``), randomly dilated or eroded and shifted, as
+the imperfect masks the model gets from itself at inference [RANet]. One
+object per sample, drawn uniformly among those of the (cropped) template.
+No static images: every sample is a real video's frames.
+
+All frames of a sample share one random crop (``scale``: its area fraction of
+the largest crop of ``size``'s aspect) and flip, resized to ``size``
+(bilinear for frames, nearest for masks). Item ``i`` of a phase depends only
+on ``(seed, phase, i)``; a frame that does not decode (or a mask of the wrong
+size) is skipped with a warning naming it and the item is drawn again
+(``skipped_clips`` counts that).
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from mast.common.config import require
+from mast.data.annotated import AnnotatedVideo, draw_frames
+from mast.data.clips import item_generator
+
+#: Draws of one item before giving up (frames that do not decode, templates without an object).
+MAX_DRAWS = 20
+
+
+@dataclass(frozen=True)
+class RANetDataConfig:
+    """Attributes:
+        size: ``(height, width)`` of the training samples, in pixels.
+        frames: 3: ``M_{t-1}`` is the mask of an annotated frame between template and current
+            frame; 2: the current frame's own mask (both perturbed).
+        max_gap: the frames of a sample are at most this many annotated frames apart.
+        scale: ``(low, high)`` area fractions of the random crop (of the largest crop of ``size``'s
+            aspect). At 256 x 256, 0.28 of a 480p frame keeps its scale: lower bounds near that train
+            at the scale of inference, which segments the frames (or loose boxes) at their own size.
+        hflip: probability of a horizontal flip (of the whole sample).
+        dilate: the previous mask is dilated or eroded (equally often) by up to this many pixels.
+        shift: ... and shifted by up to this many pixels in x and in y.
+        workers: DataLoader worker processes (0: load in the training process).
+    """
+
+    size: tuple[int, int] = (256, 256)
+    frames: int = 3
+    max_gap: int = 20
+    scale: tuple[float, float] = (0.25, 1.0)
+    hflip: float = 0.5
+    dilate: int = 8
+    shift: int = 8
+    workers: int = 2
+
+    def __post_init__(self) -> None:
+        require(len(self.size) == 2 and min(self.size) >= 16, "size", "must be [height, width], each >= 16 pixels",
+                self.size)
+        require(self.frames in (2, 3), "frames", "must be 2 or 3", self.frames)
+        require(self.max_gap >= 1, "max_gap", "must be an integer >= 1", self.max_gap)
+        require(len(self.scale) == 2 and 0 < self.scale[0] <= self.scale[1] <= 1, "scale",
+                "must be [low, high] with 0 < low <= high <= 1", self.scale)
+        require(0 <= self.hflip <= 1, "hflip", "must be a probability in [0, 1]", self.hflip)
+        require(self.dilate >= 0, "dilate", "must be an integer >= 0 (pixels)", self.dilate)
+        require(self.shift >= 0, "shift", "must be an integer >= 0 (pixels)", self.shift)
+        require(self.workers >= 0, "workers", "must be an integer >= 0", self.workers)
+        object.__setattr__(self, "size", tuple(self.size))
+        object.__setattr__(self, "scale", tuple(self.scale))
+
+
+def _uniform(low: float, high: float, generator: torch.Generator) -> float:
+    return low + (high - low) * float(torch.rand((), generator=generator))
+
+
+def _integer(low: int, high: int, generator: torch.Generator) -> int:
+    """Uniform in ``low..high`` inclusive."""
+    return int(torch.randint(low, high + 1, (), generator=generator))
+
+
+def _max_filter(mask: torch.Tensor, radius: int) -> torch.Tensor:
+    """``(1, 1, H, W)``: the maximum over each pixel's ``(2 radius + 1)``-square (a dilation)."""
+    return F.max_pool2d(mask, 2 * radius + 1, stride=1, padding=radius)
+
+
+def perturb_mask(mask: torch.Tensor, dilate: int, shift: int, generator: torch.Generator) -> torch.Tensor:
+    """``mask`` ``(H, W)`` in {0, 1} dilated or eroded by ``0..dilate`` pixels (a square
+    structuring element), then shifted by ``-shift..shift`` pixels in x and y (zeros enter)."""
+    radius, erode = _integer(0, dilate, generator), bool(torch.rand((), generator=generator) < 0.5)
+    out = mask.float()[None, None]
+    if radius:
+        out = 1 - _max_filter(1 - out, radius) if erode else _max_filter(out, radius)
+    dx, dy = _integer(-shift, shift, generator), _integer(-shift, shift, generator)
+    height, width = mask.shape
+    pad = max(abs(dx), abs(dy))
+    padded = F.pad(out, (pad, pad, pad, pad))
+    return padded[0, 0, pad - dy:pad - dy + height, pad - dx:pad - dx + width]
+
+
+def _crop_box(height: int, width: int, size: tuple[int, int], scale: tuple[float, float],
+              generator: torch.Generator) -> tuple[int, int, int, int]:
+    """``(top, left, crop height, crop width)``: a random crop of ``size``'s aspect."""
+    aspect = size[1] / size[0]
+    full_height = min(height, width / aspect)
+    factor = _uniform(scale[0], scale[1], generator) ** 0.5
+    crop_height = max(1, min(height, round(full_height * factor)))
+    crop_width = max(1, min(width, round(full_height * factor * aspect)))
+    top = _integer(0, height - crop_height, generator)
+    left = _integer(0, width - crop_width, generator)
+    return top, left, crop_height, crop_width
+
+
+class RANetDataset(torch.utils.data.Dataset):
+    """``samples`` items of phase ``phase`` (module docstring); an item is a dict of
+    ``template``, ``current`` ``(3, H, W)`` RGB in ``[0, 1]``, ``template_mask``, ``target``,
+    ``previous`` ``(H, W)`` float in {0, 1}, ``video`` (name), ``skipped_clips`` (int)."""
+
+    def __init__(self, videos: list[AnnotatedVideo], samples: int, config: RANetDataConfig, seed: int,
+                 phase: int) -> None:
+        self.videos, self.samples, self.config, self.seed, self.phase = videos, samples, config, seed, phase
+
+    def __len__(self) -> int:
+        return self.samples
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        if not 0 <= index < self.samples:
+            raise IndexError(f"sample index {index} out of range for {self.samples} samples")
+        skipped, problems = 0, []
+        for attempt in range(MAX_DRAWS):
+            generator = item_generator(self.seed, self.phase, index, attempt)
+            video_index, indices = draw_frames(self.videos, self.config.frames, self.config.max_gap, generator)
+            video = self.videos[video_index]
+            try:
+                frames, ids = zip(*(video.read(i) for i in indices))
+            except (ValueError, FileNotFoundError) as error:
+                warnings.warn(f"skipping a sample of {video.name}: {error}; drawing another", RuntimeWarning,
+                              stacklevel=2)
+                skipped += 1
+                problems.append(str(error))
+                continue
+            item = self._sample(torch.stack(frames), torch.stack(ids), generator)
+            if item is not None:
+                item.update(video=video.name, skipped_clips=skipped)
+                return item
+            problems.append(f"{video.name}: no object in the template crop")
+        raise ValueError(f"{MAX_DRAWS} draws of training sample {index} in a row failed (the last: {problems[-1]}); "
+                         "check the training masks (--year 2016 reads 0/255 masks, 2017 object ids)")
+
+    def _sample(self, frames: torch.Tensor, ids: torch.Tensor, generator: torch.Generator) -> dict[str, Any] | None:
+        """Frames ``(N, 3, H, W)`` and ids ``(N, H, W)`` -> an item, or None when the template crop has no object."""
+        config = self.config
+        top, left, height, width = _crop_box(*frames.shape[-2:], config.size, config.scale, generator)
+        frames = frames[..., top:top + height, left:left + width]
+        ids = ids[..., top:top + height, left:left + width]
+        if float(torch.rand((), generator=generator)) < config.hflip:
+            frames, ids = frames.flip(-1), ids.flip(-1)
+        frames = F.interpolate(frames, size=config.size, mode="bilinear", align_corners=False,
+                               antialias=True).clamp(0, 1)
+        ids = F.interpolate(ids[:, None].float(), size=config.size, mode="nearest-exact")[:, 0].long()
+        objects = torch.unique(ids[0])
+        objects = objects[objects > 0]
+        if len(objects) == 0:
+            return None
+        target_id = objects[_integer(0, len(objects) - 1, generator)]
+        masks = (ids == target_id).float()
+        previous = perturb_mask(masks[-2] if config.frames == 3 else masks[-1], config.dilate, config.shift,
+                                generator)
+        return {"template": frames[0], "template_mask": masks[0], "current": frames[-1], "target": masks[-1],
+                "previous": previous}
+
+
+def collate_samples(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """A batch of :class:`RANetDataset` items: the tensors stacked, ``video`` a list of names,
+    ``skipped_clips`` their sum."""
+    batch: dict[str, Any] = {key: torch.stack([item[key] for item in items])
+                             for key in ("template", "template_mask", "current", "target", "previous")}
+    batch["video"] = [item["video"] for item in items]
+    batch["skipped_clips"] = sum(item["skipped_clips"] for item in items)
+    return batch
