@@ -62,6 +62,24 @@ def median_seconds(fn: Callable[[], None], device: str, repeats: int, warmup: in
     return statistics.median(times)
 
 
+def tracking_speed(tracker, frames, first_mask: torch.Tensor, device: torch.device, warmup: int) -> tuple[float, int]:
+    """Frames/s after the first ``warmup`` frames, and the peak memory, of tracking ``frames``
+    ((T, 3, H, W)) from ``first_mask`` ((H, W) ids) through the one tracker interface."""
+    from mast.models.tracker import track
+
+    timestamps = []
+
+    def run() -> None:
+        for _ in track(tracker, iter(frames), first_mask):
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            timestamps.append(time.perf_counter())
+
+    memory = peak_memory(run, device.type)
+    warmup = min(warmup, len(timestamps) - 2)
+    return (len(timestamps) - 1 - warmup) / (timestamps[-1] - timestamps[warmup]), memory
+
+
 def run_isolated(module: str, case: dict, timeout: float = 1800) -> dict:
     """Runs ``python -m <module> --case <json>`` and returns the JSON it prints last."""
     env = dict(os.environ, PYTHONWARNINGS="ignore")

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 
 import torch
 
@@ -54,25 +53,14 @@ def build_tracker(model: str, device: torch.device):
 
 def measure_case(case: dict) -> dict:
     """Tracks one generated video in this process; returns fps and peak memory."""
-    from benchmarks._measure import peak_memory
+    from benchmarks._measure import tracking_speed
     from mast.data.synthetic import translating_video
-    from mast.models.tracker import track
 
     device = torch.device(case["device"])
     torch.manual_seed(0)
     frames, masks = translating_video(num_frames=case["frames"], height=480, width=854, num_objects=1)
     tracker = build_tracker(case["model"], device)
-    timestamps = []
-
-    def run() -> None:
-        for _ in track(tracker, iter(frames), masks[0]):
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            timestamps.append(time.perf_counter())
-
-    memory = peak_memory(run, device.type)
-    warmup = min(3, len(timestamps) - 2)
-    fps = (len(timestamps) - 1 - warmup) / (timestamps[-1] - timestamps[warmup])
+    fps, memory = tracking_speed(tracker, frames, masks[0], device, warmup=3)
     return {**case, "fps": fps, "peak_bytes": memory}
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import time
 
 import torch
 
@@ -29,12 +28,11 @@ def measure_case(case: dict) -> dict:
     """Propagates one generated video in this process; returns fps and peak memory."""
 
     import mast.ops as ops
-    from benchmarks._measure import peak_memory
+    from benchmarks._measure import tracking_speed
     from mast.data.synthetic import translating_video
     from mast.models.backbone import ResNetBackbone
     from mast.models.extractors import BackboneExtractor, PixelExtractor
     from mast.models.propagation import PropagationConfig, Propagator
-    from mast.models.tracker import track
 
     device = torch.device(case["device"])
     frames, masks = translating_video(num_frames=case["frames"], height=480, width=854, num_objects=2)
@@ -45,17 +43,7 @@ def measure_case(case: dict) -> dict:
     else:
         extractor = BackboneExtractor(ResNetBackbone().to(device))
     propagator = Propagator(extractor, config, device)
-    timestamps = []
-
-    def run() -> None:
-        for _ in track(propagator, iter(frames), masks[0]):
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            timestamps.append(time.perf_counter())
-
-    memory = peak_memory(run, device.type)
-    warmup = min(5, len(timestamps) - 2)
-    fps = (len(timestamps) - 1 - warmup) / (timestamps[-1] - timestamps[warmup])
+    fps, memory = tracking_speed(propagator, frames, masks[0], device, warmup=5)
     return {**case, "backend": ops.backend(device), "fps": fps, "peak_bytes": memory}
 
 

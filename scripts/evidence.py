@@ -169,10 +169,13 @@ def score_all(args: argparse.Namespace, config) -> list[dict]:
     torch.manual_seed(0)
     random_init = BackboneExtractor(ResNetBackbone(config.model).to(device))
     print(f"propagating and scoring {', '.join(args.score_sequences)} (saved knobs {trained.propagation}):", flush=True)
-    rows = [
-        propagate_and_score("trained/saved", trained, dot.with_overrides(**trained.propagation), args, device),
-        propagate_and_score("trained/dot", trained, dot, args, device),
-        propagate_and_score("trained/cosine", trained, cosine, args, device),
+    saved = dot.with_overrides(**trained.propagation)
+    rows = [propagate_and_score("trained/saved", trained, saved, args, device)]
+    for name, knobs in (("trained/dot", dot), ("trained/cosine", cosine)):
+        # The saved knobs are usually one of the two protocols: its row is not propagated twice.
+        rows.append({**rows[0], "features": name} if knobs == saved else
+                    propagate_and_score(name, trained, knobs, args, device))
+    rows += [
         propagate_and_score("random/dot", random_init, dot, args, device),
         propagate_and_score("random/cosine", random_init, cosine, args, device),
     ]

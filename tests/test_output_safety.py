@@ -78,7 +78,7 @@ def test_run_record_names_settings_checkpoint_and_files(davis, tmp_path):
     assert record["settings"]["tracker"] == "backbone:sha256:" + hashlib.sha256(checkpoint.read_bytes()).hexdigest()
     assert record["settings"]["protocol"]["engine"]["temperature"] == 0.05
     assert record["settings"]["protocol"]["engine"]["normalize"]
-    assert "--cosine" in record["history"][0]["argv"]
+    assert "--cosine" in record["history"][0]["argv"] and record["history"][0]["frames_per_second"] > 0
     assert set(record["files"]) == {str(p.relative_to(out)) for p in out.rglob("*.png")}
 
 

@@ -24,6 +24,8 @@ from mast.train.mask_losses import mask_losses, soft_iou_loss
 from mast.train.ranet import SCHEMA, Task
 from mast.train.ranet_data import RANetDataConfig, RANetDataset, perturb_mask
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 TINY_BACKBONE = BackboneConfig(colour_space="rgb", output_stride=8, feature_dim=16, widths=(8, 16, 32, 32),
                                blocks=(1, 1, 1, 1))
 TINY = ["model.widths=[8,16,32,32]", "model.blocks=[1,1,1,1]", "model.feature_dim=16", "ranet.ranked_maps=24",
@@ -58,15 +60,6 @@ def synthetic(seed: int, objects: int = 1, frames: int = 12) -> tuple[torch.Tens
 
 def iou(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a & b).sum()) / max(float((a | b).sum()), 1.0)
-
-
-@pytest.fixture(autouse=True)
-def _threads():
-    # One thread: these models are tiny, and two OpenMP threads on a busy 2-core machine mostly wait on each other.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -340,7 +333,7 @@ def test_restore_names_both_configs(davis, tmp_path):
     Trainer(Task(config, davis), tmp_path / "run").run()
     other = Task(replace(config, ranet=replace(config.ranet, ranked_maps=8)), davis)
     trainer = Trainer(other, tmp_path / "run", resume=True)
-    with pytest.raises(ValueError, match="ranked_maps=24.*ranked_maps=8"):
+    with pytest.raises(ValueError, match="'ranked_maps': 24.*'ranked_maps': 8"):
         trainer.run()
 
 

@@ -25,6 +25,8 @@ from mast.train.config import load_config
 from mast.train.loop import Trainer
 from mast.train.siammask import SCHEMA, Task
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 TINY_BACKBONE = BackboneConfig(colour_space="rgb", output_stride=8, widths=(8, 16, 32, 32), blocks=(1, 1, 1, 1))
 TINY = ["model.widths=[8,16,32,32]", "model.blocks=[1,1,1,1]", "siammask.channels=32", "data.workers=0",
         "train.batch_size=4", "train.device=cpu", "train.log_every=1", "train.image_every=5"]
@@ -59,15 +61,6 @@ def write_davis(root: Path) -> Path:
     (root / "ImageSets" / "2017").mkdir(parents=True)
     (root / "ImageSets" / "2017" / "val.txt").write_text("\n".join(names) + "\n")
     return root
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One thread: these tiny networks gain nothing from more, and lose much on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -282,4 +282,6 @@ def _propagate_all(inputs: list[PropagationInput], tracker: Tracker, folder: Out
             except (ValueError, OSError) as error:
                 raise ValueError(f"in {item.name}: {error}") from error
         frames = progress.n
-    return frames, frames / max(time.perf_counter() - start, 1e-9)
+    rate = frames / max(time.perf_counter() - start, 1e-9)
+    folder.finish({"frames": frames, "frames_per_second": rate})
+    return frames, rate

@@ -230,6 +230,11 @@ class OutputFolder:
         self._save()
         return self.path / name
 
+    def finish(self, details: dict) -> None:
+        """Adds ``details`` (JSON-able: counts, speed) to this invocation's history entry."""
+        self.record["history"][-1].update(_normalised(details))
+        self._save()
+
     def _save(self) -> None:
         self.record["files"] = sorted(self.files)
         atomic_write_text(self.path / RECORD_NAME, json.dumps(self.record, indent=1) + "\n")

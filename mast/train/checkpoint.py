@@ -133,6 +133,24 @@ def read_backbone_init(path: Path, output_stride: int) -> tuple[BackboneConfig, 
     return config, matching_state(path, state, ResNetBackbone(config))
 
 
+def restore_model(model: torch.nn.Module, path: Path, payload: dict[str, Any], configs: dict[str, Any],
+                  what: str) -> None:
+    """Loads a baseline's training checkpoint ``payload`` (read from ``path``) into ``model``.
+
+    ``configs`` maps payload keys (``backbone_config``, ...) to this run's config dicts:
+    a checkpoint of other settings, or weights that do not fit, are one-line ValueErrors
+    naming ``what`` the model is.
+    """
+    theirs = {key: payload.get(key) for key in configs}
+    if theirs != configs:
+        raise ValueError(f"{path} holds a {what} of {theirs}, but this run's config "
+                         f"({path.parent.parent / 'config.yaml'}) builds {configs}")
+    try:
+        model.load_state_dict(payload["model"])
+    except (KeyError, RuntimeError) as error:
+        raise ValueError(f"{path} does not match this run's {what}: {error}") from error
+
+
 def check_architecture(path: Path, saved: Any, backbone: ResNetBackbone, ours: str) -> None:
     """One line naming both :class:`BackboneConfig` when checkpoint ``path`` holds another backbone;
     ``ours`` says where ``backbone``'s config came from."""

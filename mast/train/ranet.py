@@ -22,10 +22,10 @@ import torch
 
 from mast.common.config import require
 from mast.data.annotated import discover_annotated
-from mast.models.backbone import BackboneConfig, saved_backbone_config
-from mast.models.ranet import RANet, RANetConfig, saved_ranet_config
+from mast.models.backbone import BackboneConfig
+from mast.models.ranet import RANet, RANetConfig
 from mast.models.ranet_tracker import RANetTracker
-from mast.train.checkpoint import read_backbone_init
+from mast.train import checkpoint as ckpt
 from mast.train.config import PhaseConfig, RunConfig
 from mast.train.distributed import World
 from mast.train.mask_losses import MASK_LOSSES, mask_losses
@@ -84,7 +84,7 @@ class Task:
         self.init_state = None
         if init is not None:
             # Read now, not in build(): the loop saves this config (with the checkpoint's model.*) as config.yaml.
-            backbone, self.init_state = read_backbone_init(Path(init), output_stride=8)
+            backbone, self.init_state = ckpt.read_backbone_init(Path(init), output_stride=8)
             config = replace(config, model=backbone)
         self.config, self.root, self.sequences, self.year = config, Path(root), sequences, year
         self.inputs = [str(root)]
@@ -136,17 +136,8 @@ class Task:
                 "ranet_config": asdict(self.model.config)}
 
     def restore(self, path: Path, payload: dict[str, Any]) -> None:
-        if "backbone_config" not in payload or "ranet_config" not in payload:
-            raise ValueError(f"{path} is not a RANet training checkpoint (no backbone_config/ranet_config)")
-        theirs = (saved_backbone_config(payload["backbone_config"], path), saved_ranet_config(payload, path))
-        ours = (self.model.backbone.config, self.model.config)
-        if theirs != ours:
-            raise ValueError(f"{path} holds RANet {theirs[0]}, {theirs[1]}, but this run's config builds "
-                             f"{ours[0]}, {ours[1]}")
-        try:
-            self.model.load_state_dict(payload["model"])
-        except RuntimeError as error:
-            raise ValueError(f"{path} does not match the RANet architecture: {error}") from error
+        ckpt.restore_model(self.model, path, payload, {"backbone_config": asdict(self.model.backbone.config),
+                                                       "ranet_config": asdict(self.model.config)}, "RANet")
 
     def validation_trackers(self) -> dict[str, RANetTracker]:
         """The model as it is now, tracking as ``mast propagate --model ranet`` does."""

@@ -295,15 +295,8 @@ class SiamMaskTask:
                 "siammask_config": asdict(self.config.siammask)}
 
     def restore(self, path: Path, payload: dict[str, Any]) -> None:
-        ours = {"backbone_config": asdict(self.config.model), "siammask_config": asdict(self.config.siammask)}
-        theirs = {key: payload.get(key) for key in ours}
-        if theirs != ours:
-            raise ValueError(f"{path} holds a SiamMask of {theirs}, but this run's config "
-                             f"({path.parent.parent / 'config.yaml'}) builds {ours}")
-        try:
-            self.model.load_state_dict(payload["model"])
-        except RuntimeError as error:
-            raise ValueError(f"{path} does not match this run's SiamMask: {error}") from error
+        ckpt.restore_model(self.model, path, payload, {"backbone_config": asdict(self.config.model),
+                                                       "siammask_config": asdict(self.config.siammask)}, "SiamMask")
 
     def validation_trackers(self) -> dict[str, SiamMaskTracker]:
         """The model as it is now, tracking with the config's ``tracker`` settings."""
