@@ -8,11 +8,13 @@
    --evaluate-only scores the backbone an earlier run left in OUT/run.
 2. Propagates the first-frame masks of --score-sequences, which training
    never read (overlap with --train-sequences or a --data folder holding
-   one of them is refused), with (a) the trained backbone under the
+   one of them is refused), with (a) the trained backbone (the best by
+   validation J&F when the run validated, else the last) under the
    propagation knobs saved in it, and with raw dot products (MAST's default)
    and cosine similarity (tau 0.05, top-16), (b) the same architecture at
    random initialisation, both ways, and (c) raw LAB pixels, under
    --pixel-presets; scores each as `mast evaluate --sequences` does.
+   --rows picks some of (a), (b), (c).
 3. Prints a table and writes OUT/evidence.json.
 
     python scripts/evidence.py --davis ../shared/data/davis2016 --split dev \\
@@ -126,17 +128,23 @@ def main() -> int:
     parser.add_argument("--window", type=int, default=13, help="propagation window")
     parser.add_argument("--pixel-presets", type=_names, default=["quick"],
                         help="presets the pixel baseline is scored with (best reported), e.g. quick,mast,crw")
+    parser.add_argument("--rows", type=_names, default=list(ROWS),
+                        help="rows to score: trained (best-backbone.pt if the run validated, else backbone.pt), "
+                             "random (the same architecture at random init), pixels (default: all)")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--evaluate-only", action="store_true",
-                        help="skip training; score OUT/run/backbone.pt from an earlier run")
+                        help="skip training; score the backbone an earlier run left in OUT/run")
     args = parser.parse_args()
     try:
         inputs = check_split(args)
     except ValueError as error:
         parser.error(str(error))
+    unknown = [row for row in args.rows if row not in ROWS]
+    if unknown:
+        parser.error(f"--rows: unknown {', '.join(unknown)}; choose from {', '.join(ROWS)}")
     run_dir = args.out / "run"
     if args.evaluate_only:
-        if not (run_dir / "backbone.pt").is_file():
+        if not scored_checkpoint(run_dir).is_file():
             parser.error(f"--evaluate-only: {run_dir / 'backbone.pt'} does not exist; train first")
         config = load_config(run_dir / "config.yaml")
         summary = json.loads((args.out / "evidence.json").read_text()) if (args.out / "evidence.json").is_file() else {}
@@ -149,6 +157,7 @@ def main() -> int:
     report = {"training_steps": summary["steps"], "minutes": config.train.time_budget_minutes,
               "train_sequences": args.train_sequences, "score_sequences": args.score_sequences,
               "data": [str(p) for p in args.data or []], "config": to_dict(config), "results": rows,
+              "scored_checkpoint": str(scored_checkpoint(run_dir)) if "trained" in args.rows else None,
               "first_losses": summary["losses"][:20], "last_losses": summary["losses"][-20:]}
     atomic_write_text(args.out / "evidence.json", json.dumps(report, indent=2, default=str))
     print(f"{'features':<22} {'J&F':>7} {'J':>7} {'F':>7}")
@@ -158,28 +167,39 @@ def main() -> int:
     return 0
 
 
+ROWS = ("trained", "random", "pixels")
+
+
+def scored_checkpoint(run_dir: Path) -> Path:
+    """The backbone scored: the best by validation J&F when the run validated, else the last."""
+    best = run_dir / "best-backbone.pt"
+    return best if best.is_file() else run_dir / "backbone.pt"
+
+
 def score_all(args: argparse.Namespace, config) -> list[dict]:
-    """Every row of the table, on the scoring sequences."""
+    """The rows of the table that ``--rows`` asks for, on the scoring sequences."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     # The quick preset (frame 0 + 3 previous, attended directly): cheap enough for
     # a CPU, and the same references for every kind of features.
     dot = PropagationConfig.preset("quick", window=args.window, normalize=False)
     cosine = dot.with_overrides(**COSINE_KNOBS)
-    trained = BackboneExtractor.from_checkpoint(args.out / "run" / "backbone.pt", device)
-    torch.manual_seed(0)
-    random_init = BackboneExtractor(ResNetBackbone(config.model).to(device))
-    print(f"propagating and scoring {', '.join(args.score_sequences)} (saved knobs {trained.propagation}):", flush=True)
-    saved = dot.with_overrides(**trained.propagation)
-    rows = [propagate_and_score("trained/saved", trained, saved, args, device)]
-    for name, knobs in (("trained/dot", dot), ("trained/cosine", cosine)):
-        # The saved knobs are usually one of the two protocols: its row is not propagated twice.
-        rows.append({**rows[0], "features": name} if knobs == saved else
-                    propagate_and_score(name, trained, knobs, args, device))
-    rows += [
-        propagate_and_score("random/dot", random_init, dot, args, device),
-        propagate_and_score("random/cosine", random_init, cosine, args, device),
-    ]
-    for preset in args.pixel_presets:
+    rows = []
+    if "trained" in args.rows:
+        trained = BackboneExtractor.from_checkpoint(scored_checkpoint(args.out / "run"), device)
+        print(f"propagating and scoring {', '.join(args.score_sequences)} with "
+              f"{scored_checkpoint(args.out / 'run')} (saved knobs {trained.propagation}):", flush=True)
+        saved = dot.with_overrides(**trained.propagation)
+        rows.append(propagate_and_score("trained/saved", trained, saved, args, device))
+        for name, knobs in (("trained/dot", dot), ("trained/cosine", cosine)):
+            # The saved knobs are usually one of the two protocols: its row is not propagated twice.
+            rows.append({**rows[0], "features": name} if knobs == saved else
+                        propagate_and_score(name, trained, knobs, args, device))
+    if "random" in args.rows:
+        torch.manual_seed(0)
+        random_init = BackboneExtractor(ResNetBackbone(config.model).to(device))
+        rows += [propagate_and_score("random/dot", random_init, dot, args, device),
+                 propagate_and_score("random/cosine", random_init, cosine, args, device)]
+    for preset in args.pixel_presets if "pixels" in args.rows else ():
         pixels = PropagationConfig.preset(preset).with_overrides(**PixelExtractor.propagation)
         if preset == "quick":
             pixels = pixels.with_overrides(window=args.window)
