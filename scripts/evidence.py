@@ -14,7 +14,7 @@
    and cosine similarity (tau 0.05, top-16), (b) the same architecture at
    random initialisation, both ways, and (c) raw LAB pixels, under
    --pixel-presets; scores each as `mast evaluate --sequences` does.
-   --rows picks some of (a), (b), (c).
+   --rows picks some of (a), (b), (c); saved is (a) under the saved knobs only.
 3. Prints a table and writes OUT/evidence.json.
 
     python scripts/evidence.py --davis ../shared/data/davis2016 --split dev \\
@@ -129,8 +129,9 @@ def main() -> int:
     parser.add_argument("--pixel-presets", type=_names, default=["quick"],
                         help="presets the pixel baseline is scored with (best reported), e.g. quick,mast,crw")
     parser.add_argument("--rows", type=_names, default=list(ROWS),
-                        help="rows to score: trained (best-backbone.pt if the run validated, else backbone.pt), "
-                             "random (the same architecture at random init), pixels (default: all)")
+                        help="rows to score: saved (the trained backbone under its saved knobs: best-backbone.pt "
+                             "if the run validated, else backbone.pt), trained (saved, dot and cosine), random "
+                             "(the same architecture at random init), pixels (default: all)")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--evaluate-only", action="store_true",
                         help="skip training; score the backbone an earlier run left in OUT/run")
@@ -157,7 +158,7 @@ def main() -> int:
     report = {"training_steps": summary["steps"], "minutes": config.train.time_budget_minutes,
               "train_sequences": args.train_sequences, "score_sequences": args.score_sequences,
               "data": [str(p) for p in args.data or []], "config": to_dict(config), "results": rows,
-              "scored_checkpoint": str(scored_checkpoint(run_dir)) if "trained" in args.rows else None,
+              "scored_checkpoint": str(scored_checkpoint(run_dir)) if {"saved", "trained"} & set(args.rows) else None,
               "first_losses": summary["losses"][:20], "last_losses": summary["losses"][-20:]}
     atomic_write_text(args.out / "evidence.json", json.dumps(report, indent=2, default=str))
     print(f"{'features':<22} {'J&F':>7} {'J':>7} {'F':>7}")
@@ -167,7 +168,7 @@ def main() -> int:
     return 0
 
 
-ROWS = ("trained", "random", "pixels")
+ROWS = ("saved", "trained", "random", "pixels")
 
 
 def scored_checkpoint(run_dir: Path) -> Path:
@@ -184,13 +185,13 @@ def score_all(args: argparse.Namespace, config) -> list[dict]:
     dot = PropagationConfig.preset("quick", window=args.window, normalize=False)
     cosine = dot.with_overrides(**COSINE_KNOBS)
     rows = []
-    if "trained" in args.rows:
+    if "saved" in args.rows or "trained" in args.rows:
         trained = BackboneExtractor.from_checkpoint(scored_checkpoint(args.out / "run"), device)
         print(f"propagating and scoring {', '.join(args.score_sequences)} with "
               f"{scored_checkpoint(args.out / 'run')} (saved knobs {trained.propagation}):", flush=True)
         saved = dot.with_overrides(**trained.propagation)
         rows.append(propagate_and_score("trained/saved", trained, saved, args, device))
-        for name, knobs in (("trained/dot", dot), ("trained/cosine", cosine)):
+        for name, knobs in (("trained/dot", dot), ("trained/cosine", cosine)) if "trained" in args.rows else ():
             # The saved knobs are usually one of the two protocols: its row is not propagated twice.
             rows.append({**rows[0], "features": name} if knobs == saved else
                         propagate_and_score(name, trained, knobs, args, device))

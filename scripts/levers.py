@@ -92,7 +92,7 @@ def lever_arguments(name: str, args: argparse.Namespace) -> list[str]:
     if name == "memory-phase":
         sets.append(f"phases=[{{name: pairs, mode: pairs, steps: {args.pairs_steps}, lr: 1.0e-3}}, "
                     "{name: memory, mode: memory, steps: 1000000, lr: 1.0e-4}]")
-    rows = "trained,random,pixels" if name == "base" else "trained"
+    rows = "saved,random,pixels" if name == "base" else "saved"
     return ["--davis", str(args.davis), "--split", args.split, "--train-sequences", args.train_sequences,
             "--score-sequences", args.score_sequences, "--validate-sequences", args.validate_sequences,
             "--config", str(args.config), "--minutes", str(args.minutes), "--pixel-presets", args.pixel_presets,
