@@ -7,7 +7,8 @@ trained with ``mast train-baseline`` for the same number of steps on the masks o
 propagated with ``mast propagate``, and each result folder is scored as
 ``mast evaluate --sequences`` scores it. Beside them, on the same sequences:
 the raw-LAB-pixel baseline and the self-supervised memory propagator with the
-backbone of --ss-checkpoint under the knobs saved in it. ``/untrained`` rows are
+backbone of --ss-checkpoint under the knobs saved in it, both with the --preset
+protocol. ``/untrained`` rows are
 the packaged architecture with its random initial weights, never trained; a
 trained model has to beat them. ``/init`` rows start the backbone from
 --ss-checkpoint (``mast train-baseline --init``).
@@ -68,6 +69,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="comma-separated rows to produce (default: all): " + ", ".join((*VARIANTS, *REFERENCES)))
     parser.add_argument("--siammask-steps", type=int, default=200, help="training steps of each SiamMask variant")
     parser.add_argument("--ranet-steps", type=int, default=100, help="training steps of each RANet variant")
+    parser.add_argument("--preset", default="quick", choices=("quick", "mast", "crw"),
+                        help="protocol of the pixels and self-supervised rows (default quick: frame 0 + the 3 "
+                             "previous, what the self-supervised backbone was validated with; mast is 4-5x slower)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="config override given to every training run")
     parser.add_argument("--out", type=Path, required=True, help="output folder (one sub-folder per row)")
@@ -144,9 +148,9 @@ def score_row(name: str, args: argparse.Namespace) -> dict:
         return json.loads(done.read_text())
     steps = 0
     if name == "pixels":
-        propagate = []
+        propagate = ["--preset", args.preset]
     elif name == "self-supervised":
-        propagate = ["--checkpoint", args.ss_checkpoint]
+        propagate = ["--checkpoint", args.ss_checkpoint, "--preset", args.preset]
     else:
         propagate, steps = model_for(name, args, folder)
     results = folder / "results"
@@ -179,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}:", flush=True)
         rows.append(score_row(name, args))
         print(table(rows[-1:]).splitlines()[1], flush=True)
-    report = {"train_sequences": args.train_sequences, "score_sequences": args.score_sequences,
+    report = {"train_sequences": args.train_sequences, "score_sequences": args.score_sequences, "preset": args.preset,
               "ss_checkpoint": str(args.ss_checkpoint), "overrides": args.set, "rows": rows}
     atomic_write_text(args.out / "baseline_evidence.json", json.dumps(report, indent=2))
     print(table(rows))
