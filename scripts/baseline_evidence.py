@@ -15,7 +15,8 @@ trained model has to beat them. ``/init`` rows start the backbone from
 
 Prints one table (J&F, J, F, tracking frames/s) and writes OUT/baseline_evidence.json.
 A rerun reuses what an earlier run finished in OUT (its model.pt and scores), so
-an interrupted run goes on where it stopped.
+an interrupted run goes on where it stopped; a row folder made with other
+settings (steps, overrides, sequences, checkpoint, preset) is refused.
 
     python scripts/baseline_evidence.py --davis ../shared/data/davis2016 \\
         --ss-checkpoint runs/evidence/run/backbone.pt --out runs/baselines
@@ -32,6 +33,7 @@ from pathlib import Path
 import torch
 
 from mast.common.files import atomic_write_text
+from mast.common.outputs import file_sha256
 from mast.eval.davis import evaluate_davis
 from mast.eval.sources import davis_inputs
 from mast.train.config import load_config
@@ -140,10 +142,41 @@ def model_for(name: str, args: argparse.Namespace, folder: Path) -> tuple[list[s
     return ["--model", baseline, "--checkpoint", model], steps
 
 
+def row_folder(name: str, args: argparse.Namespace) -> Path:
+    return args.out / name.replace("/", "-")
+
+
+def row_settings(name: str, args: argparse.Namespace) -> dict:
+    """Everything that makes row ``name``'s numbers: a rerun may reuse the row only under the same."""
+    settings = {"davis": str(args.davis.resolve()), "split": args.split, "score_sequences": args.score_sequences}
+    if name in VARIANTS:
+        baseline, start, overrides = VARIANTS[name]
+        settings.update(train_sequences=args.train_sequences, steps=getattr(args, f"{baseline}_steps"),
+                        overrides=[*overrides, *args.set])
+        if start == "untrained":
+            settings.update(steps=0, overrides=[], train_sequences=[])
+    if name == "self-supervised" or (name in VARIANTS and VARIANTS[name][1] == "init"):
+        settings["ss_checkpoint"] = file_sha256(args.ss_checkpoint)
+    if name in REFERENCES:
+        settings["preset"] = args.preset
+    return settings
+
+
+def check_earlier_rows(args: argparse.Namespace) -> None:
+    """Refuses, before anything runs, a row folder an earlier run made with other settings."""
+    for name in args.variants:
+        recorded = row_folder(name, args) / "settings.json"
+        if recorded.is_file() and json.loads(recorded.read_text()) != row_settings(name, args):
+            raise SystemExit(f"baseline_evidence.py: error: {recorded.parent} holds row {name} made with other "
+                             f"settings ({recorded}); give another --out")
+
+
 def score_row(name: str, args: argparse.Namespace) -> dict:
     """Propagates and scores one row; its folder OUT/<name> keeps the model, results and score."""
-    folder = args.out / name.replace("/", "-")
+    folder = row_folder(name, args)
     done = folder / "score.json"
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(folder / "settings.json", json.dumps(row_settings(name, args), indent=2))
     if done.is_file():
         return json.loads(done.read_text())
     steps = 0
@@ -177,6 +210,7 @@ def table(rows: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    check_earlier_rows(args)
     args.out.mkdir(parents=True, exist_ok=True)
     rows = []
     for name in args.variants:

@@ -79,3 +79,5 @@ def test_every_kind_of_row_is_scored_and_a_rerun_reuses_them(script, davis, back
     monkeypatch.setattr(script, "mast", no_command)
     assert script.main(argv) == 0
     assert json.loads((tmp_path / "out" / "baseline_evidence.json").read_text())["rows"] == report["rows"]
+    with pytest.raises(SystemExit, match="siammask-init holds row siammask/init made with other settings"):
+        script.main([*argv, "--siammask-steps", "2"])
