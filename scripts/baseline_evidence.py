@@ -24,6 +24,7 @@ settings (steps, overrides, sequences, checkpoint, preset) is refused.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import subprocess
 import sys
@@ -32,6 +33,7 @@ from pathlib import Path
 
 import torch
 
+from mast.cli.train import BASELINES
 from mast.common.files import atomic_write_text
 from mast.common.outputs import file_sha256
 from mast.eval.davis import evaluate_davis
@@ -107,8 +109,7 @@ def mast(*arguments: str) -> None:
 
 def write_untrained(baseline: str, path: Path) -> None:
     """``model.pt`` of the packaged architecture at its seeded random initialisation."""
-    module = {"siammask": "mast.train.siammask", "ranet": "mast.train.ranet"}[baseline]
-    schema = __import__(module, fromlist=["SCHEMA"]).SCHEMA
+    schema = importlib.import_module(BASELINES[baseline]).SCHEMA
     config = load_config(ROOT / "configs" / f"{baseline}.yaml", [], schema)
     torch.manual_seed(0)
     if baseline == "siammask":
