@@ -14,7 +14,8 @@
    and cosine similarity (tau 0.05, top-16), (b) the same architecture at
    random initialisation, both ways, and (c) raw LAB pixels, under
    --pixel-presets; scores each as `mast evaluate --sequences` does.
-   --rows picks some of (a), (b), (c); saved is (a) under the saved knobs only.
+   --rows picks some of (a), (b), (c); saved is (a) under the saved knobs only;
+   --rows pixels alone trains nothing.
 3. Prints a table and writes OUT/evidence.json.
 
     python scripts/evidence.py --davis ../shared/data/davis2016 --split dev \\
@@ -105,8 +106,9 @@ def train(args: argparse.Namespace, inputs: list[Path], run_dir: Path):
     config = load_config(args.config, [*args.set, f"train.time_budget_minutes={args.minutes}"])
     validator = None
     if args.validate_sequences:
-        validator = Validator(args.davis, args.split, 2016, args.validate_sequences, config.validation.every,
-                              config.validation.max_frames)
+        settings = config.validation
+        validator = Validator(args.davis, args.split, 2016, args.validate_sequences, settings.every,
+                              settings.max_frames, settings.patience, settings.min_delta)
     print(f"training for {args.minutes} min on {len(inputs)} inputs -> {run_dir}", flush=True)
     resume = (run_dir / "checkpoints" / "last.pt").is_file()
     task = ReconstructionTask(config, [str(p) for p in inputs])
@@ -144,7 +146,10 @@ def main() -> int:
     if unknown:
         parser.error(f"--rows: unknown {', '.join(unknown)}; choose from {', '.join(ROWS)}")
     run_dir = args.out / "run"
-    if args.evaluate_only:
+    pixels_only = args.rows == ["pixels"]  # nothing to train or load
+    if pixels_only:
+        config, summary = load_config(args.config, args.set), {"steps": 0, "losses": []}
+    elif args.evaluate_only:
         if not scored_checkpoint(run_dir).is_file():
             parser.error(f"--evaluate-only: {run_dir / 'backbone.pt'} does not exist; train first")
         config = load_config(run_dir / "config.yaml")
@@ -155,7 +160,8 @@ def main() -> int:
             parser.error("give --data and/or --train-sequences to train on, or --evaluate-only")
         config, summary = train(args, inputs, run_dir)
     rows = score_all(args, config)
-    report = {"training_steps": summary["steps"], "minutes": config.train.time_budget_minutes,
+    minutes = None if pixels_only else config.train.time_budget_minutes
+    report = {"training_steps": summary["steps"], "minutes": minutes,
               "train_sequences": args.train_sequences, "score_sequences": args.score_sequences,
               "data": [str(p) for p in args.data or []], "config": to_dict(config), "results": rows,
               "scored_checkpoint": str(scored_checkpoint(run_dir)) if {"saved", "trained"} & set(args.rows) else None,

@@ -33,7 +33,8 @@ NEW_KEYS = {"model": {"in_channels": 3},
             "propagation": {"normalize": None, "temperature": None, "topk": None},
             "validation": {"every": 500, "max_frames": 40, "preset": "quick",
                            "candidates": [{"normalize": False, "temperature": None, "topk": None},
-                                          {"normalize": True, "temperature": 0.05, "topk": 16}]}}
+                                          {"normalize": True, "temperature": 0.05, "topk": 16}],
+                           "patience": None, "min_delta": 0.0}}
 
 #: A run folder's config.yaml as the old code wrote it (yaml.safe_dump of the nested dict).
 OLD_RUN_CONFIG = """\

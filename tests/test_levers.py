@@ -37,6 +37,8 @@ def test_levers_share_split_and_budget_and_differ_by_their_change(levers, tmp_pa
     assert [row["lever"] for row in table["levers"]] == ["base", "cosine-training", "memory-phase"]
     assert table["pixel_bar"] == table["references"][-1]["J&F-Mean"]
     assert [row["features"] for row in table["references"]] == ["random/dot", "random/cosine", "pixels/quick"]
+    pixels = json.loads((tmp_path / "out" / "pixels-quick" / "evidence.json").read_text())
+    assert pixels["training_steps"] == 0 and not (tmp_path / "out" / "pixels-quick" / "run").exists()
     for row in table["levers"]:
         assert 0 <= row["J&F"] <= 1 and row["gain_over_pixels"] == pytest.approx(row["J&F"] - table["pixel_bar"])
     configs = {name: json.loads((tmp_path / "out" / name / "evidence.json").read_text())["config"]

@@ -99,3 +99,33 @@ def test_training_logs_validation_and_keeps_the_best_backbone(davis, tmp_path):
     assert saved == knobs[best["best"]]
     last = record["history"][-1]["best"]
     assert torch.load(run / "backbone.pt", weights_only=True)["propagation"] == knobs[last]
+
+
+def test_training_stops_early_when_validation_stops_improving(davis, tmp_path):
+    from mast.train.validation import Score
+
+    config = tiny_config("phases=[{name: a, mode: pairs, steps: 12, lr: 0.003, lr_milestones: []}]")
+    validator = Validator(davis, every=2, max_frames=4, patience=2, min_delta=0.01)
+    per_validation, calls = [0.5, 0.505, 0.6, 0.6, 0.605, 0.9], []
+
+    def score(tracker):  # every candidate of a validation scores the same
+        calls.append(tracker)
+        value = per_validation[(len(calls) - 1) // len(config.validation.candidates)]
+        return Score(value, value)
+
+    validator.score = score
+    run = tmp_path / "run"
+    summary = Trainer(ReconstructionTask(config, [str(davis)]), run, validator=validator).run()
+    record = json.loads((run / "validation.json").read_text())
+    # 0.505 gains less than min_delta over 0.5: no new best; 0.6 is one; 0.6 and 0.605 after it are not,
+    # and the second of them in a row ends the run.
+    assert [entry["step"] for entry in record["history"]] == [2, 4, 6, 8, 10]
+    assert summary["steps"] == 10 and (record["best_step"], record["best_score"]) == (6, 0.6)
+    assert (run / "backbone.pt").is_file() and (run / "best-backbone.pt").is_file()
+
+
+def test_bad_patience_is_refused(davis):
+    with pytest.raises(ValueError, match="patience"):
+        Validator(davis, "val", 2017, patience=0)
+    with pytest.raises(ValueError, match="patience"):
+        tiny_config("validation.patience=0")

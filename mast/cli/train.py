@@ -134,7 +134,8 @@ def _validator(args: argparse.Namespace, config):
     every = args.validate_every or (settings.every if settings else 500)
     sequences = [s.strip() for s in args.validate_sequences.split(",") if s.strip()] if args.validate_sequences else None
     return Validator(args.validate, args.validate_split, args.validate_year, sequences, every,
-                     settings.max_frames if settings else 40)
+                     settings.max_frames if settings else 40, settings.patience if settings else None,
+                     settings.min_delta if settings else 0.0)
 
 
 def _holds_run(out: Path) -> bool:

@@ -151,12 +151,17 @@ class ValidationConfig:
             3 previous frames, 13x13 windows, no ROI: affordable on a CPU).
         candidates: propagation knobs tried at every validation; the best one is saved
             in ``backbone.pt`` (instead of the ``propagation`` section) for ``mast propagate``.
+        patience: early stopping: end the run after this many validations in a row that
+            do not beat the best by more than ``min_delta`` (None: train to the end or budget).
+        min_delta: the smallest validation J&F gain that counts as better (a new best).
     """
 
     every: int = 500
     max_frames: int | None = 40
     preset: str = "quick"
     candidates: tuple[PropagationKnobs, ...] = field(default_factory=_default_candidates)
+    patience: int | None = None
+    min_delta: float = 0.0
 
     def __post_init__(self) -> None:
         require(self.every >= 1, "every", "must be an integer >= 1", self.every)
@@ -165,6 +170,9 @@ class ValidationConfig:
         require(self.preset in PRESETS, "preset", f"must be one of {', '.join(PRESETS)}", self.preset)
         require(bool(self.candidates), "candidates", "must list at least one set of propagation knobs",
                 list(self.candidates))
+        require(self.patience is None or self.patience >= 1, "patience", "must be an integer >= 1 or null",
+                self.patience)
+        require(self.min_delta >= 0, "min_delta", "must be >= 0", self.min_delta)
 
 
 @dataclass(frozen=True)

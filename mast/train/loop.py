@@ -49,6 +49,7 @@ class Progress:
     skipped_clips: int = 0  # unreadable clips replaced so far, over all ranks
     best_score: float = -1.0  # the best validation J&F so far, and its step
     best_step: int = -1
+    stale_validations: int = 0  # validations in a row since the last new best
     variant: str = ""  # how the task's model tracked best at the last validation
 
 
@@ -223,7 +224,7 @@ class Trainer:
             last_step = phase_index == len(self.config.phases) - 1 and self.progress.step == phase.steps
             if self.validator is not None and (stopping or last_step
                                                or self.progress.global_step % self.validator.every == 0):
-                self._validate()
+                stopping = self._validate() or stopping
                 tick = time.perf_counter()  # the clips/s of the next step leave validation out
             if stopping or self.progress.step % train.checkpoint_every == 0 or self.progress.step == phase.steps:
                 self._checkpoint(optimiser, scheduler, scaler)
@@ -241,18 +242,27 @@ class Trainer:
             done = bool(flag.item())
         return done
 
-    def _validate(self) -> None:
+    def _validate(self) -> bool:
         """Scores every way the task tracks with its model; keeps the best model file
-        (main process); the time it took is added to the budget on every process."""
+        (main process); the time it took is added to the budget on every process.
+        True when the validator's patience ran out (every process agrees)."""
         started = time.monotonic()
         if self.world.is_main:
             scores = {name: self.validator.score(tracker) for name, tracker in self.task.validation_trackers().items()}
             self._record_validation(scores)
-        elapsed = torch.tensor([time.monotonic() - started], dtype=torch.float64, device=self.world.device)
+        patience = self.validator.patience
+        plateaued = patience is not None and self.progress.stale_validations >= patience
+        shared = torch.tensor([time.monotonic() - started, float(plateaued)], dtype=torch.float64,
+                              device=self.world.device)
         if self.world.size > 1:
-            torch.distributed.broadcast(elapsed, src=0)
+            torch.distributed.broadcast(shared, src=0)
         if self.deadline is not None:
-            self.deadline += float(elapsed.item())
+            self.deadline += float(shared[0].item())
+        if shared[1].item() and self.world.is_main:
+            logger.info("validation J&F has not improved by more than %g for %d validations: stopping early "
+                        "(best %.3f at step %d)", self.validator.min_delta, patience, self.progress.best_score,
+                        self.progress.best_step)
+        return bool(shared[1].item())
 
     def _record_validation(self, scores: dict[str, Score]) -> None:
         step = self.progress.global_step
@@ -264,9 +274,12 @@ class Trainer:
                 self.writer.add_scalar(f"val/{key}", value, step)
             for name, score in scores.items():
                 self.writer.add_scalar(f"val/{name}/J&F", score.JF, step)
-        if scores[best].JF > self.progress.best_score:
+        if scores[best].JF > self.progress.best_score + self.validator.min_delta:
             self.progress.best_score, self.progress.best_step = scores[best].JF, step
+            self.progress.stale_validations = 0
             self.task.save_final(self.out_dir / f"best-{self.task.final_name}", best)
+        else:
+            self.progress.stale_validations += 1
         atomic_write_text(self.out_dir / "validation.json", json.dumps(
             {"sequences": self.validator.names, "best_step": self.progress.best_step,
              "best_score": self.progress.best_score, "history": self.validations}, indent=2))

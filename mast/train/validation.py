@@ -60,6 +60,9 @@ class Validator:
         every: validate every this many training steps.
         max_frames: track only the first this many frames of each sequence (None: all),
             to keep validation short on a CPU.
+        patience: stop training after this many validations in a row that do not beat
+            the best score by more than ``min_delta`` (None: never stop early).
+        min_delta: a smaller gain is noise: not a new best, and no reason to go on.
 
     Raises:
         FileNotFoundError / ValueError: a missing split, sequence or mask (named), a
@@ -67,12 +70,17 @@ class Validator:
     """
 
     def __init__(self, root: str | os.PathLike, split: str = "val", year: int = 2017,
-                 sequences: list[str] | None = None, every: int = 500, max_frames: int | None = None) -> None:
+                 sequences: list[str] | None = None, every: int = 500, max_frames: int | None = None,
+                 patience: int | None = None, min_delta: float = 0.0) -> None:
         if every < 1:
             raise ValueError(f"--validate-every must be >= 1, got {every}")
         if max_frames is not None and max_frames < 3:
             raise ValueError(f"validation needs 3 or more frames per sequence, got max_frames {max_frames}")
+        if (patience is not None and patience < 1) or min_delta < 0:
+            raise ValueError(f"validation patience must be >= 1 (or None) and min_delta >= 0, "
+                             f"got {patience} and {min_delta}")
         self.root, self.year, self.every, self.max_frames = Path(root), year, every, max_frames
+        self.patience, self.min_delta = patience, min_delta
         self.sequences = [self._load(item) for item in davis_inputs(root, split, year, sequences)]
         self.names = [sequence.item.name for sequence in self.sequences]
 
