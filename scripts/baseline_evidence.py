@@ -33,6 +33,7 @@ from pathlib import Path
 
 import torch
 
+from mast.cli import comma_names
 from mast.cli.train import BASELINES
 from mast.common.files import atomic_write_text
 from mast.common.outputs import file_sha256
@@ -57,10 +58,6 @@ VARIANTS: dict[str, tuple[str, str, tuple[str, ...]]] = {
 REFERENCES = ("pixels", "self-supervised")
 
 
-def _names(text: str) -> list[str]:
-    return [name.strip() for name in text.split(",") if name.strip()]
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--davis", type=Path, required=True, help="DAVIS-2016-layout folder (masks on every frame)")
@@ -80,8 +77,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="config override given to every training run")
     parser.add_argument("--out", type=Path, required=True, help="output folder (one sub-folder per row)")
     args = parser.parse_args(argv)
-    args.train_sequences, args.score_sequences = _names(args.train_sequences), _names(args.score_sequences)
-    args.variants = _names(args.variants)
+    args.train_sequences, args.score_sequences = comma_names(args.train_sequences), comma_names(args.score_sequences)
+    args.variants = comma_names(args.variants)
     unknown = [name for name in args.variants if name not in VARIANTS and name not in REFERENCES]
     if unknown:
         parser.error(f"--variants: unknown {', '.join(unknown)}")

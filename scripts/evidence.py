@@ -33,6 +33,7 @@ from pathlib import Path
 
 import torch
 
+from mast.cli import comma_names
 from mast.common.config import to_dict
 from mast.common.files import atomic_write_text
 from mast.eval.davis import evaluate_davis
@@ -67,10 +68,6 @@ def propagate_and_score(name, extractor, config, args, device) -> dict:
           f"({frames / seconds:.1f} frames/s)", flush=True)
     return {"features": name, **table, "frames_per_second": frames / seconds,
             "per_sequence": {row["Sequence"]: (row["J-Mean"] + row["F-Mean"]) / 2 for row in per_object}}
-
-
-def _names(text: str) -> list[str]:
-    return [name.strip() for name in text.split(",") if name.strip()]
 
 
 def check_split(args: argparse.Namespace) -> list[Path]:
@@ -119,18 +116,18 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--davis", type=Path, required=True, help="DAVIS-2016-layout folder")
     parser.add_argument("--split", default="dev", help="split file listing every sequence used (default dev)")
-    parser.add_argument("--train-sequences", type=_names, default=[], help="sequences whose frames are trained on")
-    parser.add_argument("--score-sequences", type=_names, required=True, help="sequences scored (never trained on)")
-    parser.add_argument("--validate-sequences", type=_names, default=[],
+    parser.add_argument("--train-sequences", type=comma_names, default=[], help="sequences whose frames are trained on")
+    parser.add_argument("--score-sequences", type=comma_names, required=True, help="sequences scored (never trained on)")
+    parser.add_argument("--validate-sequences", type=comma_names, default=[],
                         help="training sequences scored during training (validation.* of the config)")
     parser.add_argument("--data", type=Path, nargs="+", help="more unlabelled videos/folders to train on")
     parser.add_argument("--config", type=Path, default=ROOT / "configs" / "evidence.yaml")
     parser.add_argument("--set", action="append", default=[], help="config overrides key=value")
     parser.add_argument("--minutes", type=float, default=40.0, help="training time budget")
     parser.add_argument("--window", type=int, default=13, help="propagation window")
-    parser.add_argument("--pixel-presets", type=_names, default=["quick"],
+    parser.add_argument("--pixel-presets", type=comma_names, default=["quick"],
                         help="presets the pixel baseline is scored with (best reported), e.g. quick,mast,crw")
-    parser.add_argument("--rows", type=_names, default=list(ROWS),
+    parser.add_argument("--rows", type=comma_names, default=list(ROWS),
                         help="rows to score: saved (the trained backbone under its saved knobs: best-backbone.pt "
                              "if the run validated, else backbone.pt), trained (saved, dot and cosine), random "
                              "(the same architecture at random init), pixels (default: all)")

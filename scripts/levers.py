@@ -35,6 +35,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from mast.cli import comma_names
 from mast.common.files import atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,10 +52,6 @@ LEVERS: dict[str, tuple[str, ...]] = {
     "crop-256": ("data.size=256", "train.batch_size=4"),
     "wide": ("model.widths=[64,128,256,256]",),
 }
-
-
-def _names(text: str) -> list[str]:
-    return [name.strip() for name in text.split(",") if name.strip()]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -75,7 +72,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--levers", default=",".join(LEVERS), help="comma-separated levers (default: all)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
-    args.levers = _names(args.levers)
+    args.levers = comma_names(args.levers)
     unknown = [name for name in args.levers if name not in LEVERS]
     if unknown:
         parser.error(f"--levers: unknown {', '.join(unknown)}; choose from {', '.join(LEVERS)}")
@@ -123,7 +120,7 @@ def references(base: dict, args: argparse.Namespace) -> list[dict]:
     preset the base run already scored, as earlier versions of this script did, is reused)."""
     rows = [row for row in base["results"] if not row["features"].startswith("trained/")]
     scored = {row["features"] for row in rows}
-    for preset in _names(args.pixel_presets):
+    for preset in comma_names(args.pixel_presets):
         if f"pixels/{preset}" not in scored:
             rows += run_report(f"pixels-{preset}", pixel_arguments(preset, args), args)["results"]
     return rows
@@ -150,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     bar = max(row["J&F-Mean"] for row in compared if row["features"].startswith("pixels/"))
     text, rows = table({name: levers[name] for name in names if name in args.levers or name == "base"}, bar)
     atomic_write_text(args.out / "levers.json", json.dumps(
-        {"minutes": args.minutes, "score_sequences": _names(args.score_sequences), "pixel_bar": bar,
+        {"minutes": args.minutes, "score_sequences": comma_names(args.score_sequences), "pixel_bar": bar,
          "levers": rows, "references": [{key: row[key] for key in ("features", "J&F-Mean", "J-Mean", "F-Mean")}
                                         for row in compared]}, indent=2))
     print(text)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from mast.cli import comma_names
+
 DESCRIPTION = """\
 Score a folder of predicted masks on a DAVIS split with the DAVIS-2017
 semi-supervised protocol (region similarity J and boundary F-measure).
@@ -105,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
     from mast.common.outputs import record_derived_files
     from mast.eval.davis import csv_label, format_results, score_davis, write_csvs
 
-    sequences = [name.strip() for name in args.sequences.split(",") if name.strip()] if args.sequences else None
+    sequences = comma_names(args.sequences) or None
     try:
         tables = score_davis(
             args.davis, args.results, split=args.split, year=args.year,

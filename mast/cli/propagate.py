@@ -37,6 +37,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mast.cli import comma_names
+
 if TYPE_CHECKING:  # the heavy modules (torch) load when the command runs, not for --help
     from mast.common.outputs import OutputFolder
     from mast.eval.propagate import PropagationInput
@@ -196,7 +198,7 @@ def _inputs(args: argparse.Namespace) -> list[PropagationInput]:
     if (args.davis is None) == (args.video is None):
         raise ValueError("give exactly one of --davis ROOT or --video PATH")
     if args.davis is not None:
-        sequences = args.sequences.split(",") if args.sequences else None
+        sequences = comma_names(args.sequences) or None
         return davis_inputs(args.davis, args.split, args.year, sequences)
     return [video_input(args.video, args.first_mask, args.first_box)]
 

@@ -25,6 +25,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from mast.cli import comma_names
 from mast.common.config import ConfigError
 
 
@@ -132,7 +133,7 @@ def _validator(args: argparse.Namespace, config):
 
     settings = getattr(config, "validation", None)
     every = args.validate_every or (settings.every if settings else 500)
-    sequences = [s.strip() for s in args.validate_sequences.split(",") if s.strip()] if args.validate_sequences else None
+    sequences = comma_names(args.validate_sequences) or None
     return Validator(args.validate, args.validate_split, args.validate_year, sequences, every,
                      settings.max_frames if settings else 40, settings.patience if settings else None,
                      settings.min_delta if settings else 0.0)
@@ -167,7 +168,7 @@ def run_baseline(args: argparse.Namespace) -> int:
     import importlib
 
     module = importlib.import_module(BASELINES[args.baseline])
-    sequences = [s.strip() for s in args.sequences.split(",") if s.strip()] if args.sequences else None
+    sequences = comma_names(args.sequences) or None
 
     def task(config):
         return module.Task(config, args.data, sequences, args.year, args.init)

@@ -16,6 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from mast.cli import comma_names
 
 
 def register(subparsers) -> None:
@@ -46,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
         if not args.results.is_dir():
             raise FileNotFoundError(f"--results {args.results} is not a folder")
         if args.davis is not None:
-            sequences = args.sequences.split(",") if args.sequences else None
+            sequences = comma_names(args.sequences) or None
             streams = davis_streams(args.davis, args.split, args.year, sequences)
         else:
             streams = [video_stream(args.video)]

@@ -102,6 +102,12 @@ def discover_annotated(root: PathLike, sequences: list[str] | None = None, year:
     return videos
 
 
+def annotated_summary(videos: list[AnnotatedVideo]) -> dict[str, object]:
+    """What a supervised run trains on: video and masked-frame counts, the sequence names."""
+    return {"videos": len(videos), "annotated_frames": sum(len(v) for v in videos),
+            "sequences": [v.name for v in videos]}
+
+
 def _layout(root: Path) -> tuple[Path, Path]:
     """``(frames root, masks root)``: ``JPEGImages[/480p]`` and ``Annotations[/480p]``."""
     if not root.is_dir():

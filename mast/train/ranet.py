@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from mast.common.config import require
-from mast.data.annotated import discover_annotated
+from mast.data.annotated import annotated_summary, discover_annotated
 from mast.models.backbone import BackboneConfig
 from mast.models.ranet import RANet, RANetConfig
 from mast.models.ranet_tracker import RANetTracker
@@ -99,13 +99,13 @@ class Task:
             self.model.backbone.load_state_dict(self.init_state)
         self.model.to(world.device)
         if world.is_main:
-            logger.info("%d annotated videos (%d frames with masks) on %s, %d process(es)", len(self.videos),
-                        sum(len(v) for v in self.videos), world.device, world.size)
+            summary = annotated_summary(self.videos)
+            logger.info("%d annotated videos (%d frames with masks) on %s, %d process(es)", summary["videos"],
+                        summary["annotated_frames"], world.device, world.size)
         return self.model
 
     def describe(self) -> dict[str, Any]:
-        return {"videos": len(self.videos), "annotated_frames": sum(len(v) for v in self.videos),
-                "sequences": [v.name for v in self.videos], "year": self.year}
+        return {**annotated_summary(self.videos), "year": self.year}
 
     def setup_outputs(self, out_dir: Path, world: World) -> None:
         """Nothing: RANet needs no file in its run folder before the first step."""

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from mast.common.config import ConfigError, require
-from mast.data.annotated import AnnotatedVideo, discover_annotated, draw_frames
+from mast.data.annotated import AnnotatedVideo, annotated_summary, discover_annotated, draw_frames
 from mast.data.clips import item_generator
 from mast.models.backbone import BackboneConfig
 from mast.models.siammask.geometry import (
@@ -234,13 +234,14 @@ class SiamMaskTask:
             self.model.load_backbone(self._init_state)
         self.anchors = make_anchors(config.siammask.anchor_ratios, config.siammask.anchor_scale, world.device)
         if world.is_main:
-            logger.info("%d annotated videos (%d frames with masks) on %s, %d process(es)", len(self.videos),
-                        sum(len(v) for v in self.videos), world.device, world.size)
+            summary = annotated_summary(self.videos)
+            logger.info("%d annotated videos (%d frames with masks) on %s, %d process(es)", summary["videos"],
+                        summary["annotated_frames"], world.device, world.size)
         return self.model
 
     def describe(self) -> dict[str, Any]:
-        return {"videos": len(self.videos), "annotated_frames": sum(len(v) for v in self.videos),
-                "year": self.year, "init": None if self.init is None else str(self.init)}
+        return {**annotated_summary(self.videos), "year": self.year,
+                "init": None if self.init is None else str(self.init)}
 
     def setup_outputs(self, out_dir: Path, world: World) -> None:
         """SiamMask writes nothing before its first step."""
