@@ -103,9 +103,7 @@ def train(args: argparse.Namespace, inputs: list[Path], run_dir: Path):
     config = load_config(args.config, [*args.set, f"train.time_budget_minutes={args.minutes}"])
     validator = None
     if args.validate_sequences:
-        settings = config.validation
-        validator = Validator(args.davis, args.split, 2016, args.validate_sequences, settings.every,
-                              settings.max_frames, settings.patience, settings.min_delta)
+        validator = Validator.from_config(config.validation, args.davis, args.split, 2016, args.validate_sequences)
     print(f"training for {args.minutes} min on {len(inputs)} inputs -> {run_dir}", flush=True)
     resume = (run_dir / "checkpoints" / "last.pt").is_file()
     task = ReconstructionTask(config, [str(p) for p in inputs])

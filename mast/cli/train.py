@@ -129,14 +129,12 @@ def _validator(args: argparse.Namespace, config):
         if args.validate_every is not None or args.validate_sequences:
             raise ValueError("--validate-every/--validate-sequences need --validate ROOT")
         return None
+    from mast.train.config import ValidationConfig
     from mast.train.validation import Validator
 
-    settings = getattr(config, "validation", None)
-    every = args.validate_every or (settings.every if settings else 500)
-    sequences = comma_names(args.validate_sequences) or None
-    return Validator(args.validate, args.validate_split, args.validate_year, sequences, every,
-                     settings.max_frames if settings else 40, settings.patience if settings else None,
-                     settings.min_delta if settings else 0.0)
+    settings = getattr(config, "validation", None) or ValidationConfig()  # the baselines' schemas have none
+    return Validator.from_config(settings, args.validate, args.validate_split, args.validate_year,
+                                 comma_names(args.validate_sequences) or None, args.validate_every)
 
 
 def _holds_run(out: Path) -> bool:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -25,6 +26,9 @@ from mast.eval.davis import RESOLUTION, evaluate_sequence, present_ids, scored_i
 from mast.eval.propagate import PropagationInput, label_lookup
 from mast.eval.sources import davis_inputs
 from mast.models.tracker import Tracker, track
+
+if TYPE_CHECKING:
+    from mast.train.config import ValidationConfig
 
 
 @dataclass(frozen=True)
@@ -83,6 +87,14 @@ class Validator:
         self.patience, self.min_delta = patience, min_delta
         self.sequences = [self._load(item) for item in davis_inputs(root, split, year, sequences)]
         self.names = [sequence.item.name for sequence in self.sequences]
+
+    @classmethod
+    def from_config(cls, settings: ValidationConfig, root: str | os.PathLike, split: str, year: int,
+                    sequences: list[str] | None = None, every: int | None = None) -> Validator:
+        """A validator with the cadence, frame cap and early-stopping rule of a config's
+        ``validation`` section; ``every`` (``--validate-every``) overrides its cadence."""
+        return cls(root, split, year, sequences, every or settings.every, settings.max_frames,
+                   settings.patience, settings.min_delta)
 
     def _load(self, item: PropagationInput) -> _Sequence:
         folder = self.root / "JPEGImages" / RESOLUTION / item.name
