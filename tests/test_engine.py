@@ -122,6 +122,36 @@ def test_engine_equals_brute_force_with_far_references(config):
     torch.testing.assert_close(ReconstructionEngine(config)(query, references), brute_force(query, references, config))
 
 
+def every_window_then_topk(engine, query, references):
+    """The top-k read the slow way: sample all ``R x P^2`` values, then gather the best."""
+    config, scores, values = engine.config, [], []
+    for reference in references:
+        plan = engine.plan(query, reference)
+        score, centers = plan.rows(query, config.window, 0)
+        if reference.valid is not None:
+            score = score.masked_fill(~reference.valid.view(-1, 1, 1, 1), float("-inf"))
+        scores.append(score)
+        values.append(window_sample(reference.values, centers, config.window)[0])
+    scores, index = (torch.cat(scores, dim=1) / config.temperature).topk(config.topk, dim=1)
+    values = torch.cat(values, dim=2)
+    values = values.gather(2, index.unsqueeze(1).expand(-1, values.shape[1], -1, -1, -1))
+    return torch.einsum("bnhw,bknhw->bkhw", torch.softmax(scores, dim=1), values)
+
+
+def test_topk_samples_only_the_selected_values_with_the_same_result_and_gradients():
+    query = torch.randn(2, 4, 6, 7, dtype=torch.float64, requires_grad=True)
+    references = make_references([1, 4, 20], batch=2)
+    references[2] = Reference(references[2].features.requires_grad_(), references[2].values, [3, 20])
+    references[1] = replace(references[1], valid=torch.tensor([True, False]))
+    engine = ReconstructionEngine(EngineConfig(window=3, near_range=2, topk=5, temperature=0.5))
+    fast, slow = engine(query, references), every_window_then_topk(engine, query, references)
+    torch.testing.assert_close(fast, slow)
+    inputs = (query, references[2].features)
+    for fast_grad, slow_grad in zip(torch.autograd.grad(fast.square().sum(), inputs),
+                                    torch.autograd.grad(slow.square().sum(), inputs)):
+        torch.testing.assert_close(fast_grad, slow_grad)
+
+
 def test_cosine_normalisation_equals_normalised_features():
     query = torch.randn(1, 4, 6, 7, dtype=torch.float64)
     references = make_references([1, 20])

@@ -228,28 +228,49 @@ class ReconstructionEngine(nn.Module):
 
     def _reconstruct_rows(self, query_rows: torch.Tensor, plans: list[ReferencePlan], top: int) -> torch.Tensor:
         """Reconstruction ``(B, K, rows, w)`` of the query rows ``(B, C, rows, w)`` from row ``top``."""
-        scores, values = zip(*(self._read_rows(plan, query_rows, top) for plan in plans))
-        return self._attend(torch.cat(scores, dim=1), torch.cat(values, dim=2))
-
-    def _read_rows(self, plan: ReferencePlan, query_rows: torch.Tensor, top: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """One reference's scores ``(B, P^2, rows, w)`` and values ``(B, K, P^2, rows, w)`` for a tile."""
         window = self.config.window
-        scores, centers = plan.rows(query_rows, window, top)
-        values, _ = window_sample(plan.reference.values, centers, window)
-        if plan.reference.valid is not None:
-            scores = scores.masked_fill(~plan.reference.valid.view(-1, 1, 1, 1), float("-inf"))
-        return scores, values
-
-    def _attend(self, scores: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-        """Softmax over pooled keys. scores ``(B, N, h, w)``, values ``(B, K, N, h, w)`` -> ``(B, K, h, w)``."""
-        dtype = accumulation_dtype(scores)
-        scores = scores.to(dtype) / self.config.temperature
-        values = values.to(dtype)
+        reads = [plan.rows(query_rows, window, top) for plan in plans]
+        scores = torch.cat([self._masked(plan, s) for plan, (s, _) in zip(plans, reads)], dim=1)
+        scores = scores.to(accumulation_dtype(scores)) / self.config.temperature
+        centers = [c for _, c in reads]
         if self.config.topk is not None and self.config.topk < scores.shape[1]:
             scores, index = scores.topk(self.config.topk, dim=1)
-            values = values.gather(2, index.unsqueeze(1).expand(-1, values.shape[1], -1, -1, -1))
+            values = self._sample_selected(plans, centers, index)
+        else:
+            values = torch.cat([window_sample(p.reference.values, c, window)[0] for p, c in zip(plans, centers)], 2)
         attention = torch.softmax(scores, dim=1)
-        return torch.einsum("bnhw,bknhw->bkhw", attention, values)
+        return torch.einsum("bnhw,bknhw->bkhw", attention, values.to(attention.dtype))
+
+    @staticmethod
+    def _masked(plan: ReferencePlan, scores: torch.Tensor) -> torch.Tensor:
+        """``scores`` ``(B, P^2, rows, w)`` with the samples the reference is not valid for at -inf."""
+        if plan.reference.valid is None:
+            return scores
+        return scores.masked_fill(~plan.reference.valid.view(-1, 1, 1, 1), float("-inf"))
+
+    def _sample_selected(
+        self, plans: list[ReferencePlan], centers: list[torch.Tensor], index: torch.Tensor
+    ) -> torch.Tensor:
+        """Values ``(B, K, k, rows, w)`` of the top-k keys only.
+
+        ``index`` ``(B, k, rows, w)`` points into the pooled ``R x P^2`` keys
+        (reference ``i // P^2``, window offset ``i % P^2``). Each selected
+        point is read bilinearly like :func:`window_sample` would, so this
+        equals sampling every window and gathering, at ``k / (R P^2)`` of the
+        cost (the CRW protocol pools 21 x 625 keys to keep 10).
+        """
+        area = self.config.window**2
+        owner, offset = index // area, index % area
+        dy, dx = window_offsets(self.config.window, 1.0, centers[0])
+        batch, top_k, rows, width = index.shape
+        values = None
+        for number, (plan, center) in enumerate(zip(plans, centers)):
+            points = torch.stack((center[:, 0:1] + dx[offset], center[:, 1:2] + dy[offset]), dim=1)
+            sampled, _ = window_sample(plan.reference.values, points.reshape(batch, 2, top_k * rows, width), 1)
+            sampled = sampled.reshape(batch, -1, top_k, rows, width)
+            mine = (owner == number).unsqueeze(1)
+            values = torch.where(mine, sampled, 0 if values is None else values)
+        return values
 
     @staticmethod
     def _check(query: torch.Tensor, references: list[Reference]) -> None:
