@@ -6,6 +6,7 @@ import os
 import re
 import warnings
 from pathlib import Path
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -91,6 +92,27 @@ def test_resume_reproduces_the_uninterrupted_run(videos, tmp_path):
     b = torch.load(tmp_path / "split" / "backbone.pt", weights_only=True)["state_dict"]
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6)
+
+
+def test_a_resumed_run_has_only_the_rest_of_its_time_budget(videos, tmp_path, monkeypatch):
+    # Each step takes 10 s of a fake clock: the 1-minute budget holds 6 steps in all.
+    import mast.train.loop as loop
+
+    clock = {"now": 0.0}
+    monkeypatch.setattr(loop, "time", SimpleNamespace(monotonic=lambda: clock["now"], perf_counter=lambda: clock["now"]))
+    real_step = Trainer._step
+
+    def ten_second_step(self, *args):
+        clock["now"] += 10.0
+        return real_step(self, *args)
+
+    monkeypatch.setattr(Trainer, "_step", ten_second_step)
+    config = tiny_config("phases=[{name: a, mode: pairs, steps: 100, lr: 0.001}]", "train.time_budget_minutes=1")
+    assert Trainer(ReconstructionTask(config, [str(videos)]), tmp_path / "run").run(stop_after=4)["steps"] == 4
+    clock["now"] += 1000.0  # time between the two parts does not count
+    assert Trainer(ReconstructionTask(config, [str(videos)]), tmp_path / "run", resume=True).run()["steps"] == 6
+    spent = Trainer(ReconstructionTask(config, [str(videos)]), tmp_path / "run", resume=True).run()
+    assert spent["steps"] == 6  # nothing left: no step at all, not one more
 
 
 def test_two_process_gloo_ranks_end_with_identical_weights(videos, tmp_path):

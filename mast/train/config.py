@@ -188,7 +188,8 @@ class RunConfig:
         checkpoint_every: a checkpoint every this many steps of a phase (and at its end).
         max_bad_steps: consecutive non-finite losses before the run aborts.
         time_budget_minutes: stop (with a checkpoint and ``backbone.pt``) after this much
-            training time; None: run every phase to its end.
+            training time (validation excluded; a resumed run gets what is left of it);
+            None: run every phase to its end.
         device: auto, cpu, cuda or cuda:N.
     """
 

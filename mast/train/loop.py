@@ -51,6 +51,7 @@ class Progress:
     best_step: int = -1
     stale_validations: int = 0  # validations in a row since the last new best
     variant: str = ""  # how the task's model tracked best at the last validation
+    budget_seconds_used: float = 0.0  # training time the time budget has counted (validation excluded)
 
 
 class StepSampler(torch.utils.data.Sampler):
@@ -153,10 +154,11 @@ class Trainer:
         checkpoints, e.g. to split a run across time slots); returns a summary."""
         self.prepare()
         self.stop_after = stop_after
-        budget = self.config.train.time_budget_minutes
-        self.deadline = None if budget is None else time.monotonic() + 60 * budget
         self.out_dir.mkdir(parents=True, exist_ok=True)
         restored = self._restore() if self.resume else None
+        budget = self.config.train.time_budget_minutes
+        # A resumed run has only what its earlier parts left of the budget.
+        self.deadline = None if budget is None else time.monotonic() + 60 * budget - self.progress.budget_seconds_used
         if self.world.is_main:
             save_config(self.config, self.out_dir / "config.yaml")
             ckpt.write_run_metadata(self.out_dir, {"world_size": self.world.size, "task": type(self.task).__name__,
@@ -202,6 +204,8 @@ class Trainer:
     def _train_steps(self, loader, bar, phase_index, optimiser, scheduler, scaler) -> None:
         """The steps of ``loader``, each logged and checkpointed as the config asks."""
         phase, train = self.config.phases[phase_index], self.config.train
+        if self._out_of_budget():  # resumed after its budget or stop_after was spent
+            return
         clips_per_step = train.batch_size * self.world.size
         tick = time.perf_counter()
         for batch in loader:
@@ -351,6 +355,9 @@ class Trainer:
     def _checkpoint(self, optimiser, scheduler, scaler) -> None:
         if not self.world.is_main:
             return
+        if self.deadline is not None:
+            left = max(self.deadline - time.monotonic(), 0.0)
+            self.progress.budget_seconds_used = 60 * self.config.train.time_budget_minutes - left
         payload = {
             **self.task.checkpoint_state(),
             "optimizer": optimiser.state_dict(),
