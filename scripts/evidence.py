@@ -3,8 +3,10 @@
 1. Trains a backbone with a config (default configs/evidence.yaml) for
    --minutes of training time on unlabelled video: the videos/folders of
    --data plus the frames of --train-sequences of the DAVIS-2016-layout
-   folder --davis (their masks are never read). --validate-sequences (of the
-   training sequences) are scored during training (mast pretrain --validate).
+   folder --davis (their masks are never read). --validate-sequences (never
+   scored ones; best held out of training too, so that checkpoint choice and
+   early stopping measure transfer) are scored during training (mast
+   pretrain --validate).
    --evaluate-only scores the backbone an earlier run left in OUT/run.
 2. Propagates the first-frame masks of --score-sequences, which training
    never read (overlap with --train-sequences or a --data folder holding
@@ -75,11 +77,12 @@ def check_split(args: argparse.Namespace) -> list[Path]:
 
     Raises:
         ValueError: a sequence both trained on and scored, a validation sequence that is
-            not a training one, or a ``--data`` path that is, holds or lies inside a scored
-            sequence's frames.
+            scored, or a ``--data`` path that is, holds or lies inside a scored sequence's frames.
     """
-    if not set(args.validate_sequences) <= set(args.train_sequences):
-        raise ValueError("--validate-sequences must be among --train-sequences (never the scored ones)")
+    scored_validation = sorted(set(args.validate_sequences) & set(args.score_sequences))
+    if scored_validation:
+        raise ValueError(f"--validate-sequences and --score-sequences share {', '.join(scored_validation)}: "
+                         "choosing checkpoints on the scored videos would tune on them")
     overlap = sorted(set(args.train_sequences) & set(args.score_sequences))
     if overlap:
         raise ValueError(f"--train-sequences and --score-sequences share {', '.join(overlap)}: "
@@ -117,7 +120,8 @@ def main() -> int:
     parser.add_argument("--train-sequences", type=comma_names, default=[], help="sequences whose frames are trained on")
     parser.add_argument("--score-sequences", type=comma_names, required=True, help="sequences scored (never trained on)")
     parser.add_argument("--validate-sequences", type=comma_names, default=[],
-                        help="training sequences scored during training (validation.* of the config)")
+                        help="sequences scored during training (validation.* of the config); not scored ones, "
+                             "best not trained on either")
     parser.add_argument("--data", type=Path, nargs="+", help="more unlabelled videos/folders to train on")
     parser.add_argument("--config", type=Path, default=ROOT / "configs" / "evidence.yaml")
     parser.add_argument("--set", action="append", default=[], help="config overrides key=value")
@@ -157,7 +161,8 @@ def main() -> int:
     rows = score_all(args, config)
     minutes = None if pixels_only else config.train.time_budget_minutes
     report = {"training_steps": summary["steps"], "minutes": minutes,
-              "train_sequences": args.train_sequences, "score_sequences": args.score_sequences,
+              "train_sequences": args.train_sequences, "validate_sequences": args.validate_sequences,
+              "score_sequences": args.score_sequences,
               "data": [str(p) for p in args.data or []], "config": to_dict(config), "results": rows,
               "scored_checkpoint": str(scored_checkpoint(run_dir)) if {"saved", "trained"} & set(args.rows) else None,
               "first_losses": summary["losses"][:20], "last_losses": summary["losses"][-20:]}

@@ -4,7 +4,7 @@ Each lever is one change to the base recipe (--config, default
 configs/evidence.yaml, trained on --data plus the frames of --train-sequences).
 Every lever trains for the same --minutes with ``scripts/evidence.py`` (which
 refuses a scored sequence among the training inputs), validates on
---validate-sequences (training sequences) to choose its propagation knobs, and
+--validate-sequences (never scored ones) to choose its propagation knobs, and
 is scored on --score-sequences under the knobs saved in its checkpoint. The
 base run also scores the base architecture at random initialisation, and
 OUT/pixels-<preset> the pixel baseline under each of --pixel-presets (the best
@@ -61,7 +61,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--train-sequences", default=TRAIN, help=f"sequences whose frames are trained on ({TRAIN})")
     parser.add_argument("--score-sequences", default=SCORE, help=f"sequences scored, never trained on ({SCORE})")
     parser.add_argument("--validate-sequences", default="blackswan,dog",
-                        help="training sequences that choose each lever's propagation knobs (blackswan,dog)")
+                        help="sequences (not scored ones) that choose each lever's propagation knobs (blackswan,dog)")
     parser.add_argument("--data", type=Path, nargs="+", default=[], help="unlabelled videos/folders of the base recipe")
     parser.add_argument("--extra-data", type=Path, nargs="+", default=[], help="the extra-clips lever's additional videos")
     parser.add_argument("--config", type=Path, default=ROOT / "configs" / "evidence.yaml", help="the base recipe")

@@ -23,7 +23,8 @@ def davis(tmp_path):
     (["--data", "{root}/JPEGImages", "--score-sequences", "c"], "holds the frames of scored sequence c"),
     (["--data", "{root}/JPEGImages/480p/c/..", "--score-sequences", "c"], "holds the frames of scored sequence c"),
     (["--data", "{root}/JPEGImages/480p/c/x", "--score-sequences", "c"], "holds the frames of scored sequence c"),
-    (["--train-sequences", "a", "--validate-sequences", "c", "--score-sequences", "b"], "must be among"),
+    (["--train-sequences", "a", "--validate-sequences", "b,c", "--score-sequences", "b"],
+     "--validate-sequences and --score-sequences share b"),
     (["--train-sequences", "zz", "--score-sequences", "b"], "zz not found"),
 ])
 def test_overlapping_train_and_score_videos_are_refused(evidence, davis, tmp_path, monkeypatch, capsys, extra, message):
@@ -38,6 +39,6 @@ def test_overlapping_train_and_score_videos_are_refused(evidence, davis, tmp_pat
 def test_disjoint_sequences_give_the_training_inputs(evidence, davis, tmp_path):
     import argparse
 
-    args = argparse.Namespace(davis=davis, train_sequences=["a", "b"], score_sequences=["c"], validate_sequences=["a"],
+    args = argparse.Namespace(davis=davis, train_sequences=["a"], score_sequences=["c"], validate_sequences=["b"],
                               data=[tmp_path / "videos"])
-    assert evidence.check_split(args) == [tmp_path / "videos", *(davis / "JPEGImages" / "480p" / n for n in "ab")]
+    assert evidence.check_split(args) == [tmp_path / "videos", davis / "JPEGImages" / "480p" / "a"]
