@@ -18,6 +18,7 @@ frame. A mask of another size found later is a ``ValueError`` naming it.
 """
 from __future__ import annotations
 
+import logging
 import os
 import warnings
 from dataclasses import dataclass
@@ -28,6 +29,8 @@ import torch
 
 from mast.common.masks import read_davis2016_mask, read_mask, remove_void
 from mast.data.video import IMAGE_EXTENSIONS, read_image
+
+logger = logging.getLogger(__name__)
 
 PathLike = str | os.PathLike
 YEARS = (2016, 2017)
@@ -106,6 +109,13 @@ def annotated_summary(videos: list[AnnotatedVideo]) -> dict[str, object]:
     """What a supervised run trains on: video and masked-frame counts, the sequence names."""
     return {"videos": len(videos), "annotated_frames": sum(len(v) for v in videos),
             "sequences": [v.name for v in videos]}
+
+
+def log_annotated(videos: list[AnnotatedVideo], device: torch.device, processes: int) -> None:
+    """Logs what a supervised run found, e.g. ``7 annotated videos (412 frames with masks) on cpu, 1 process(es)``."""
+    summary = annotated_summary(videos)
+    logger.info("%d annotated videos (%d frames with masks) on %s, %d process(es)", summary["videos"],
+                summary["annotated_frames"], device, processes)
 
 
 def _layout(root: Path) -> tuple[Path, Path]:

@@ -13,7 +13,6 @@ size), at output stride 8; the config's own ``model.*`` is then ignored.
 """
 from __future__ import annotations
 
-import logging
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from typing import Any
 import torch
 
 from mast.common.config import require
-from mast.data.annotated import annotated_summary, discover_annotated
+from mast.data.annotated import annotated_summary, discover_annotated, log_annotated
 from mast.models.backbone import BackboneConfig
 from mast.models.ranet import RANet, RANetConfig
 from mast.models.ranet_tracker import RANetTracker
@@ -30,8 +29,6 @@ from mast.train.config import PhaseConfig, RunConfig
 from mast.train.distributed import World
 from mast.train.mask_losses import MASK_LOSSES, mask_losses
 from mast.train.ranet_data import RANetDataConfig, RANetDataset, collate_samples
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -99,9 +96,7 @@ class Task:
             self.model.backbone.load_state_dict(self.init_state)
         self.model.to(world.device)
         if world.is_main:
-            summary = annotated_summary(self.videos)
-            logger.info("%d annotated videos (%d frames with masks) on %s, %d process(es)", summary["videos"],
-                        summary["annotated_frames"], world.device, world.size)
+            log_annotated(self.videos, world.device, world.size)
         return self.model
 
     def describe(self) -> dict[str, Any]:

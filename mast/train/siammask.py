@@ -19,7 +19,6 @@ the output stride set to 8, whatever the config says. The run leaves
 """
 from __future__ import annotations
 
-import logging
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from mast.common.config import ConfigError, require
-from mast.data.annotated import AnnotatedVideo, annotated_summary, discover_annotated, draw_frames
+from mast.data.annotated import AnnotatedVideo, annotated_summary, discover_annotated, log_annotated, draw_frames
 from mast.data.clips import item_generator
 from mast.models.backbone import BackboneConfig
 from mast.models.siammask.geometry import (
@@ -42,7 +41,6 @@ from mast.train import siammask_losses as losses
 from mast.train.config import AnnotatedDataConfig, PhaseConfig, RunConfig
 from mast.train.distributed import World
 
-logger = logging.getLogger(__name__)
 
 #: Draws of a training pair before a sample gives up finding an object visible in both frames.
 MAX_DRAWS = 50
@@ -234,9 +232,7 @@ class SiamMaskTask:
             self.model.load_backbone(self._init_state)
         self.anchors = make_anchors(config.siammask.anchor_ratios, config.siammask.anchor_scale, world.device)
         if world.is_main:
-            summary = annotated_summary(self.videos)
-            logger.info("%d annotated videos (%d frames with masks) on %s, %d process(es)", summary["videos"],
-                        summary["annotated_frames"], world.device, world.size)
+            log_annotated(self.videos, world.device, world.size)
         return self.model
 
     def describe(self) -> dict[str, Any]:
