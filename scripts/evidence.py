@@ -16,8 +16,12 @@
    and cosine similarity (tau 0.05, top-16), (b) the same architecture at
    random initialisation, both ways, and (c) raw LAB pixels, under
    --pixel-presets; scores each as `mast evaluate --sequences` does.
+   Rows use the quick preset; the saved knobs are also scored under each of
+   --saved-presets (and the pixels under --pixel-presets), so that every kind
+   of features can be compared at its best protocol.
    --rows picks some of (a), (b), (c); saved is (a) under the saved knobs only;
-   --rows pixels alone trains nothing.
+   --rows pixels alone trains nothing. --evaluate-only keeps the rows of
+   OUT/evidence.json it does not score again.
 3. Prints a table and writes OUT/evidence.json.
 
     python scripts/evidence.py --davis ../shared/data/davis2016 --split dev \\
@@ -43,7 +47,7 @@ from mast.eval.propagate import propagate_to_folder, results_folder
 from mast.eval.sources import davis_inputs
 from mast.models.backbone import ResNetBackbone
 from mast.models.extractors import BackboneExtractor, PixelExtractor
-from mast.models.propagation import COSINE_KNOBS, PropagationConfig, Propagator
+from mast.models.propagation import COSINE_KNOBS, PRESETS, PropagationConfig, Propagator
 from mast.train.config import load_config
 from mast.train.loop import Trainer
 from mast.train.reconstruction import ReconstructionTask
@@ -129,6 +133,9 @@ def main() -> int:
     parser.add_argument("--window", type=int, default=13, help="propagation window")
     parser.add_argument("--pixel-presets", type=comma_names, default=["quick"],
                         help="presets the pixel baseline is scored with (best reported), e.g. quick,mast,crw")
+    parser.add_argument("--saved-presets", type=comma_names, default=["quick"],
+                        help="presets the trained backbone's saved knobs are scored with (row trained/saved for "
+                             "quick, trained/saved/<preset> for the others), e.g. quick,crw")
     parser.add_argument("--rows", type=comma_names, default=list(ROWS),
                         help="rows to score: saved (the trained backbone under its saved knobs: best-backbone.pt "
                              "if the run validated, else backbone.pt), trained (saved, dot and cosine), random "
@@ -144,6 +151,9 @@ def main() -> int:
     unknown = [row for row in args.rows if row not in ROWS]
     if unknown:
         parser.error(f"--rows: unknown {', '.join(unknown)}; choose from {', '.join(ROWS)}")
+    for flag, presets in (("--pixel-presets", args.pixel_presets), ("--saved-presets", args.saved_presets)):
+        if not presets or set(presets) - set(PRESETS):
+            parser.error(f"{flag}: {','.join(presets)} is not a list of presets ({', '.join(PRESETS)})")
     run_dir = args.out / "run"
     pixels_only = args.rows == ["pixels"]  # nothing to train or load
     if pixels_only:
@@ -159,6 +169,8 @@ def main() -> int:
             parser.error("give --data and/or --train-sequences to train on, or --evaluate-only")
         config, summary = train(args, inputs, run_dir)
     rows = score_all(args, config)
+    if args.evaluate_only and (args.out / "evidence.json").is_file():
+        rows = merged_rows(json.loads((args.out / "evidence.json").read_text()).get("results", []), rows)
     minutes = None if pixels_only else config.train.time_budget_minutes
     report = {"training_steps": summary["steps"], "minutes": minutes,
               "train_sequences": args.train_sequences, "validate_sequences": args.validate_sequences,
@@ -183,6 +195,18 @@ def scored_checkpoint(run_dir: Path) -> Path:
     return best if best.is_file() else run_dir / "backbone.pt"
 
 
+def merged_rows(earlier: list[dict], scored: list[dict]) -> list[dict]:
+    """An earlier report's rows with those scored again replaced (same features name), new ones last."""
+    fresh = {row["features"]: row for row in scored}
+    kept = [fresh.pop(row["features"], row) for row in earlier]
+    return kept + list(fresh.values())
+
+
+def scoring_protocol(preset: str, window: int) -> PropagationConfig:
+    """A preset as the table scores it: quick with ``--window``, the others as they are."""
+    return PropagationConfig.preset(preset, **({"window": window} if preset == "quick" else {}))
+
+
 def score_all(args: argparse.Namespace, config) -> list[dict]:
     """The rows of the table that ``--rows`` asks for, on the scoring sequences."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -196,10 +220,14 @@ def score_all(args: argparse.Namespace, config) -> list[dict]:
         print(f"propagating and scoring {', '.join(args.score_sequences)} with "
               f"{scored_checkpoint(args.out / 'run')} (saved knobs {trained.propagation}):", flush=True)
         saved = dot.with_overrides(**trained.propagation)
-        rows.append(propagate_and_score("trained/saved", trained, saved, args, device))
+        for preset in args.saved_presets:
+            name = "trained/saved" if preset == "quick" else f"trained/saved/{preset}"
+            protocol = scoring_protocol(preset, args.window).with_overrides(**trained.propagation)
+            rows.append(propagate_and_score(name, trained, protocol, args, device))
         for name, knobs in (("trained/dot", dot), ("trained/cosine", cosine)) if "trained" in args.rows else ():
             # The saved knobs are usually one of the two protocols: its row is not propagated twice.
-            rows.append({**rows[0], "features": name} if knobs == saved else
+            quick_saved = next((row for row in rows if row["features"] == "trained/saved"), None)
+            rows.append({**quick_saved, "features": name} if knobs == saved and quick_saved else
                         propagate_and_score(name, trained, knobs, args, device))
     if "random" in args.rows:
         torch.manual_seed(0)
@@ -207,9 +235,7 @@ def score_all(args: argparse.Namespace, config) -> list[dict]:
         rows += [propagate_and_score("random/dot", random_init, dot, args, device),
                  propagate_and_score("random/cosine", random_init, cosine, args, device)]
     for preset in args.pixel_presets if "pixels" in args.rows else ():
-        pixels = PropagationConfig.preset(preset).with_overrides(**PixelExtractor.propagation)
-        if preset == "quick":
-            pixels = pixels.with_overrides(window=args.window)
+        pixels = scoring_protocol(preset, args.window).with_overrides(**PixelExtractor.propagation)
         rows.append(propagate_and_score(f"pixels/{preset}", PixelExtractor(), pixels, args, device))
     return rows
 

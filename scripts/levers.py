@@ -68,7 +68,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--set", action="append", default=[], help="config override of every lever, key=value")
     parser.add_argument("--minutes", type=float, default=10.0, help="training time of every lever (default 10)")
     parser.add_argument("--pairs-steps", type=int, default=300, help="memory-phase: pairs steps before the memory phase")
-    parser.add_argument("--pixel-presets", default="quick,mast", help="presets of the pixel bar (best counts)")
+    parser.add_argument("--pixel-presets", default="quick,mast,crw", help="presets of the pixel bar (best counts; default all three)")
     parser.add_argument("--levers", default=",".join(LEVERS), help="comma-separated levers (default: all)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)

@@ -26,6 +26,8 @@ def davis(tmp_path):
     (["--train-sequences", "a", "--validate-sequences", "b,c", "--score-sequences", "b"],
      "--validate-sequences and --score-sequences share b"),
     (["--train-sequences", "zz", "--score-sequences", "b"], "zz not found"),
+    (["--saved-presets", "quick,fast", "--score-sequences", "c"], "--saved-presets: quick,fast is not a list"),
+    (["--pixel-presets", "", "--score-sequences", "c"], "--pixel-presets:  is not a list"),
 ])
 def test_overlapping_train_and_score_videos_are_refused(evidence, davis, tmp_path, monkeypatch, capsys, extra, message):
     argv = ["evidence.py", "--davis", str(davis), "--out", str(tmp_path / "out"), *(a.format(root=davis) for a in extra)]
@@ -42,3 +44,33 @@ def test_disjoint_sequences_give_the_training_inputs(evidence, davis, tmp_path):
     args = argparse.Namespace(davis=davis, train_sequences=["a"], score_sequences=["c"], validate_sequences=["b"],
                               data=[tmp_path / "videos"])
     assert evidence.check_split(args) == [tmp_path / "videos", davis / "JPEGImages" / "480p" / "a"]
+
+
+def test_saved_knobs_are_scored_under_each_preset_and_a_rescore_keeps_the_other_rows(evidence, tmp_path, monkeypatch):
+    import json
+
+    from test_baseline_evidence import write_davis2016
+
+    davis = write_davis2016(tmp_path / "davis", ["a", "b"])
+    tiny = ["model.widths=[8,8,16,16]", "model.feature_dim=8", "data.size=32", "train.batch_size=2",
+            "data.workers=0", "phases=[{name: a, mode: pairs, steps: 2, lr: 0.001}]"]
+    common = ["evidence.py", "--davis", str(davis), "--score-sequences", "b", "--out", str(tmp_path / "out"),
+              *[item for setting in tiny for item in ("--set", setting)]]
+    monkeypatch.setattr(sys, "argv", [*common, "--train-sequences", "a", "--rows", "saved",
+                                      "--saved-presets", "quick,crw"])
+    assert evidence.main() == 0
+    report = json.loads((tmp_path / "out" / "evidence.json").read_text())
+    assert [row["features"] for row in report["results"]] == ["trained/saved", "trained/saved/crw"]
+    monkeypatch.setattr(sys, "argv", [*common, "--evaluate-only", "--rows", "saved,pixels", "--saved-presets", "crw"])
+    assert evidence.main() == 0
+    rescored = json.loads((tmp_path / "out" / "evidence.json").read_text())["results"]
+    assert [row["features"] for row in rescored] == ["trained/saved", "trained/saved/crw", "pixels/quick"]
+    assert rescored[0] == report["results"][0]
+
+
+def test_merged_rows_replace_by_name_and_append_new_ones(evidence):
+    earlier = [{"features": "a", "J&F-Mean": 0.1}, {"features": "b", "J&F-Mean": 0.2}]
+    scored = [{"features": "c", "J&F-Mean": 0.3}, {"features": "a", "J&F-Mean": 0.4}]
+    assert evidence.merged_rows(earlier, scored) == [{"features": "a", "J&F-Mean": 0.4},
+                                                      {"features": "b", "J&F-Mean": 0.2},
+                                                      {"features": "c", "J&F-Mean": 0.3}]

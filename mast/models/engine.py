@@ -256,8 +256,8 @@ class ReconstructionEngine(nn.Module):
         ``index`` ``(B, k, rows, w)`` points into the pooled ``R x P^2`` keys
         (reference ``i // P^2``, window offset ``i % P^2``). Each selected
         point is read bilinearly like :func:`window_sample` would, so this
-        equals sampling every window and gathering, at ``k / (R P^2)`` of the
-        cost (the CRW protocol pools 21 x 625 keys to keep 10).
+        equals sampling every window and gathering, with ``R k`` reads per
+        pixel instead of ``R P^2`` (the CRW protocol pools 21 x 625 keys to keep 10).
         """
         area = self.config.window**2
         owner, offset = index // area, index % area
