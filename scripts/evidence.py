@@ -219,15 +219,15 @@ def score_all(args: argparse.Namespace, config) -> list[dict]:
         trained = BackboneExtractor.from_checkpoint(scored_checkpoint(args.out / "run"), device)
         print(f"propagating and scoring {', '.join(args.score_sequences)} with "
               f"{scored_checkpoint(args.out / 'run')} (saved knobs {trained.propagation}):", flush=True)
-        saved = dot.with_overrides(**trained.propagation)
+        saved = {}
         for preset in args.saved_presets:
             name = "trained/saved" if preset == "quick" else f"trained/saved/{preset}"
             protocol = scoring_protocol(preset, args.window).with_overrides(**trained.propagation)
-            rows.append(propagate_and_score(name, trained, protocol, args, device))
+            saved[protocol] = propagate_and_score(name, trained, protocol, args, device)
+            rows.append(saved[protocol])
         for name, knobs in (("trained/dot", dot), ("trained/cosine", cosine)) if "trained" in args.rows else ():
             # The saved knobs are usually one of the two protocols: its row is not propagated twice.
-            quick_saved = next((row for row in rows if row["features"] == "trained/saved"), None)
-            rows.append({**quick_saved, "features": name} if knobs == saved and quick_saved else
+            rows.append({**saved[knobs], "features": name} if knobs in saved else
                         propagate_and_score(name, trained, knobs, args, device))
     if "random" in args.rows:
         torch.manual_seed(0)

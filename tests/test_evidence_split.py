@@ -74,3 +74,23 @@ def test_merged_rows_replace_by_name_and_append_new_ones(evidence):
     assert evidence.merged_rows(earlier, scored) == [{"features": "a", "J&F-Mean": 0.4},
                                                       {"features": "b", "J&F-Mean": 0.2},
                                                       {"features": "c", "J&F-Mean": 0.3}]
+
+
+def test_a_trained_row_under_the_saved_knobs_reuses_the_saved_row(evidence, tmp_path, monkeypatch):
+    class Trained:
+        propagation = dict(evidence.COSINE_KNOBS)
+
+    propagated = []
+
+    def fake_score(name, extractor, config, args, device):
+        propagated.append((name, config))
+        return {"features": name, "J&F": len(propagated)}
+
+    monkeypatch.setattr(evidence.BackboneExtractor, "from_checkpoint", staticmethod(lambda path, device: Trained()))
+    monkeypatch.setattr(evidence, "propagate_and_score", fake_score)
+    args = evidence.argparse.Namespace(rows=["saved", "trained"], saved_presets=["quick", "crw"], window=13,
+                                       out=tmp_path, pixel_presets=[], score_sequences=["c"])
+    rows = {row["features"]: row["J&F"] for row in evidence.score_all(args, config=None)}
+    assert [name for name, _ in propagated] == ["trained/saved", "trained/saved/crw", "trained/dot"]
+    assert rows == {"trained/saved": 1, "trained/saved/crw": 2, "trained/dot": 3, "trained/cosine": 1}
+    assert propagated[1][1] == evidence.scoring_protocol("crw", 13).with_overrides(**evidence.COSINE_KNOBS)

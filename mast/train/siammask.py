@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from mast.common.config import ConfigError, require
-from mast.data.annotated import AnnotatedVideo, annotated_summary, discover_annotated, log_annotated, draw_frames
+from mast.data.annotated import AnnotatedVideo, annotated_summary, discover_annotated, draw_frames, log_annotated
 from mast.data.clips import item_generator
 from mast.models.backbone import BackboneConfig
 from mast.models.siammask.geometry import (
