@@ -19,5 +19,5 @@ timeout ${TEST_TIMEOUT:-300} "$PY" -m pytest -q -p no:cacheprovider tests 2>&1 |
 status=${PIPESTATUS[0]}
 echo "== benchmarks"
 timeout ${BENCH_TIMEOUT:-240} "$PY" -m benchmarks.ops --device cuda --repeats 5 --out "$OUT/ops-cuda.json" 2>&1 | tail -8
-timeout ${BENCH_TIMEOUT:-240} "$PY" -m benchmarks.propagate --device cuda --frames ${FRAMES:-60} --out "$OUT/propagate-cuda.json" 2>&1 | tail -6
+timeout ${BENCH_TIMEOUT:-240} "$PY" -m benchmarks.propagate --device cuda --frames ${FRAMES:-60} --presets mast,quick --out "$OUT/propagate-cuda.json" 2>&1 | tail -6
 exit "$status"
