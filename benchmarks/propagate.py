@@ -47,10 +47,7 @@ def paths(features: str, preset: str) -> tuple[str, ...]:
 def _gather_all_values(engine, plans, centers, index):
     """The values ``(B, K, k, rows, w)`` at ``index`` read the way top-k did
     before it read the selected keys only: every window sampled, then gathered."""
-    from mast.ops import window_sample
-
-    window = engine.config.window
-    values = torch.cat([window_sample(p.reference.values, c, window)[0] for p, c in zip(plans, centers)], dim=2)
+    values = engine._sample_windows(plans, centers)
     return values.gather(2, index.unsqueeze(1).expand(-1, values.shape[1], -1, -1, -1))
 
 

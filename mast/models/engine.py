@@ -237,7 +237,7 @@ class ReconstructionEngine(nn.Module):
             scores, index = scores.topk(self.config.topk, dim=1)
             values = self._sample_selected(plans, centers, index)
         else:
-            values = torch.cat([window_sample(p.reference.values, c, window)[0] for p, c in zip(plans, centers)], 2)
+            values = self._sample_windows(plans, centers)
         attention = torch.softmax(scores, dim=1)
         return torch.einsum("bnhw,bknhw->bkhw", attention, values.to(attention.dtype))
 
@@ -247,6 +247,11 @@ class ReconstructionEngine(nn.Module):
         if plan.reference.valid is None:
             return scores
         return scores.masked_fill(~plan.reference.valid.view(-1, 1, 1, 1), float("-inf"))
+
+    def _sample_windows(self, plans: list[ReferencePlan], centers: list[torch.Tensor]) -> torch.Tensor:
+        """Values ``(B, K, R P^2, rows, w)`` of every key: each reference's window around its ``centers``."""
+        window = self.config.window
+        return torch.cat([window_sample(p.reference.values, c, window)[0] for p, c in zip(plans, centers)], dim=2)
 
     def _sample_selected(
         self, plans: list[ReferencePlan], centers: list[torch.Tensor], index: torch.Tensor
