@@ -17,4 +17,5 @@ Nothing here imports any other part of mast, so every layer may import it
 * :mod:`mast.common.masks` -- mask and palette PNG I/O, void handling.
 * :mod:`mast.common.colour` -- RGB/LAB conversion, normalisation, channel dropout.
 * :mod:`mast.common.references` -- which past frames a query frame reads.
+* :mod:`mast.common.errors` -- typed errors naming the argument at fault (never a CLI flag).
 """
