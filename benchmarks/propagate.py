@@ -30,18 +30,17 @@ FEATURES = ("pixels", "backbone")
 PRESETS = ("mast", "quick", "crw")
 
 
-def protocol(features: str, preset: str):
-    """The propagation config a case runs: the preset, with the pixel baseline's own knobs for pixels."""
-    from mast.models.extractors import PixelExtractor
-    from mast.models.propagation import PropagationConfig
+def tracker(features: str, preset: str, device: str = "cpu"):
+    """The tracker a case runs: pixels (under their own knobs) or a ResNet-18 at random init."""
+    from mast.models.backbone import ResNetBackbone
+    from mast.models.builder import load_tracker
 
-    config = PropagationConfig.preset(preset)
-    return config.with_overrides(**PixelExtractor.propagation) if features == "pixels" else config
+    return load_tracker("mast", None if features == "pixels" else ResNetBackbone(), preset, device)
 
 
 def paths(features: str, preset: str) -> tuple[str, ...]:
     """The implementations a case is measured with (``gather-all`` only where top-k applies)."""
-    return ("extension", "pytorch") + (("gather-all",) if protocol(features, preset).engine.topk else ())
+    return ("extension", "pytorch") + (("gather-all",) if tracker(features, preset).config.engine.topk else ())
 
 
 def _gather_all_values(engine, plans, centers, index):
@@ -57,20 +56,13 @@ def measure_case(case: dict) -> dict:
     import mast.ops as ops
     from benchmarks._measure import tracking_speed
     from mast.data.synthetic import translating_video
-    from mast.models.backbone import ResNetBackbone
     from mast.models.engine import ReconstructionEngine
-    from mast.models.extractors import BackboneExtractor, PixelExtractor
-    from mast.models.propagation import Propagator
 
     device = torch.device(case["device"])
     frames, masks = translating_video(num_frames=case["frames"], height=480, width=854, num_objects=2)
     if case["path"] == "gather-all":
         ReconstructionEngine._sample_selected = _gather_all_values
-    if case["features"] == "pixels":
-        extractor = PixelExtractor()
-    else:
-        extractor = BackboneExtractor(ResNetBackbone().to(device))
-    propagator = Propagator(extractor, protocol(case["features"], case["preset"]), device)
+    propagator = tracker(case["features"], case["preset"], case["device"])
     fps, memory = tracking_speed(propagator, frames, masks[0], device, warmup=5)
     return {**case, "backend": ops.backend(device), "fps": fps, "peak_bytes": memory}
 

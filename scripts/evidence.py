@@ -39,15 +39,16 @@ from pathlib import Path
 
 import torch
 
-from mast.cli import comma_names
+from mast.common.config import comma_names
 from mast.common.config import to_dict
 from mast.common.files import atomic_write_text
 from mast.eval.davis import evaluate_davis
 from mast.eval.propagate import propagate_to_folder, results_folder
 from mast.eval.sources import davis_inputs
 from mast.models.backbone import ResNetBackbone
-from mast.models.extractors import BackboneExtractor, PixelExtractor
-from mast.models.propagation import COSINE_KNOBS, PRESETS, PropagationConfig, Propagator
+from mast.models.builder import load_tracker
+from mast.models.protocol import COSINE, PRESETS, PropagationKnobs
+from mast.models.tracker import Tracker
 from mast.train.config import load_config
 from mast.train.loop import Trainer
 from mast.train.reconstruction import ReconstructionTask
@@ -56,16 +57,15 @@ from mast.train.validation import Validator
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def propagate_and_score(name, extractor, config, args, device) -> dict:
+def propagate_and_score(name: str, tracker: Tracker, args: argparse.Namespace) -> dict:
     results = args.out / "results" / name.replace("/", "-")
     inputs = davis_inputs(args.davis, args.split, 2016, args.score_sequences)
-    propagator = Propagator(extractor, config, device)
     # The script's own folder: a rerun replaces what an earlier run wrote there.
-    folder = results_folder(results, propagator, overwrite=True, davis=str(args.davis.resolve()), year=2016)
+    folder = results_folder(results, tracker, overwrite=True, davis=str(args.davis.resolve()), year=2016)
     folder.start({"sequences": [item.name for item in inputs]})
     start, frames = time.perf_counter(), 0
     for item in inputs:
-        propagate_to_folder(item, propagator, folder)
+        propagate_to_folder(item, tracker, folder)
         frames += (item.num_frames or 1) - 1
     seconds = time.perf_counter() - start
     table, per_object = evaluate_davis(args.davis, results, args.split, year=2016, processes=2,
@@ -202,41 +202,41 @@ def merged_rows(earlier: list[dict], scored: list[dict]) -> list[dict]:
     return kept + list(fresh.values())
 
 
-def scoring_protocol(preset: str, window: int) -> PropagationConfig:
+def scoring_knobs(preset: str, window: int) -> PropagationKnobs:
     """A preset as the table scores it: quick with ``--window``, the others as they are."""
-    return PropagationConfig.preset(preset, **({"window": window} if preset == "quick" else {}))
+    return PropagationKnobs(window=window) if preset == "quick" else PropagationKnobs()
 
 
 def score_all(args: argparse.Namespace, config) -> list[dict]:
     """The rows of the table that ``--rows`` asks for, on the scoring sequences."""
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     # The quick preset (frame 0 + 3 previous, attended directly): cheap enough for
-    # a CPU, and the same references for every kind of features.
-    dot = PropagationConfig.preset("quick", window=args.window, normalize=False)
-    cosine = dot.with_overrides(**COSINE_KNOBS)
+    # a CPU, and the same references for every kind of features. Raw dot products
+    # at the preset's temperature over every key, whatever knobs a checkpoint saved.
+    dot = PropagationKnobs(window=args.window, normalize=False, temperature=1.0, topk=0)
+    cosine = COSINE.over(dot)
     rows = []
     if "saved" in args.rows or "trained" in args.rows:
-        trained = BackboneExtractor.from_checkpoint(scored_checkpoint(args.out / "run"), device)
-        print(f"propagating and scoring {', '.join(args.score_sequences)} with "
-              f"{scored_checkpoint(args.out / 'run')} (saved knobs {trained.propagation}):", flush=True)
+        checkpoint = scored_checkpoint(args.out / "run")
+        print(f"propagating and scoring {', '.join(args.score_sequences)} with {checkpoint}:", flush=True)
         saved = {}
         for preset in args.saved_presets:
             name = "trained/saved" if preset == "quick" else f"trained/saved/{preset}"
-            protocol = scoring_protocol(preset, args.window).with_overrides(**trained.propagation)
-            saved[protocol] = propagate_and_score(name, trained, protocol, args, device)
-            rows.append(saved[protocol])
+            tracker = load_tracker("mast", checkpoint, preset, **scoring_knobs(preset, args.window).as_overrides())
+            saved[tracker.config] = propagate_and_score(name, tracker, args)
+            rows.append(saved[tracker.config])
         for name, knobs in (("trained/dot", dot), ("trained/cosine", cosine)) if "trained" in args.rows else ():
+            tracker = load_tracker("mast", checkpoint, "quick", **knobs.as_overrides())
             # The saved knobs are usually one of the two protocols: its row is not propagated twice.
-            rows.append({**saved[knobs], "features": name} if knobs in saved else
-                        propagate_and_score(name, trained, knobs, args, device))
+            rows.append({**saved[tracker.config], "features": name} if tracker.config in saved else
+                        propagate_and_score(name, tracker, args))
     if "random" in args.rows:
         torch.manual_seed(0)
-        random_init = BackboneExtractor(ResNetBackbone(config.model).to(device))
-        rows += [propagate_and_score("random/dot", random_init, dot, args, device),
-                 propagate_and_score("random/cosine", random_init, cosine, args, device)]
+        random_init = ResNetBackbone(config.model)
+        rows += [propagate_and_score(f"random/{name}", load_tracker("mast", random_init, "quick", **knobs.as_overrides()),
+                                     args) for name, knobs in (("dot", dot), ("cosine", cosine))]
     for preset in args.pixel_presets if "pixels" in args.rows else ():
-        pixels = scoring_protocol(preset, args.window).with_overrides(**PixelExtractor.propagation)
-        rows.append(propagate_and_score(f"pixels/{preset}", PixelExtractor(), pixels, args, device))
+        pixels = load_tracker("mast", None, preset, **scoring_knobs(preset, args.window).as_overrides())
+        rows.append(propagate_and_score(f"pixels/{preset}", pixels, args))
     return rows
 
 

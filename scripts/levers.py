@@ -35,7 +35,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from mast.cli import comma_names
+from mast.common.config import comma_names
 from mast.common.files import atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]

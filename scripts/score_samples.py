@@ -23,8 +23,8 @@ from mast.eval.davis import evaluate_sequence
 from mast.common.masks import read_davis2016_mask, read_mask
 from mast.eval.propagate import propagate_to_folder, results_folder
 from mast.eval.sources import video_input
-from mast.models.extractors import BackboneExtractor, PixelExtractor
-from mast.models.propagation import COSINE_KNOBS, PropagationConfig, Propagator
+from mast.models.builder import load_tracker
+from mast.models.protocol import COSINE
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "data" / "davis_samples"
 
@@ -40,15 +40,9 @@ def main() -> int:
                         help="with --checkpoint: cosine similarity, tau 0.05, top-16 (better for briefly trained backbones)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
-    extractor = BackboneExtractor.from_checkpoint(args.checkpoint) if args.checkpoint else PixelExtractor()
-    config = PropagationConfig.preset(args.protocol)
-    if not args.checkpoint:
-        if args.cosine:
-            parser.error("--cosine needs --checkpoint (the pixel baseline compares by squared distance)")
-        config = config.with_overrides(**PixelExtractor.propagation)
-    elif args.cosine:
-        config = config.with_overrides(**COSINE_KNOBS)
-    propagator = Propagator(extractor, config)
+    if args.cosine and not args.checkpoint:
+        parser.error("--cosine needs --checkpoint (the pixel baseline compares by squared distance)")
+    propagator = load_tracker("mast", args.checkpoint, args.protocol, **(COSINE.as_overrides() if args.cosine else {}))
     names = ("bmx-trees", "caps", "gold-fish")
     # The script's own folder: a rerun replaces what an earlier run wrote there.
     results = results_folder(args.out, propagator, overwrite=True, samples=str(args.samples.resolve()))
@@ -79,7 +73,7 @@ def main() -> int:
             last = predictions[stems[-1]]
             report[name] = {"objects_in_first": sorted(int(i) for i in np.unique(read_mask(first)) if i),
                             "objects_in_last": sorted(int(i) for i in np.unique(last) if i)}
-    print(f"features: {extractor.name}; protocol: {config}")
+    print(f"features: {propagator.name}; protocol: {propagator.config}")
     for name, row in report.items():
         if "J" in row:
             print(f"{name:<10} J {row['J']:.3f}  F {row['F']:.3f}  J&F {(row['J'] + row['F']) / 2:.3f}  "

@@ -3,7 +3,6 @@ import pytest
 
 from mast.cli.main import SUBCOMMANDS, build_parser, main
 from mast.models.backbone import ResNetBackbone
-from mast.models.extractors import BackboneExtractor, PixelExtractor
 
 
 def test_every_subcommand_has_help(capsys):
@@ -46,16 +45,40 @@ def _propagate_args(*flags):
     return build_parser().parse_args(["propagate", "--video", "v.mp4", "--out", "o", *flags])
 
 
-def test_propagate_protocol_flags_override_the_preset():
-    from mast.cli.propagate import build_config
+def _propagate_tracker(*flags, checkpoint=None):
+    """The tracker ``mast propagate`` builds from ``flags`` (``checkpoint``: a backbone in memory)."""
+    from mast.cli.propagate import tracker_settings
+    from mast.models.builder import load_tracker
 
-    config = build_config(_propagate_args("--cosine", "--temperature", "0.05", "--topk", "16", "--no-roi"),
-                          BackboneExtractor(ResNetBackbone()))
+    args = _propagate_args(*flags)
+    return load_tracker(args.model, checkpoint, args.preset, "cpu", **tracker_settings(args))
+
+
+def test_propagate_protocol_flags_override_the_preset():
+    config = _propagate_tracker("--cosine", "--temperature", "0.05", "--topk", "16", "--no-roi",
+                                checkpoint=ResNetBackbone()).config
     engine = config.engine
     assert (engine.normalize, engine.temperature, engine.topk, engine.roi_localisation) == (True, 0.05, 16, False)
-    assert build_config(_propagate_args("--preset", "crw", "--dot"), BackboneExtractor(ResNetBackbone())).engine.normalize is False
-    baseline = build_config(_propagate_args(), PixelExtractor()).engine
+    assert _propagate_tracker("--preset", "crw", "--dot", checkpoint=ResNetBackbone()).config.engine.normalize is False
+    assert _propagate_tracker("--preset", "crw", "--topk", "0", checkpoint=ResNetBackbone()).config.engine.topk is None
+    baseline = _propagate_tracker().config.engine
     assert (baseline.normalize, baseline.topk, baseline.temperature) == (False, 16, 0.01)
+
+
+def test_propagate_errors_name_the_flag_of_a_library_argument(tmp_path, capsys):
+    from mast.data.synthetic import translating_video
+    from tests.test_propagate import write_frames
+
+    frames, _ = translating_video(num_frames=3, height=32, width=32)
+    write_frames(tmp_path / "clip", frames)
+    base = ["propagate", "--video", str(tmp_path / "clip"), "--first-box", "4,4,8,8"]
+    assert main([*base, "--window", "4", "--out", str(tmp_path / "out")]) == 2
+    assert "--window: must be an odd integer >= 1, got 4" in capsys.readouterr().err
+    assert main([*base, "--device", "tpu", "--out", str(tmp_path / "out")]) == 2
+    assert "--device: 'tpu' is not a device" in capsys.readouterr().err
+    assert main([*base, "--box-from", "rotated", "--out", str(tmp_path / "out")]) == 2
+    assert "--box-from: not a propagation setting of model 'mast'" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
 
 
 def test_cosine_is_refused_for_the_pixel_baseline(tmp_path, capsys):
@@ -72,9 +95,7 @@ def test_cosine_is_refused_for_the_pixel_baseline(tmp_path, capsys):
 
 
 def test_quick_preset_is_frame_zero_and_three_previous_without_roi():
-    from mast.cli.propagate import build_config
-
-    config = build_config(_propagate_args("--preset", "quick"), PixelExtractor())
+    config = _propagate_tracker("--preset", "quick").config
     assert (config.policy.long_term, config.policy.short_term) == ((0,), (1, 2, 3))
     assert (config.engine.window, config.engine.roi_localisation) == (13, False)
     assert (config.engine.topk, config.engine.temperature) == (16, 0.01)  # the pixel baseline's knobs still apply
@@ -91,8 +112,9 @@ def test_help_does_not_import_torch():
     assert result.stdout.strip() == "[]"
 
 
-def test_cli_preset_names_are_the_library_presets():
-    from mast.cli.propagate import PRESET_NAMES
-    from mast.models.propagation import PRESETS
+def test_cli_preset_and_model_names_are_the_library_ones():
+    from mast.cli.propagate import MODEL_NAMES, PRESET_NAMES
+    from mast.models.builder import TRACKERS
+    from mast.models.protocol import PRESETS
 
-    assert PRESET_NAMES == PRESETS
+    assert PRESET_NAMES == tuple(PRESETS) and MODEL_NAMES == tuple(TRACKERS)

@@ -73,9 +73,9 @@ def test_atomic_write_text(tmp_path):
 def test_resolve_device():
     assert resolve_device("cpu") == torch.device("cpu")
     assert resolve_device("auto").type in ("cpu", "cuda")
-    with pytest.raises(ValueError, match="--device 'gpu0': unknown device"):
+    with pytest.raises(ValueError, match="device: 'gpu0' is not a device"):
         resolve_device("gpu0")
-    with pytest.raises(ValueError, match="train.device 'mps'"):
+    with pytest.raises(ValueError, match="train.device: 'mps'"):
         resolve_device("mps", "train.device")
 
 

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from mast.common.config import ConfigError, FieldError, apply_overrides, complete, from_dict, require, to_dict
+from mast.models.protocol import KNOB_NAMES
 from mast.train.config import PhaseConfig, TrainingConfig, load_config, save_config
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -28,12 +29,16 @@ OLD_DEFAULTS = {
                 "lr_gamma": 0.5, "pair_gaps": [2, 5, 8], "pair_gap_probs": [0.4, 0.4, 0.2]}],
 }
 #: Fields of BackboneConfig and EngineConfig that the old config did not restate, at their defaults.
+def _knobs(**set_knobs) -> dict:
+    """A ``PropagationKnobs`` section as YAML holds it: every knob, None where unset."""
+    return {**dict.fromkeys(KNOB_NAMES), **set_knobs}
+
+
 NEW_KEYS = {"model": {"in_channels": 3},
             "engine": {"max_dilation": 4, "roi_localisation": True, "tile_elements": None},
-            "propagation": {"normalize": None, "temperature": None, "topk": None},
+            "propagation": _knobs(),
             "validation": {"every": 500, "max_frames": 40, "preset": "quick",
-                           "candidates": [{"normalize": False, "temperature": None, "topk": None},
-                                          {"normalize": True, "temperature": 0.05, "topk": 16}],
+                           "candidates": [_knobs(normalize=False), _knobs(normalize=True, temperature=0.05, topk=16)],
                            "patience": None, "min_delta": 0.0}}
 
 #: A run folder's config.yaml as the old code wrote it (yaml.safe_dump of the nested dict).
@@ -248,7 +253,7 @@ def test_type_and_value_errors_are_one_line_naming_the_key_and_the_value_as_writ
                    "phases, propagation, train, validation)"),
     ("phases.1.lr=1", "phases.1.lr: '1' is not an index of a list of 1"),
     ("engine.topk.k=1", "unknown config key engine.topk.k: engine.topk holds None, not a mapping"),
-    ("train.batch_size", "--set expects key=value, got 'train.batch_size'"),
+    ("train.batch_size", "an override is key=value, got 'train.batch_size'"),
 ])
 def test_unknown_override_keys_are_named_with_the_keys_known_at_their_level(override, message):
     with pytest.raises(ConfigError) as caught:

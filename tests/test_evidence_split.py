@@ -77,20 +77,25 @@ def test_merged_rows_replace_by_name_and_append_new_ones(evidence):
 
 
 def test_a_trained_row_under_the_saved_knobs_reuses_the_saved_row(evidence, tmp_path, monkeypatch):
-    class Trained:
-        propagation = dict(evidence.COSINE_KNOBS)
+    from mast.models.backbone import BackboneConfig, ResNetBackbone
+    from mast.models.protocol import COSINE, PropagationConfig, PropagationKnobs
 
+    (tmp_path / "run").mkdir()
+    tiny = BackboneConfig(widths=(8, 8, 8, 8), blocks=(1, 1, 1, 1), feature_dim=8)
+    ResNetBackbone(tiny).save(tmp_path / "run" / "backbone.pt", COSINE)  # saved: the cosine protocol
     propagated = []
 
-    def fake_score(name, extractor, config, args, device):
-        propagated.append((name, config))
+    def fake_score(name, tracker, args):
+        propagated.append((name, tracker.config))
         return {"features": name, "J&F": len(propagated)}
 
-    monkeypatch.setattr(evidence.BackboneExtractor, "from_checkpoint", staticmethod(lambda path, device: Trained()))
     monkeypatch.setattr(evidence, "propagate_and_score", fake_score)
     args = evidence.argparse.Namespace(rows=["saved", "trained"], saved_presets=["quick", "crw"], window=13,
                                        out=tmp_path, pixel_presets=[], score_sequences=["c"])
     rows = {row["features"]: row["J&F"] for row in evidence.score_all(args, config=None)}
     assert [name for name, _ in propagated] == ["trained/saved", "trained/saved/crw", "trained/dot"]
     assert rows == {"trained/saved": 1, "trained/saved/crw": 2, "trained/dot": 3, "trained/cosine": 1}
-    assert propagated[1][1] == evidence.scoring_protocol("crw", 13).with_overrides(**evidence.COSINE_KNOBS)
+    assert propagated[1][1] == PropagationConfig.preset("crw", COSINE)
+    dot = propagated[2][1].engine  # raw dot products over every key, whatever the checkpoint saved
+    assert (dot.normalize, dot.temperature, dot.topk, dot.window) == (False, 1.0, None, 13)
+    assert propagated[0][1] == PropagationConfig.preset("quick", COSINE, PropagationKnobs(window=13))

@@ -133,7 +133,7 @@ def test_everyday_faults_are_one_line_errors_and_write_nothing(davis, tmp_path, 
     out = tmp_path / "results"
     cases = [
         (["--device", "cuda:7" if torch.cuda.is_available() else "cuda"], "--device"),
-        (["--device", "tpu"], "unknown device"),
+        (["--device", "tpu"], "is not a device"),
     ]
     for flags, expected in cases:
         assert propagate(davis, out, *flags) == 2

@@ -13,9 +13,10 @@ from mast.common.masks import read_mask, write_palette_png
 from mast.eval.propagate import label_lookup, propagate_to_folder
 from mast.eval.sources import box_to_ids, davis_inputs, parse_box, video_input
 from mast.models.extractors import PixelExtractor
-from mast.models.propagation import PropagationConfig, Propagator
+from mast.models.propagation import Propagator
+from mast.models.protocol import PropagationConfig, PropagationKnobs
 
-PIXEL = PixelExtractor.propagation
+PIXEL = PixelExtractor.knobs
 
 
 def jaccard(pred: np.ndarray, truth: np.ndarray) -> float:
@@ -24,7 +25,7 @@ def jaccard(pred: np.ndarray, truth: np.ndarray) -> float:
 
 
 def propagate(frames, first, preset="mast"):
-    config = PropagationConfig.preset(preset).with_overrides(**PIXEL)
+    config = PropagationConfig.preset(preset, PIXEL)
     return [labels.numpy() for labels in Propagator(PixelExtractor(), config).run(iter(frames), first)]
 
 
@@ -47,7 +48,7 @@ def test_multiple_objects_keep_their_ids():
 
 def test_far_references_use_roi_localisation_and_still_track():
     frames, masks = translating_video(num_frames=24, height=128, width=128, velocity=(1.0, 0.5))
-    config = PropagationConfig.preset("mast").with_overrides(near_range=4, **PIXEL)  # frames 0 and 5 become far
+    config = PropagationConfig.preset("mast", PIXEL, PropagationKnobs(near_range=4))  # frames 0 and 5 become far
     predictions = [p.numpy() for p in Propagator(PixelExtractor(), config).run(iter(frames), masks[0])]
     assert jaccard(predictions[-1] > 0, masks[-1].numpy() > 0) > 0.8
 
@@ -75,7 +76,7 @@ def test_video_folder_with_mask_writes_palette_pngs_named_like_frames(tmp_path):
     first = masks[0].numpy().astype(np.uint8) * 3  # ids {0, 3, 6}: not contiguous
     write_palette_png(tmp_path / "first.png", first)
     item = video_input(tmp_path / "clip", first_mask=tmp_path / "first.png")
-    config = PropagationConfig.preset("mast").with_overrides(**PIXEL)
+    config = PropagationConfig.preset("mast", PIXEL)
     folder = propagate_to_folder(item, Propagator(PixelExtractor(), config), tmp_path / "out")
     names = sorted(p.name for p in folder.iterdir())
     assert names == [f"frame_{t:05d}.png" for t in range(6)]
@@ -91,7 +92,7 @@ def test_first_box_initialisation(tmp_path):
     box = f"{xs.min()},{ys.min()},{xs.max() - xs.min() + 1},{ys.max() - ys.min() + 1}"
     item = video_input(tmp_path / "clip", first_box=box)
     assert item.first_ids.sum() == (xs.max() - xs.min() + 1) * (ys.max() - ys.min() + 1)
-    config = PropagationConfig.preset("mast").with_overrides(**PIXEL)
+    config = PropagationConfig.preset("mast", PIXEL)
     folder = propagate_to_folder(item, Propagator(PixelExtractor(), config), tmp_path / "out")
     last = read_mask(folder / "00004.png") > 0
     assert jaccard(last, masks[4].numpy() > 0) > 0.6  # a box is a rough start, but it must follow
@@ -118,7 +119,7 @@ def test_video_file_input(tmp_path):
     writer.release()
     write_palette_png(tmp_path / "first.png", masks[0].numpy().astype(np.uint8))
     item = video_input(path, first_mask=tmp_path / "first.png")
-    config = PropagationConfig.preset("mast").with_overrides(**PIXEL)
+    config = PropagationConfig.preset("mast", PIXEL)
     folder = propagate_to_folder(item, Propagator(PixelExtractor(), config), tmp_path / "out")
     assert sorted(p.name for p in folder.iterdir()) == [f"{t:05d}.png" for t in range(6)]
 
@@ -153,7 +154,7 @@ def test_bad_inputs_name_the_file_and_leave_nothing_behind(tmp_path):
     write_palette_png(tmp_path / "first.png", masks[0].numpy().astype(np.uint8))
     item = video_input(tmp_path / "davis" / "JPEGImages" / "480p" / "seq", first_mask=tmp_path / "first.png")
     (tmp_path / "davis" / "JPEGImages" / "480p" / "seq" / "00002.jpg").write_bytes(b"broken")
-    config = PropagationConfig.preset("mast").with_overrides(**PIXEL)
+    config = PropagationConfig.preset("mast", PIXEL)
     with pytest.raises(ValueError, match="00002.jpg"):
         propagate_to_folder(item, Propagator(PixelExtractor(), config), tmp_path / "out")
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["run.json"]  # no sequence, no temporaries
@@ -175,7 +176,7 @@ def test_streaming_memory_is_bounded_on_a_long_video():
     """Frames stream through; the bank never holds more than the policy's capacity
     and resident memory does not grow with the number of frames."""
     frames, masks = translating_video(num_frames=2, height=192, width=192)
-    config = PropagationConfig.preset("mast").with_overrides(window=5, **PIXEL)
+    config = PropagationConfig.preset("mast", PIXEL, PropagationKnobs(window=5))
     propagator = Propagator(PixelExtractor(), config)
 
     def long_video(count):

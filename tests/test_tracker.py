@@ -10,7 +10,8 @@ from mast.data.synthetic import translating_video
 from mast.common.masks import read_mask, write_palette_png
 from mast.models.backbone import BackboneConfig, ResNetBackbone
 from mast.models.extractors import PixelExtractor
-from mast.models.propagation import PropagationConfig, Propagator
+from mast.models.propagation import Propagator
+from mast.models.protocol import COSINE, PropagationConfig
 from mast.models.tracker import Tracker, TrackerStep, track
 from tests.test_propagate import write_frames
 
@@ -19,7 +20,7 @@ TINY = BackboneConfig(widths=(8, 8, 8, 8), blocks=(1, 1, 1, 1), feature_dim=8)
 
 def test_propagator_is_a_tracker_and_steps_return_probabilities():
     frames, masks = translating_video(num_frames=4, height=64, width=64, num_objects=2)
-    tracker = Propagator(PixelExtractor(), PropagationConfig.preset("quick").with_overrides(**PixelExtractor.propagation))
+    tracker = Propagator(PixelExtractor(), PropagationConfig.preset("quick", PixelExtractor.knobs))
     assert isinstance(tracker, Tracker)
     steps = list(track(tracker, iter(frames), masks[0]))
     assert len(steps) == 3 and all(isinstance(s, TrackerStep) for s in steps)
@@ -63,7 +64,7 @@ def test_a_checkpoint_carries_its_propagation_knobs_and_flags_override_them(tmp_
     write_frames(tmp_path / "clip", frames)
     write_palette_png(tmp_path / "first.png", masks[0].numpy().astype(np.uint8))
     checkpoint = tmp_path / "backbone.pt"
-    ResNetBackbone(TINY).save(checkpoint, propagation={"normalize": True, "temperature": 0.05, "topk": 16})
+    ResNetBackbone(TINY).save(checkpoint, COSINE)
     base = ["propagate", "--video", str(tmp_path / "clip"), "--first-mask", str(tmp_path / "first.png"),
             "--checkpoint", str(checkpoint), "--preset", "quick"]
 

@@ -74,7 +74,7 @@ def test_a_trainer_is_constructed_without_side_effects_and_prepare_raises(videos
         no_data.prepare()
     with pytest.raises(ValueError, match="is an existing file"):
         into_a_file.run()
-    with pytest.raises(ValueError, match="train.device 'tpu'"):
+    with pytest.raises(ValueError, match="train.device: 'tpu'"):
         no_device.prepare()
     assert sorted(path.name for path in tmp_path.rglob("*")) == ["notes.txt"] and notes.read_text() == "mine"
 

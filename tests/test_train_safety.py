@@ -82,8 +82,8 @@ def test_related_values_are_checked_once_every_override_is_in():
 
 
 @pytest.mark.parametrize("device,message", [
-    ("tpu", "train.device 'tpu': unknown device"),
-    ("cuda", "train.device 'cuda': CUDA is not available"),
+    ("tpu", "train.device: 'tpu' is not a device"),
+    ("cuda", "train.device: 'cuda': CUDA is not available"),
 ])
 def test_a_device_this_machine_lacks_is_a_one_line_error(videos, tmp_path, capsys, device, message):
     if device == "cuda" and torch.cuda.is_available():

@@ -1,10 +1,7 @@
 """Command-line interface (``mast COMMAND --help``)."""
 from __future__ import annotations
 
-
-def comma_names(text: str | None) -> list[str]:
-    """``"a, b,c"`` -> ``["a", "b", "c"]``: the names of a comma-separated argument (None -> [])."""
-    return [name.strip() for name in (text or "").split(",") if name.strip()]
+import re
 
 
 def flag_name(argument: str, flags: dict[str, str] | None = None) -> str:
@@ -18,6 +15,9 @@ def error_text(error: BaseException, flags: dict[str, str] | None = None) -> str
     :class:`~mast.common.errors.ArgumentError` under the command's flag for its argument."""
     from mast.common.errors import ArgumentError
 
-    if isinstance(error, ArgumentError):
-        return f"{flag_name(error.argument, flags)}: {error.message}"
-    return str(error)
+    if not isinstance(error, ArgumentError):
+        return str(error)
+    message = error.message
+    for name in error.mentions:
+        message = re.sub(rf"(?<![\w-]){re.escape(name)}(?![\w-])", flag_name(name, flags), message)
+    return f"{flag_name(error.argument, flags)}: {message}"

@@ -5,6 +5,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from mast.cli import error_text
+
 DESCRIPTION = """\
 Build the colour centroids used by CorrFlow's kmeans-ce objective.
 
@@ -81,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     from mast.train.centroids import build_centroids, load_centroids
 
     try:
-        check_separate(args.out, {"--data": args.data})
+        check_separate(args.out, {"data": args.data})
         remove_stale_temporaries(Path(args.out).resolve().parent)  # left by a killed earlier run
         build_centroids(
             args.data, args.out, k=args.k, num_pixels=args.pixels, frames_per_video=args.frames_per_video,
@@ -89,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
         )
         centroids, meta = load_centroids(args.out)  # reads back what was written: also checks the file
     except (OSError, ValueError) as error:
-        print(f"mast centroids: error: {error}", file=sys.stderr)
+        print(f"mast centroids: error: {error_text(error)}", file=sys.stderr)
         return 2
     skipped = f" ({meta['num_skipped_videos']} unreadable skipped)" if meta.get("num_skipped_videos") else ""
     print(f"k-means: {centroids.shape[0]} centroids from {meta['num_pixels']} LAB pixels "

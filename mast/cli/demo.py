@@ -79,7 +79,7 @@ def propagate_and_score(tracker, davis: Path, out: Path) -> tuple[dict, Path]:
     for item in inputs:
         propagate_to_folder(item, tracker, folder)
     table, _ = evaluate_davis(davis, out, processes=1)
-    pictures = overlay_folder(out / "overlays", out, {"--davis": davis}).check()
+    pictures = overlay_folder(out / "overlays", out, {"davis": davis}).check()
     pictures.start()
     return table, visualize(((item.name, item.frames()) for item in inputs), out, pictures)
 
@@ -87,8 +87,7 @@ def propagate_and_score(tracker, davis: Path, out: Path) -> tuple[dict, Path]:
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from mast.models.extractors import BackboneExtractor, PixelExtractor
-    from mast.models.propagation import PropagationConfig, Propagator
+    from mast.models.builder import load_tracker
     from mast.train.config import load_config
     from mast.train.loop import Trainer
     from mast.train.reconstruction import ReconstructionTask
@@ -102,11 +101,9 @@ def run(args: argparse.Namespace) -> int:
     summary = Trainer(ReconstructionTask(config, [str(train)]), args.out / "run").run()
     print(f"pretrained {summary['steps']} steps -> {args.out / 'run' / 'backbone.pt'}")
 
-    trained = BackboneExtractor.from_checkpoint(args.out / "run" / "backbone.pt")
-    quick = PropagationConfig.preset("quick")
-    models = {
-        "trained": Propagator(trained, quick.with_overrides(**trained.propagation)),  # knobs saved in training
-        "pixels": Propagator(PixelExtractor(), quick.with_overrides(**PixelExtractor.propagation)),
+    models = {  # the trained features under the knobs saved in training; pixels under theirs
+        "trained": load_tracker("mast", args.out / "run" / "backbone.pt", "quick", "cpu"),
+        "pixels": load_tracker("mast", None, "quick", "cpu"),
     }
     print(f"{'features':<10} {'J&F':>6} {'J':>6} {'F':>6}  pictures")
     for name, tracker in models.items():

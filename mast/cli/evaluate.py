@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mast.cli import comma_names
+from mast.cli import error_text
+from mast.common.config import comma_names
 
 DESCRIPTION = """\
 Score a folder of predicted masks on a DAVIS split with the DAVIS-2017
@@ -114,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
             processes=args.processes, objects=args.objects, boxes=args.boxes, sequences=sequences,
         )
     except (FileNotFoundError, ValueError) as error:
-        print(f"mast evaluate: error: {error}", file=sys.stderr)
+        print(f"mast evaluate: error: {error_text(error)}", file=sys.stderr)
         return 1
     # Printed before writing, so that a failed write loses no scores.
     print(format_results(*tables), flush=True)
@@ -123,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
         # In a propagate results folder the CSVs join its record, to go when the results change.
         record_derived_files(args.results, [path.name for path in paths])
     except OSError as error:
-        print(f"mast evaluate: error: {error}", file=sys.stderr)
+        print(f"mast evaluate: error: {error_text(error)}", file=sys.stderr)
         return 1
     print(f"\nCSV files written: {paths[0]}, {paths[1]}")
     return 0

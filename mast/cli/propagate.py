@@ -37,17 +37,18 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mast.cli import comma_names
+from mast.cli import error_text
+from mast.common.config import comma_names
 
 if TYPE_CHECKING:  # the heavy modules (torch) load when the command runs, not for --help
     from mast.common.outputs import OutputFolder
     from mast.eval.propagate import PropagationInput
-    from mast.models.extractors import FeatureExtractor
-    from mast.models.propagation import PropagationConfig, Propagator
     from mast.models.tracker import Tracker
 
-#: ``mast.models.propagation.PRESETS``, restated so that ``--help`` needs no torch (a test keeps them equal).
+#: The names of ``mast.models.protocol.PRESETS`` and ``mast.models.builder.TRACKERS``, restated so
+#: that ``--help`` needs no torch (a test keeps them equal).
 PRESET_NAMES = ("mast", "crw", "quick")
+MODEL_NAMES = ("mast", "siammask", "ranet")
 
 def _int_tuple(text: str) -> tuple[int, ...]:
     try:
@@ -110,86 +111,27 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def build_config(args: argparse.Namespace, extractor: FeatureExtractor) -> PropagationConfig:
-    """The preset, then the knobs the features are meant to be used with (the pixel
-    baseline's, or those a checkpoint was saved with), then explicit flags."""
-    from mast.models.extractors import PixelExtractor
-    from mast.models.propagation import PropagationConfig
+#: The tracker settings each flag gives (``load_tracker``'s keyword arguments), and the flag each
+#: library argument is shown under in errors.
+FLAGS = {"long_term": "--long-term", "short_term": "--short-term", "window": "--window", "topk": "--topk",
+         "temperature": "--temperature", "roi_localisation": "--no-roi", "normalize": "--cosine/--dot",
+         "soft_labels": "--soft-labels/--hard-labels", "box_from": "--box-from", "preset": "--preset",
+         "checkpoint": "--checkpoint", "model": "--model", "device": "--device"}
 
-    if isinstance(extractor, PixelExtractor) and args.normalize:
-        raise ValueError("--cosine: the pixel baseline compares pixels by squared distance and cannot "
-                         "use cosine similarity; give a --checkpoint or drop --cosine")
-    overrides = dict(getattr(extractor, "propagation", {}))
-    given = dict(long_term=args.long_term, short_term=args.short_term, window=args.window,
-                 temperature=args.temperature, soft_labels=args.soft_labels, normalize=args.normalize)
-    overrides.update({k: v for k, v in given.items() if v is not None})
-    if args.topk is not None:
-        overrides["topk"] = args.topk or None
+
+def tracker_settings(args: argparse.Namespace) -> dict:
+    """The settings the command line gives the tracker: only the flags that were given."""
+    given = {name: getattr(args, name) for name in
+             ("long_term", "short_term", "window", "topk", "temperature", "normalize", "soft_labels", "box_from")}
     if args.no_roi:
-        overrides["roi_localisation"] = False
-    return PropagationConfig.preset(args.preset or "mast").with_overrides(**overrides)
+        given["roi_localisation"] = False
+    return {name: value for name, value in given.items() if value is not None}
 
 
-def mast_tracker(args: argparse.Namespace, device) -> Propagator:
-    """``--model mast``: a backbone checkpoint (or the LAB-pixel baseline) through the memory engine."""
-    from mast.models.extractors import BackboneExtractor, PixelExtractor
-    from mast.models.propagation import Propagator
+def _tracker(args: argparse.Namespace) -> Tracker:
+    from mast.models.builder import load_tracker
 
-    if args.box_from is not None:
-        raise ValueError("--box-from applies to --model siammask only")
-    extractor = BackboneExtractor.from_checkpoint(args.checkpoint, device) if args.checkpoint else PixelExtractor()
-    return Propagator(extractor, build_config(args, extractor), device)
-
-
-#: Flags of the memory propagator (``--model mast``): the argument each sets and its value when not given.
-PROPAGATOR_FLAGS = {"--preset": ("preset", None), "--long-term": ("long_term", None),
-                    "--short-term": ("short_term", None), "--window": ("window", None), "--topk": ("topk", None),
-                    "--temperature": ("temperature", None), "--no-roi": ("no_roi", False),
-                    "--cosine/--dot": ("normalize", None), "--soft-labels/--hard-labels": ("soft_labels", None)}
-
-
-def _check_baseline_arguments(args: argparse.Namespace, model: str) -> None:
-    """A baseline reads its own ``--checkpoint`` and takes none of the propagator's flags."""
-    if args.checkpoint is None:
-        raise ValueError(f"--model {model} needs --checkpoint RUN/model.pt (from mast train-baseline {model})")
-    given = [flag for flag, (name, unset) in PROPAGATOR_FLAGS.items() if getattr(args, name) != unset]
-    if given:
-        raise ValueError(f"{', '.join(given)}: options of the memory propagator (--model mast), "
-                         f"not of --model {model}")
-
-
-def siammask_tracker(args: argparse.Namespace, device):
-    """``--model siammask``: a ``model.pt`` of ``mast train-baseline siammask``."""
-    from dataclasses import replace
-
-    from mast.common.outputs import file_sha256
-    from mast.models.siammask.model import SiamMask
-    from mast.models.siammask.tracker import SiamMaskTracker, TrackerConfig
-
-    _check_baseline_arguments(args, "siammask")
-    model, saved = SiamMask.load(args.checkpoint, device)
-    try:
-        config = TrackerConfig(**saved)
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"{args.checkpoint} holds invalid tracker settings: {error}") from error
-    if args.box_from is not None:
-        config = replace(config, box_from=args.box_from)
-    return SiamMaskTracker(model, config, device, name=f"siammask:sha256:{file_sha256(args.checkpoint)}")
-
-
-def ranet_tracker(args: argparse.Namespace, device) -> Tracker:
-    """``--model ranet``: the ``model.pt`` of ``mast train-baseline ranet``."""
-    from mast.models.ranet_tracker import RANetTracker
-
-    _check_baseline_arguments(args, "ranet")
-    if args.box_from is not None:
-        raise ValueError("--box-from applies to --model siammask only")
-    return RANetTracker.from_checkpoint(args.checkpoint, device)
-
-
-#: ``--model`` names and how to build their tracker from the parsed arguments.
-MODELS = {"mast": mast_tracker, "siammask": siammask_tracker, "ranet": ranet_tracker}
-MODEL_NAMES = tuple(MODELS)
+    return load_tracker(args.model, args.checkpoint, args.preset, args.device, **tracker_settings(args))
 
 
 def _inputs(args: argparse.Namespace) -> list[PropagationInput]:
@@ -219,8 +161,7 @@ def _open_outputs(args: argparse.Namespace, tracker: Tracker, inputs: list[Propa
     from mast.eval.propagate import results_folder
     from mast.eval.visualize import overlay_folder
 
-    read = {"--davis": args.davis, "--video": args.video, "--first-mask": args.first_mask,
-            "--checkpoint": args.checkpoint}
+    read = {"davis": args.davis, "video": args.video, "first_mask": args.first_mask, "checkpoint": args.checkpoint}
     check_separate(args.out, read)
     source = ({"davis": str(args.davis.resolve()), "year": args.year} if args.davis is not None
               else {"video": True})
@@ -235,12 +176,9 @@ def _open_outputs(args: argparse.Namespace, tracker: Tracker, inputs: list[Propa
 
 
 def _prepare(args: argparse.Namespace):
-    from mast.common.devices import resolve_device
-
-    device = resolve_device(args.device)
     inputs = _inputs(args)
     _check_inputs(inputs)
-    tracker = MODELS[args.model](args, device)
+    tracker = _tracker(args)
     return inputs, tracker, *_open_outputs(args, tracker, inputs)
 
 
@@ -250,7 +188,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         inputs, tracker, folder, pictures = _prepare(args)
     except (ValueError, OSError) as error:
-        print(f"mast propagate: error: {error}", file=sys.stderr)
+        print(f"mast propagate: error: {error_text(error, FLAGS)}", file=sys.stderr)
         return 2
     print(f"model: {args.model} | {tracker.name} | device: {getattr(tracker, 'device', args.device)} | {tracker.settings()}")
     try:
@@ -259,7 +197,7 @@ def run(args: argparse.Namespace) -> int:
             pictures.start({"argv": args.command_line})
             print(f"pictures: {visualize(((item.name, item.frames()) for item in inputs), args.out, pictures)}")
     except (ValueError, OSError) as error:
-        print(f"mast propagate: error: {error}", file=sys.stderr)
+        print(f"mast propagate: error: {error_text(error, FLAGS)}", file=sys.stderr)
         return 2
     print(f"wrote {len(inputs)} sequence(s), {frames} frames, to {args.out} ({rate:.1f} frames/s); "
           f"settings in {args.out / 'run.json'}")

@@ -25,7 +25,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from mast.cli import comma_names
+from mast.common.config import comma_names
 from mast.common.config import ConfigError
 
 

@@ -16,7 +16,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from mast.cli import comma_names
+from mast.cli import error_text
+from mast.common.config import comma_names
 
 
 def register(subparsers) -> None:
@@ -52,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             streams = [video_stream(args.video)]
         out = args.out or args.results / "overlays"
-        folder = overlay_folder(out, args.results, {"--davis": args.davis, "--video": args.video}, args.overwrite)
+        folder = overlay_folder(out, args.results, {"davis": args.davis, "video": args.video}, args.overwrite)
         folder.check()
         for stream in streams:
             folder.check_entry(stream.name)
@@ -60,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         folder.start({"argv": args.command_line, "sequences": [s.name for s in streams]})
         index = visualize(((s.name, s.frames()) for s in streams), args.results, folder)
     except (ValueError, OSError) as error:
-        print(f"mast visualize: error: {error}", file=sys.stderr)
+        print(f"mast visualize: error: {error_text(error)}", file=sys.stderr)
         return 2
     print(f"wrote {index}")
     return 0

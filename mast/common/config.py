@@ -261,7 +261,7 @@ def _join(where: str, key: str) -> str:
 def _override(data: Any, override: str) -> Any:
     """A copy of plain ``data`` with one ``dotted.key=value`` override set (the key must exist)."""
     if "=" not in override:
-        raise ConfigError(f"--set expects key=value, got {override!r}")
+        raise ConfigError(f"an override is key=value, got {override!r}")
     dotted, raw = override.split("=", 1)
     dotted = dotted.strip()
     try:
@@ -300,3 +300,8 @@ def _index(items: list, key: str, dotted: str) -> int:
     if not key.isdigit() or int(key) >= len(items):
         raise ConfigError(f"{dotted}: {key!r} is not an index of a list of {len(items)}")
     return int(key)
+
+
+def comma_names(text: str | None) -> list[str]:
+    """``"a, b,c"`` -> ``["a", "b", "c"]``: the names of a comma-separated list (None -> [])."""
+    return [name.strip() for name in (text or "").split(",") if name.strip()]

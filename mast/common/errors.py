@@ -13,14 +13,16 @@ class ArgumentError(ValueError):
     """A value the caller passed for ``argument`` (a Python parameter or setting name) is wrong.
 
     ``str(error)`` is ``"<argument>: <message>"``; :attr:`message` is the text alone.
+    ``mentions``: other arguments the message names as words (``"set overwrite to replace
+    them"``), which the command line also shows as its flags.
     """
 
-    def __init__(self, argument: str, message: str) -> None:
-        self.argument, self.message = argument, message
+    def __init__(self, argument: str, message: str, mentions: tuple[str, ...] = ()) -> None:
+        self.argument, self.message, self.mentions = argument, message, tuple(mentions)
         super().__init__(f"{argument}: {message}")
 
     def __reduce__(self):  # picklable across processes (DataLoader workers, process pools)
-        return type(self), (self.argument, self.message)
+        return type(self), (self.argument, self.message, self.mentions)
 
 
 class MissingPathError(ArgumentError, FileNotFoundError):

@@ -29,6 +29,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
+from mast.common.errors import ArgumentError
 from mast.common.files import (
     PathLike, atomic_directory, atomic_write_text, atomic_write_with, is_temporary, remove_stale_temporaries,
 )
@@ -37,8 +38,9 @@ RECORD_NAME = "run.json"
 RECORD_FORMAT = 1
 
 
-class OutputConflict(ValueError):
-    """An output folder that cannot be written without losing or mixing files."""
+class OutputConflict(ArgumentError):
+    """An output folder (argument ``out`` unless said otherwise) that cannot be written without
+    losing or mixing files."""
 
 
 def _resolved(path: PathLike) -> Path:
@@ -46,18 +48,18 @@ def _resolved(path: PathLike) -> Path:
 
 
 def check_separate(output: PathLike, inputs: Mapping[str, PathLike | Sequence[PathLike] | None],
-                   flag: str = "--out", may_hold_output: frozenset[str] = frozenset()) -> None:
+                   argument: str = "out", may_hold_output: frozenset[str] = frozenset()) -> None:
     """Refuses an output that is, contains or lies inside an input.
 
     Args:
-        output: the folder (or file) the command writes.
-        inputs: ``{flag: path or paths}`` of what the command reads (folders
+        output: the folder (or file) the command writes, given as ``argument``.
+        inputs: ``{argument: path or paths}`` of what the command reads (folders
             or files; None entries are ignored). Symbolic links are resolved first.
-        may_hold_output: flags of input folders the output may lie inside
+        may_hold_output: arguments of input folders the output may lie inside
             (as a new sub-folder; the caller checks it collides with nothing read).
 
     Raises:
-        OutputConflict: naming both flags and paths.
+        OutputConflict: naming both arguments and paths.
     """
     out = _resolved(output)
     for name, given in inputs.items():
@@ -66,7 +68,8 @@ def check_separate(output: PathLike, inputs: Mapping[str, PathLike | Sequence[Pa
             relation = ("is" if out == source else "contains" if out in source.parents
                         else "lies inside" if source in out.parents and name not in may_hold_output else None)
             if relation is not None:
-                raise OutputConflict(f"{flag} {output} {relation} the input {name} {path}; write elsewhere")
+                raise OutputConflict(argument, f"{output} {relation} the input {name} {path}; write elsewhere",
+                                     mentions=(name,))
 
 
 def file_sha256(path: PathLike) -> str:
@@ -115,12 +118,12 @@ class OutputFolder:
         settings: JSON-able settings that made the results; a folder made with
             other settings is refused unless ``overwrite``.
         overwrite: allow replacing the previous run's files (only those).
-        flag: the command-line flag naming ``path``, for messages.
+        argument: the caller's argument naming ``path``, for errors.
     """
 
     def __init__(self, path: PathLike, command: str, settings: dict, overwrite: bool = False,
-                 flag: str = "--out") -> None:
-        self.path, self.command, self.flag = Path(path), command, flag
+                 argument: str = "out") -> None:
+        self.path, self.command, self.argument = Path(path), command, argument
         self.settings, self.overwrite = _normalised(settings), overwrite
         self.previous: dict | None = None
         self.replace_previous = False
@@ -129,10 +132,13 @@ class OutputFolder:
 
     # -- checks (nothing written) -------------------------------------------
 
+    def _conflict(self, message: str) -> OutputConflict:
+        return OutputConflict(self.argument, message)
+
     def check(self) -> "OutputFolder":
         """Validates the folder; removes only stale temporaries of killed runs."""
         if self.path.exists() and not self.path.is_dir():
-            raise OutputConflict(f"{self.flag} {self.path} is an existing file, not a folder")
+            raise self._conflict(f"{self.path} is an existing file, not a folder")
         self._check_writable()
         if not self.path.is_dir():
             return self
@@ -141,16 +147,17 @@ class OutputFolder:
         if self.previous is None:
             foreign = [p.name for p in sorted(self.path.iterdir()) if not is_temporary(p)]
             if foreign:
-                raise OutputConflict(
-                    f"{self.flag} {self.path} holds files mast did not write ({', '.join(foreign[:3])}"
+                raise self._conflict(
+                    f"{self.path} holds files mast did not write ({', '.join(foreign[:3])}"
                     f"{', ...' if len(foreign) > 3 else ''}) and no {RECORD_NAME}; choose an empty or new folder")
             return self
         self.files = set(self.previous.get("files", []))
         difference = settings_difference(self.settings, self.previous.get("settings", {}))
         if difference and not self.overwrite:
             raise OutputConflict(
-                f"{self.flag} {self.path} holds results of other settings ({'; '.join(difference[:4])}"
-                f"{'; ...' if len(difference) > 4 else ''}); give --overwrite to replace them, or another {self.flag}")
+                self.argument, f"{self.path} holds results of other settings ({'; '.join(difference[:4])}"
+                f"{'; ...' if len(difference) > 4 else ''}); set overwrite to replace them, or choose another folder",
+                mentions=("overwrite",))
         self.replace_previous = bool(difference)
         return self
 
@@ -159,9 +166,9 @@ class OutputFolder:
         while not existing.exists():
             existing = existing.parent
         if not existing.is_dir():
-            raise OutputConflict(f"{self.flag} {self.path}: {existing} is a file, so the folder cannot be made")
+            raise self._conflict(f"{self.path}: {existing} is a file, so the folder cannot be made")
         if not os.access(existing, os.W_OK | os.X_OK):
-            raise OutputConflict(f"{self.flag} {self.path}: {existing} is not writable")
+            raise self._conflict(f"{self.path}: {existing} is not writable")
 
     def _read_record(self) -> dict | None:
         path = self.path / RECORD_NAME
@@ -170,12 +177,12 @@ class OutputFolder:
         try:
             record = json.loads(path.read_text())
         except (OSError, ValueError) as error:
-            raise OutputConflict(f"{path} is not a readable mast record ({error}); choose another {self.flag}") from None
+            raise self._conflict(f"{path} is not a readable mast record ({error}); choose another folder") from None
         if not isinstance(record, dict) or record.get("format") != RECORD_FORMAT or "files" not in record:
-            raise OutputConflict(f"{path} was not written by mast; choose another {self.flag}")
+            raise self._conflict(f"{path} was not written by mast; choose another folder")
         if record.get("command") != self.command:
-            raise OutputConflict(f"{self.flag} {self.path} holds the output of `mast {record.get('command')}`, "
-                                 f"not of `mast {self.command}`; choose another {self.flag}")
+            raise self._conflict(f"{self.path} holds the output of `mast {record.get('command')}`, "
+                                 f"not of `mast {self.command}`; choose another folder")
         return record
 
     def check_entry(self, name: str) -> None:
@@ -187,8 +194,8 @@ class OutputFolder:
         known = self.files | recorded_files(target, prefix=f"{name}/")
         foreign = [f for f in present if f not in known]
         if foreign:
-            raise OutputConflict(f"{target} holds files mast did not write ({', '.join(foreign[:3])}); "
-                                 f"move them away or choose another {self.flag}")
+            raise self._conflict(f"{target} holds files mast did not write ({', '.join(foreign[:3])}); "
+                                 f"move them away or choose another folder")
 
     # -- writing --------------------------------------------------------------
 

@@ -8,15 +8,16 @@ scores. The self-supervised propagator and every baseline go through here.
 """
 from __future__ import annotations
 
+import itertools
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
 
-from mast.common.masks import write_palette_png
+from mast.common.masks import VOID_ID, remove_void, write_palette_png
 from mast.common.outputs import OutputFolder
 from mast.models.tracker import Tracker, track
 
@@ -67,6 +68,51 @@ def results_folder(out_dir: str | os.PathLike, tracker: Tracker, overwrite: bool
     return OutputFolder(out_dir, "propagate", propagation_settings(tracker, **inputs), overwrite).check()
 
 
+def first_frame_ids(ids: np.ndarray, source: str) -> np.ndarray:
+    """A first-frame annotation as the writer takes it: ``(H, W)`` uint8 object ids, void (255)
+    made background, as ``mast propagate`` reads DAVIS-2017 and ``--first-mask`` PNGs.
+
+    Raises:
+        ValueError: naming ``source``: not a 2-D map of integer ids in ``0..255``, or only 0 and 255
+            (255 is void, so no object: save the object as id 1).
+    """
+    ids = np.asarray(ids)
+    if ids.ndim != 2 or not (np.issubdtype(ids.dtype, np.integer) or ids.dtype == bool):
+        raise ValueError(f"{source}: a first-frame mask is an (H, W) map of integer object ids, "
+                         f"got {ids.dtype} {ids.shape}")
+    if ids.size and (ids.min() < 0 or ids.max() > VOID_ID):
+        raise ValueError(f"{source}: object ids must lie in 0..{VOID_ID - 1} (0 background, {VOID_ID} void), "
+                         f"found {int(ids.min() if ids.min() < 0 else ids.max())}")
+    ids = ids.astype(np.uint8)
+    values = np.unique(ids)
+    if VOID_ID in values and set(values.tolist()) <= {0, VOID_ID}:
+        raise ValueError(f"{source}: holds only 0 and {VOID_ID}, but {VOID_ID} is void (not an object, as in "
+                         "DAVIS), so there is no object; save the object as id 1 (for a 0/255 binary mask: "
+                         "value > 127 -> 1)")
+    return remove_void(ids)
+
+
+def track_ids(tracker: Tracker, frames: Iterable[torch.Tensor], first_ids: np.ndarray,
+              source: str) -> Iterator[np.ndarray]:
+    """Object ids ``(H, W)`` uint8 of every frame: ``first_ids`` (the first frame's annotation,
+    void already removed), then what ``tracker`` predicts for each later frame.
+
+    The one loop of the writer and of ``mast.track``, so both give the same masks.
+    ``frames``: ``(3, H, W)`` RGB in ``[0, 1]``, the first one annotated by ``first_ids``.
+    """
+    ids, lookup = label_lookup(first_ids, source)
+    frames = iter(frames)
+    first = next(frames, None)
+    if first is None:
+        raise ValueError(f"{source}: no frame to track")
+    if tuple(first.shape[-2:]) != first_ids.shape:
+        raise ValueError(f"{source}: the first-frame mask is {first_ids.shape[1]}x{first_ids.shape[0]} but the "
+                         f"frames are {first.shape[-1]}x{first.shape[-2]}")
+    yield first_ids
+    for result in track(tracker, itertools.chain([first], frames), torch.from_numpy(lookup[first_ids])):
+        yield ids[result.labels().cpu().numpy()]
+
+
 def propagate_to_folder(
     item: PropagationInput, tracker: Tracker, folder: OutputFolder | str | os.PathLike,
     on_frame: Callable[[], None] | None = None,
@@ -80,7 +126,7 @@ def propagate_to_folder(
     ``folder`` is a started :class:`OutputFolder` or a path (checked and
     started here with :func:`results_folder`).
     """
-    ids, lookup = label_lookup(item.first_ids, item.first_source)
+    label_lookup(item.first_ids, item.first_source)  # no object: refused before anything is written
     if not isinstance(folder, OutputFolder):
         folder = results_folder(folder, tracker)
         folder.check_entry(item.name)
@@ -94,12 +140,9 @@ def propagate_to_folder(
                 stems.append(stem)
                 yield frame
 
-        first_labels = torch.from_numpy(lookup[item.first_ids])
-        for t, result in enumerate(track(tracker, frames_only(), first_labels), start=1):
-            if t == 1:
-                write_palette_png(staging / f"{stems[0]}.png", item.first_ids)
-            write_palette_png(staging / f"{stems[t]}.png", ids[result.labels().cpu().numpy()])
-            if on_frame is not None:
+        for t, ids in enumerate(track_ids(tracker, frames_only(), item.first_ids, item.first_source)):
+            write_palette_png(staging / f"{stems[t]}.png", ids)
+            if t > 0 and on_frame is not None:
                 on_frame()
         if len(stems) < 2:
             raise ValueError(f"{item.name}: needs at least 2 frames, found {len(stems)}")

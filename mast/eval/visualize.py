@@ -112,8 +112,8 @@ def overlay_folder(out_dir: PathLike, results_dir: PathLike, inputs: dict[str, P
     out, results = Path(out_dir), Path(results_dir)
     # A sequence folder of the results holds PNGs and no record: OutputFolder.check refuses it.
     direct_child = out.resolve().parent == results.resolve()
-    check_separate(out, {**inputs, "--results": results},
-                   may_hold_output=frozenset({"--results"}) if direct_child else frozenset())
+    check_separate(out, {**inputs, "results": results},
+                   may_hold_output=frozenset({"results"}) if direct_child else frozenset())
     return OutputFolder(out, "visualize", {"results": str(results.resolve())}, overwrite)
 
 

@@ -12,12 +12,14 @@ import os
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from mast.common.checkpoints import load_checkpoint, save_checkpoint
 from mast.common.config import require
 from mast.common.colour import normalize_lab, rgb_to_lab
+from mast.models.protocol import PropagationKnobs
 
 RGB_MEAN = (0.485, 0.456, 0.406)
 RGB_STD = (0.229, 0.224, 0.225)
@@ -140,16 +142,41 @@ class ResNetBackbone(nn.Module):
             )
         return self.head(self.stages(frames)[-1])
 
-    def save(self, path: str | os.PathLike, propagation: dict[str, Any] | None = None) -> None:
+    @property
+    def stride(self) -> int:
+        """Features are ``1/stride`` of the frame's resolution."""
+        return self.config.output_stride
+
+    @property
+    def channels(self) -> int:
+        """Feature channels ``C``."""
+        return self.config.feature_dim
+
+    @torch.no_grad()
+    def extract(self, frame: np.ndarray) -> torch.Tensor:
+        """One RGB uint8 frame ``(H, W, 3)`` (numpy) -> its features ``(C, ceil(H/s), ceil(W/s))``,
+        after this backbone's own colour conversion (:meth:`prepare`), in eval mode."""
+        frame = np.asarray(frame)
+        if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+            raise ValueError(f"frame must be an RGB uint8 array (H, W, 3), got {frame.dtype} {frame.shape}")
+        device = next(self.parameters()).device
+        rgb = torch.from_numpy(frame).to(device).permute(2, 0, 1).unsqueeze(0).float() / 255
+        was_training = self.training
+        features = self.eval()(self.prepare(rgb))[0]
+        self.train(was_training)
+        return features
+
+    def save(self, path: str | os.PathLike, knobs: PropagationKnobs | None = None) -> None:
         """Writes config and weights atomically (temp file + rename).
 
-        ``propagation``: the flat propagation knobs these features are meant to
-        be used with (e.g. ``{"normalize": True, "temperature": 0.05, "topk": 16}``),
-        which ``mast propagate --checkpoint`` applies unless flags override them.
+        ``knobs``: the propagation settings these features are meant to be used
+        with (e.g. :data:`~mast.models.protocol.COSINE`), stored as the flat
+        ``propagation`` dict of those that are set; trackers loaded from the
+        file apply them unless the caller overrides them.
         """
         payload = {"backbone_config": asdict(self.config), "state_dict": self.state_dict()}
-        if propagation:
-            payload["propagation"] = dict(propagation)
+        if knobs is not None and knobs.as_overrides():
+            payload["propagation"] = knobs.as_overrides()
         save_checkpoint(payload, path)
 
     @classmethod

@@ -15,11 +15,19 @@ from mast.common.checkpoints import load_checkpoint
 from mast.common.outputs import file_sha256
 from mast.models.backbone import ResNetBackbone
 from mast.models.pixel import lab_pixel_features, squared_distance_embedding
+from mast.models.protocol import PropagationKnobs
 
 
 class FeatureExtractor(Protocol):
+    """Attributes:
+    stride: the features' resolution is ``1/stride`` of the frame's.
+    name: what the features are (a checkpoint is named by its hash), recorded with results.
+    knobs: the propagation settings these features are meant to be used with.
+    """
+
     stride: int
     name: str
+    knobs: PropagationKnobs
 
     def __call__(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(B, 3, H, W)`` RGB in ``[0, 1]`` -> ``(as_query, as_key)``, each ``(B, C, ceil(H/s), ceil(W/s))``."""
@@ -30,12 +38,12 @@ class PixelExtractor:
     """Raw LAB pixels averaged over ``stride x stride`` cells, compared by
     negative squared distance: the baseline that needs no checkpoint.
 
-    ``propagation`` holds the propagation settings pixels need whatever
-    the preset: a sharp softmax over few keys, and no cosine normalisation
-    (which would break the squared-distance embedding).
+    ``knobs`` are the propagation settings pixels need whatever the preset:
+    a sharp softmax over few keys, and no cosine normalisation (which would
+    break the squared-distance embedding).
     """
 
-    propagation = {"temperature": 0.01, "topk": 16, "normalize": False}
+    knobs = PropagationKnobs(temperature=0.01, topk=16, normalize=False)
 
     def __init__(self, stride: int = 4) -> None:
         self.stride = stride
@@ -48,22 +56,20 @@ class PixelExtractor:
 class BackboneExtractor:
     """A trained :class:`ResNetBackbone`; query and key features are the same."""
 
-    def __init__(self, backbone: ResNetBackbone) -> None:
+    def __init__(self, backbone: ResNetBackbone, knobs: PropagationKnobs = PropagationKnobs(),
+                 name: str = "backbone") -> None:
         self.backbone = backbone.eval()
         self.stride = backbone.config.output_stride
-        self.name = "backbone"
-        #: the propagation knobs the checkpoint was saved with (flat names, see PropagationConfig)
-        self.propagation: dict = {}
+        self.name = name
+        self.knobs = knobs
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, device: torch.device | str = "cpu") -> "BackboneExtractor":
-        """A ``backbone.pt``; its saved propagation knobs (if any) are in :attr:`propagation`."""
+        """A ``backbone.pt``, with the propagation knobs saved in it (if any) as :attr:`knobs`."""
         payload = load_checkpoint(path, "backbone checkpoint", device)
-        extractor = cls(ResNetBackbone.from_payload(payload, path).to(device))
-        extractor.propagation = dict(payload.get("propagation", {}))
+        backbone = ResNetBackbone.from_payload(payload, path).to(device)
         # Named by content: results folders compare it to tell runs apart.
-        extractor.name = f"backbone:sha256:{file_sha256(path)}"
-        return extractor
+        return cls(backbone, saved_knobs(payload, path), f"backbone:sha256:{file_sha256(path)}")
 
     @torch.no_grad()
     def __call__(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -73,3 +79,12 @@ class BackboneExtractor:
     def to(self, device: torch.device | str) -> "BackboneExtractor":
         self.backbone = self.backbone.to(device)
         return self
+
+
+def saved_knobs(payload: dict, path: str | os.PathLike) -> PropagationKnobs:
+    """The propagation knobs a ``backbone.pt`` payload was saved with (none: all unset)."""
+    saved = payload.get("propagation") or {}
+    try:
+        return PropagationKnobs.from_settings(dict(saved), str(path))
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{path} holds invalid propagation settings {saved!r}: {error}") from error

@@ -24,7 +24,7 @@ from mast.common.files import atomic_write_text
 from mast.common.references import ReferencePolicy
 from mast.models.backbone import BackboneConfig
 from mast.models.engine import EngineConfig
-from mast.models.propagation import PRESETS
+from mast.models.protocol import COSINE, DOT, PRESETS, PropagationKnobs
 
 OBJECTIVES = ("lab-huber", "kmeans-ce", "mask-ce")
 T = TypeVar("T")
@@ -109,38 +109,6 @@ class AnnotatedDataConfig:
 
 
 @dataclass(frozen=True)
-class PropagationKnobs:
-    """How the trained features are meant to be compared at propagation time.
-
-    Saved in ``backbone.pt``; ``mast propagate --checkpoint`` applies the
-    knobs that are set (not None) over its preset, and flags override them.
-    Briefly trained backbones propagate far better with cosine similarity
-    and a sharp softmax over few keys (``normalize: true, temperature: 0.05,
-    topk: 16``) than with MAST's raw dot products.
-    """
-
-    normalize: bool | None = None
-    temperature: float | None = None
-    topk: int | None = None
-
-    def as_overrides(self) -> dict:
-        """The knobs that are set, by their propagation names."""
-        return {key: value for key, value in to_dict(self).items() if value is not None}
-
-    def label(self) -> str:
-        """A short name: ``dot``, ``cosine-t0.05-k16`` (unset knobs are left out)."""
-        parts = ["dot" if self.normalize is False else "cosine" if self.normalize else "preset"]
-        parts += [f"t{self.temperature:g}"] if self.temperature is not None else []
-        parts += [f"k{self.topk}"] if self.topk is not None else []
-        return "-".join(parts)
-
-
-def _default_candidates() -> tuple[PropagationKnobs, ...]:
-    # MAST's raw dot products, and the cosine protocol briefly trained features need.
-    return (PropagationKnobs(normalize=False), PropagationKnobs(normalize=True, temperature=0.05, topk=16))
-
-
-@dataclass(frozen=True)
 class ValidationConfig:
     """How ``--validate`` scores the backbone during training (:mod:`mast.train.validation`).
 
@@ -159,7 +127,8 @@ class ValidationConfig:
     every: int = 500
     max_frames: int | None = 40
     preset: str = "quick"
-    candidates: tuple[PropagationKnobs, ...] = field(default_factory=_default_candidates)
+    # MAST's raw dot products, and the cosine protocol briefly trained features need.
+    candidates: tuple[PropagationKnobs, ...] = (DOT, COSINE)
     patience: int | None = None
     min_delta: float = 0.0
 

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from mast.common.config import to_dict
 from mast.common.files import atomic_write_text, remove_stale_temporaries
-from mast.common.outputs import check_separate
+from mast.common.outputs import OutputConflict, check_separate
 from mast.data.clips import make_loader
 from mast.train import checkpoint as ckpt
 from mast.train import distributed
@@ -396,5 +396,5 @@ def check_run_folder(out_dir: Path, inputs: list[str]) -> None:
     """Refuses an output folder that is an existing file, or is, contains or lies inside an input:
     training would write among (and clean temporaries out of) the videos."""
     if out_dir.exists() and not out_dir.is_dir():
-        raise ValueError(f"output folder (--out) {out_dir} is an existing file, not a run folder")
-    check_separate(out_dir, {"--data": inputs})
+        raise OutputConflict("out", f"{out_dir} is an existing file, not a run folder")
+    check_separate(out_dir, {"data": inputs})

@@ -19,14 +19,15 @@ from mast.data.augment import ClipAugment
 from mast.data.clips import ClipDataset, collate_clips
 from mast.data.video import discover_videos
 from mast.models.backbone import ResNetBackbone
+from mast.models.builder import load_tracker
 from mast.models.engine import ReconstructionEngine
-from mast.models.extractors import BackboneExtractor
 from mast.models.memory import Reference
-from mast.models.propagation import PropagationConfig, Propagator
+from mast.models.protocol import PropagationKnobs
+from mast.models.tracker import Tracker
 from mast.train import checkpoint as ckpt
 from mast.train import distributed
 from mast.train.centroids import ensure_centroids
-from mast.train.config import ObjectiveConfig, PhaseConfig, PropagationKnobs, TrainingConfig
+from mast.train.config import ObjectiveConfig, PhaseConfig, TrainingConfig
 from mast.train.distributed import World
 from mast.train.objectives import KMeansCrossEntropy, LabHuber, MaskCrossEntropy, Objective, Prepared
 
@@ -175,16 +176,13 @@ class ReconstructionTask:
     def _candidates(self) -> dict[str, PropagationKnobs]:
         return {knobs.label(): knobs for knobs in self.config.validation.candidates}
 
-    def validation_trackers(self) -> dict[str, Propagator]:
+    def validation_trackers(self) -> dict[str, Tracker]:
         """The backbone under the validation preset with each candidate's knobs."""
         preset = self.config.validation.preset
-        return {name: Propagator(BackboneExtractor(self.backbone),
-                                 PropagationConfig.preset(preset).with_overrides(**knobs.as_overrides()),
-                                 self.world.device)
+        return {name: load_tracker("mast", self.backbone, preset, self.world.device, **knobs.as_overrides())
                 for name, knobs in self._candidates().items()}
 
     def save_final(self, path: Path, variant: str | None = None) -> None:
         """``backbone.pt`` with the knobs of ``variant`` (a validation candidate) or else the
         config's ``propagation`` section."""
-        knobs = self.config.propagation if variant is None else self._candidates()[variant]
-        self.backbone.save(path, knobs.as_overrides())
+        self.backbone.save(path, self.config.propagation if variant is None else self._candidates()[variant])
