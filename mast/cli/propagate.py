@@ -160,26 +160,15 @@ def _check_baseline_arguments(args: argparse.Namespace, model: str) -> None:
 
 def siammask_tracker(args: argparse.Namespace, device):
     """``--model siammask``: a ``model.pt`` of ``mast train-baseline siammask``."""
-    from dataclasses import replace
-
-    from mast.common.outputs import file_sha256
-    from mast.models.siammask.model import SiamMask
-    from mast.models.siammask.tracker import SiamMaskTracker, TrackerConfig
+    from mast.models.siammask.tracker import SiamMaskTracker
 
     _check_baseline_arguments(args, "siammask")
-    model, saved = SiamMask.load(args.checkpoint, device)
-    try:
-        config = TrackerConfig(**saved)
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"{args.checkpoint} holds invalid tracker settings: {error}") from error
-    if args.box_from is not None:
-        config = replace(config, box_from=args.box_from)
-    return SiamMaskTracker(model, config, device, name=f"siammask:sha256:{file_sha256(args.checkpoint)}")
+    return SiamMaskTracker.from_checkpoint(args.checkpoint, device, box_from=args.box_from)
 
 
 def ranet_tracker(args: argparse.Namespace, device) -> Tracker:
     """``--model ranet``: the ``model.pt`` of ``mast train-baseline ranet``."""
-    from mast.models.ranet_tracker import RANetTracker
+    from mast.models.ranet.tracker import RANetTracker
 
     _check_baseline_arguments(args, "ranet")
     if args.box_from is not None:

@@ -6,7 +6,7 @@ exemplar is cropped around the object in the first frame, the search region
 around it in the second (context rule, 127 / 255 pixels, mean padding, through
 :func:`mast.ops.crops.square_crop`), each jittered as in the paper: shifts up to
 ``data.exemplar_shift`` / ``data.search_shift`` crop pixels, scales ``2^(+-data.exemplar_scale)`` and
-``2^(+-data.search_scale)``. The losses are :mod:`mast.train.siammask_losses`'
+``2^(+-data.search_scale)``. The losses are :mod:`mast.train.siammask.losses`'
 ``L_3B = 32 L_mask + L_score + L_box`` (three-branch) or ``L_2B = 32 L_mask + L_sim``
 (two-branch), with the weights of ``loss``. The one training loop runs it (Adam
 and its step schedule, not the paper's SGD with warm-up).
@@ -37,7 +37,7 @@ from mast.models.siammask.model import SiamMask, SiamMaskConfig
 from mast.models.siammask.tracker import SiamMaskTracker, TrackerConfig
 from mast.ops.crops import square_crop
 from mast.train import checkpoint as ckpt
-from mast.train import siammask_losses as losses
+from mast.train.siammask import losses
 from mast.train.config import AnnotatedDataConfig, PhaseConfig, RunConfig
 from mast.train.distributed import World
 
@@ -126,8 +126,6 @@ class SiamMaskTrainingConfig:
                               f"got {self.model.output_stride}")
         require(self.model.in_channels == 3, "model.in_channels", "must be 3 (colour frames)", self.model.in_channels)
 
-
-SCHEMA = SiamMaskTrainingConfig
 
 
 def _uniform(generator: torch.Generator, bound: float, count: int = 1) -> torch.Tensor:
@@ -302,6 +300,3 @@ class SiamMaskTask:
     def save_final(self, path: Path, variant: str | None = None) -> None:
         self.model.save(path, tracker=asdict(self.config.tracker))
 
-
-#: The name ``mast train-baseline`` looks for.
-Task = SiamMaskTask
