@@ -23,7 +23,8 @@ from mast.ops.crops import square_crop
 from mast.train.config import load_config
 from mast.train.loop import Trainer
 from mast.train.siammask import losses
-from mast.train.siammask.task import SiamMaskTask, SiamMaskTrainingConfig
+from mast.train.siammask.config import SiamMaskTrainingConfig
+from mast.train.siammask.task import SiamMaskTask
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

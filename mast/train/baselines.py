@@ -73,7 +73,8 @@ def baseline(name: str) -> Baseline:
 
 @register("siammask")
 def _siammask():
-    from mast.train.siammask.task import SiamMaskTask, SiamMaskTrainingConfig
+    from mast.train.siammask.config import SiamMaskTrainingConfig
+    from mast.train.siammask.task import SiamMaskTask
 
     return SiamMaskTrainingConfig, SiamMaskTask
 
