@@ -439,3 +439,16 @@ def test_validation_scores_the_tracker_during_training(davis, tmp_path):
     history = json.loads((run / "validation.json").read_text())["history"]
     assert [entry["step"] for entry in history] == [2] and history[0]["best"] == "ranet"
     assert 0 <= history[0]["ranet"]["J&F"] <= 1 and (run / "best-model.pt").is_file()
+
+
+def test_from_checkpoint_returns_the_model_and_names_the_tracker_by_the_file(tmp_path):
+    from mast.common.outputs import file_sha256
+
+    path = tmp_path / "model.pt"
+    saved = tiny_model(ranked_maps=8)
+    saved.save(path)
+    model = RANet.from_checkpoint(path)
+    assert isinstance(model, RANet) and model.config == saved.config
+    for key, value in saved.state_dict().items():
+        torch.testing.assert_close(model.state_dict()[key], value, rtol=0, atol=0)
+    assert RANetTracker.from_checkpoint(path, "cpu").name == f"ranet:sha256:{file_sha256(path)}"

@@ -481,3 +481,26 @@ def test_validation_scores_the_tracker_during_training(davis, tmp_path):
     history = json.loads((run / "validation.json").read_text())["history"]
     assert [entry["step"] for entry in history] == [1, 2] and {entry["best"] for entry in history} == {"siammask"}
     assert 0 <= history[-1]["siammask"]["J&F"] <= 1 and (run / "best-model.pt").is_file()
+
+
+def test_from_checkpoint_returns_the_model_and_the_tracker_applies_overrides_to_the_saved_settings(tmp_path):
+    from mast.common.errors import ArgumentError
+    from mast.common.outputs import file_sha256
+
+    path = tmp_path / "model.pt"
+    saved = _untrained(branches=2)
+    saved.save(path, tracker={**TrackerConfig().__dict__, "box_from": "rotated", "lr": 0.2})
+    model = SiamMask.from_checkpoint(path)
+    assert isinstance(model, SiamMask) and not model.training and model.config == saved.config
+    for key, value in saved.state_dict().items():
+        torch.testing.assert_close(model.state_dict()[key], value, rtol=0, atol=0)
+    tracker = SiamMaskTracker.from_checkpoint(path)
+    assert (tracker.config.box_from, tracker.config.lr) == ("rotated", 0.2)
+    assert tracker.name == f"siammask:sha256:{file_sha256(path)}"
+    assert SiamMaskTracker.from_checkpoint(path, "cpu", box_from="minmax").config == TrackerConfig(lr=0.2)
+    assert SiamMaskTracker.from_checkpoint(path, box_from=None).config.box_from == "rotated"
+    with pytest.raises(ArgumentError, match="not a SiamMask tracker setting") as unknown:
+        SiamMaskTracker.from_checkpoint(path, window=0.2)
+    with pytest.raises(ArgumentError, match="must be one of minmax, rotated") as bad:
+        SiamMaskTracker.from_checkpoint(path, box_from="convex")
+    assert (unknown.value.argument, bad.value.argument) == ("window", "box_from")
