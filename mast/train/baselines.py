@@ -72,7 +72,7 @@ def baseline(name: str) -> Baseline:
 
 
 @register("siammask")
-def _siammask():
+def _siammask() -> tuple[type, BaselineTaskFactory]:
     from mast.train.siammask.config import SiamMaskTrainingConfig
     from mast.train.siammask.task import SiamMaskTask
 
@@ -80,7 +80,7 @@ def _siammask():
 
 
 @register("ranet")
-def _ranet():
+def _ranet() -> tuple[type, BaselineTaskFactory]:
     from mast.train.ranet.config import RANetTrainingConfig
     from mast.train.ranet.task import RANetTask
 

@@ -44,7 +44,7 @@ class TrainingTask(Protocol):
 
     def build(self, world: World) -> nn.Module:
         """Checks the data and builds the model to train on ``world.device`` (with its
-        ``--init`` weights); writes nothing. Raises ValueError/FileNotFoundError, one line."""
+        ``init`` weights); writes nothing. Raises ValueError/FileNotFoundError, one line."""
         ...
 
     def describe(self) -> dict[str, Any]:

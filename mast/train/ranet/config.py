@@ -59,7 +59,7 @@ class RANetTrainingConfig:
     """A RANet run (``config.yaml``); ``configs/ranet.yaml`` is the packaged recipe.
 
     Attributes:
-        model: the backbone (output stride 8; taken from the checkpoint under ``--init``).
+        model: the backbone (output stride 8; taken from the ``init`` checkpoint when given).
         ranet: the ranking attention module, decoder and inference crop.
         loss: bce | soft-iou | both (their sum).
         data: samples, their size and the previous-mask perturbation.
