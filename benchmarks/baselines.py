@@ -22,33 +22,35 @@ from benchmarks._measure import report, run_isolated
 MODELS = ("siammask", "siammask-2b", "ranet", "mast-pixels")
 
 
-def build_tracker(model: str, device: torch.device):
-    """A tracker of ``model`` with random weights, as its packaged config builds it."""
+def _packaged_config(baseline: str, overrides: list[str]):
+    """The packaged config of a registered baseline (:mod:`mast.train.baselines`), with ``overrides``."""
     from pathlib import Path
 
-    configs = Path(__file__).resolve().parents[1] / "configs"
+    from mast.train.baselines import baseline as registered
+    from mast.train.config import load_config
+
+    chosen = registered(baseline)
+    return load_config(Path(__file__).resolve().parents[1] / "configs" / chosen.config_file, overrides, chosen.schema)
+
+
+def build_tracker(model: str, device: torch.device):
+    """A tracker of ``model`` with random weights, as its packaged config builds it."""
     if model.startswith("siammask"):
         from mast.models.siammask.model import SiamMask
         from mast.models.siammask.tracker import SiamMaskTracker
-        from mast.train.config import load_config
-        from mast.train.siammask import SCHEMA
 
         overrides = ["siammask.branches=2"] if model == "siammask-2b" else []
-        config = load_config(configs / "siammask.yaml", overrides, SCHEMA)
+        config = _packaged_config("siammask", overrides)
         return SiamMaskTracker(SiamMask(config.model, config.siammask), config.tracker, device)
     if model == "ranet":
-        from mast.models.ranet import RANet
-        from mast.models.ranet_tracker import RANetTracker
-        from mast.train.config import load_config
-        from mast.train.ranet import SCHEMA
+        from mast.models.ranet.model import RANet
+        from mast.models.ranet.tracker import RANetTracker
 
-        config = load_config(configs / "ranet.yaml", [], SCHEMA)
+        config = _packaged_config("ranet", [])
         return RANetTracker(RANet(config.model, config.ranet), device)
-    from mast.models.extractors import PixelExtractor
-    from mast.models.propagation import PropagationConfig, Propagator
+    from mast.models.builder import load_tracker
 
-    config = PropagationConfig.preset("mast").with_overrides(**PixelExtractor.propagation)
-    return Propagator(PixelExtractor(), config, device)
+    return load_tracker("mast", None, "mast", device)  # raw LAB pixels under their own knobs
 
 
 def measure_case(case: dict) -> dict:

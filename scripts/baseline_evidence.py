@@ -24,7 +24,6 @@ settings (steps, overrides, sequences, checkpoint, preset) is refused.
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import subprocess
 import sys
@@ -34,11 +33,11 @@ from pathlib import Path
 import torch
 
 from mast.cli import comma_names
-from mast.cli.train import BASELINES
 from mast.common.files import atomic_write_text
 from mast.common.outputs import file_sha256
 from mast.eval.davis import evaluate_davis
 from mast.eval.sources import davis_inputs
+from mast.train import baselines
 from mast.train.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -106,15 +105,15 @@ def mast(*arguments: str) -> None:
 
 def write_untrained(baseline: str, path: Path) -> None:
     """``model.pt`` of the packaged architecture at its seeded random initialisation."""
-    schema = importlib.import_module(BASELINES[baseline]).SCHEMA
-    config = load_config(ROOT / "configs" / f"{baseline}.yaml", [], schema)
+    chosen = baselines.baseline(baseline)
+    config = load_config(ROOT / "configs" / chosen.config_file, [], chosen.schema)
     torch.manual_seed(0)
     if baseline == "siammask":
         from mast.models.siammask.model import SiamMask
 
         SiamMask(config.model, config.siammask).save(path, tracker=asdict(config.tracker))
     else:
-        from mast.models.ranet import RANet
+        from mast.models.ranet.model import RANet
 
         RANet(config.model, config.ranet).save(path)
 

@@ -30,7 +30,7 @@ def test_save_load_roundtrip(tmp_path):
     model = ResNetBackbone(BackboneConfig(feature_dim=16, widths=(8, 8, 16, 16))).eval()
     path = tmp_path / "backbone.pt"
     model.save(path)
-    loaded = ResNetBackbone.load(path).eval()
+    loaded = ResNetBackbone.from_checkpoint(path).eval()
     frames = torch.randn(1, 3, 32, 32)
     torch.testing.assert_close(loaded(frames), model(frames))
     assert [p.name for p in tmp_path.iterdir()] == ["backbone.pt"]  # no temp files left
@@ -38,15 +38,15 @@ def test_save_load_roundtrip(tmp_path):
 
 def test_load_errors_name_the_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="missing.pt"):
-        ResNetBackbone.load(tmp_path / "missing.pt")
+        ResNetBackbone.from_checkpoint(tmp_path / "missing.pt")
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="garbage.pt"):
-        ResNetBackbone.load(garbage)
+        ResNetBackbone.from_checkpoint(garbage)
     other = tmp_path / "other.pt"
     torch.save({"backbone_config": {"feature_dim": 16}, "state_dict": {"bogus": torch.zeros(1)}}, other)
     with pytest.raises(ValueError, match="architecture"):
-        ResNetBackbone.load(other)
+        ResNetBackbone.from_checkpoint(other)
 
 
 def test_rejects_bad_config_and_input():

@@ -94,7 +94,7 @@ def test_a_crafted_checkpoint_runs_nothing(videos, whole, tmp_path, capsys):
 
     fine = ["finetune", "--init", str(crafted), "--data", str(videos), "--out", str(tmp_path / "fine"), *SETS]
     assert main(fine) == 2
-    assert "refusing --init checkpoint" in _error_line(capsys, "finetune") and not marker.exists()
+    assert "--init: refusing checkpoint" in _error_line(capsys, "finetune") and not marker.exists()
 
     out = tmp_path / "resumed"
     (out / "checkpoints").mkdir(parents=True)

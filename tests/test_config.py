@@ -158,11 +158,9 @@ def test_the_packaged_configs_are_there():
 def config_schema(path: Path) -> type:
     """The schema of a packaged config: a baseline's own (``mast train-baseline NAME`` reads
     ``NAME.yaml``), else :class:`TrainingConfig`."""
-    import importlib
+    from mast.train import baselines
 
-    from mast.cli.train import BASELINES
-
-    return importlib.import_module(BASELINES[path.stem]).SCHEMA if path.stem in BASELINES else TrainingConfig
+    return baselines.baseline(path.stem).schema if path.stem in baselines.names() else TrainingConfig
 
 
 @pytest.mark.parametrize("path", CONFIG_FILES, ids=lambda path: path.name)

@@ -14,15 +14,16 @@ from mast.common.config import ConfigError
 from mast.common.masks import read_mask, write_palette_png
 from mast.data.synthetic import translating_video
 from mast.models.backbone import BackboneConfig
-from mast.models.ranet import (RANet, RANetConfig, best_correlation, correlation_maps, discriminant_scores,
-                               gather_maps, neighbourhood_maxima, rank_side)
-from mast.models.ranet_tracker import RANetTracker, loose_box, merge_objects
+from mast.models.ranet.model import (RANet, RANetConfig, best_correlation, correlation_maps, discriminant_scores,
+                                     gather_maps, neighbourhood_maxima, rank_side)
+from mast.models.ranet.tracker import RANetTracker, loose_box, merge_objects
 from mast.models.tracker import track
 from mast.train.config import load_config
 from mast.train.loop import Trainer
-from mast.train.mask_losses import mask_losses, soft_iou_loss
-from mast.train.ranet import SCHEMA, Task
-from mast.train.ranet_data import RANetDataConfig, RANetDataset, perturb_mask
+from mast.train.ranet.config import RANetDataConfig, RANetTrainingConfig
+from mast.train.ranet.data import RANetDataset, perturb_mask
+from mast.train.ranet.losses import mask_losses, soft_iou_loss
+from mast.train.ranet.task import RANetTask
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -74,11 +75,11 @@ def trained(davis, tmp_path_factory):
     """A tiny RANet trained for a few dozen steps on ``davis``: ``(run folder, loop summary)``."""
     out = tmp_path_factory.mktemp("run") / "ranet"
     config = load_config(overrides=[*TINY, "phases=[{name: ranet, steps: 60, lr: 0.003, lr_milestones: [0.7]}]"],
-                         schema=SCHEMA)
+                         schema=RANetTrainingConfig)
     before = torch.get_num_threads()
     torch.set_num_threads(1)  # set up before the per-test fixture _threads
     try:
-        summary = Trainer(Task(config, davis, None, 2017, None), out).run()
+        summary = Trainer(RANetTask(config, davis, None, 2017, None), out).run()
     finally:
         torch.set_num_threads(before)
     return out, summary
@@ -308,11 +309,11 @@ def test_an_object_that_disappears_does_not_crash():
 
 def test_resume_reproduces_the_uninterrupted_run(davis, tmp_path):
     overrides = [*TINY, "phases=[{name: ranet, steps: 3, lr: 0.001}]", "train.batch_size=2"]
-    config = load_config(overrides=overrides, schema=SCHEMA)
-    Trainer(Task(config, davis), tmp_path / "full").run()
-    Trainer(Task(config, davis), tmp_path / "cut").run(stop_after=2)
-    Trainer(Task(config, davis), tmp_path / "cut", resume=True).run()
-    full, cut = (RANet.load(tmp_path / name / "model.pt").state_dict() for name in ("full", "cut"))
+    config = load_config(overrides=overrides, schema=RANetTrainingConfig)
+    Trainer(RANetTask(config, davis), tmp_path / "full").run()
+    Trainer(RANetTask(config, davis), tmp_path / "cut").run(stop_after=2)
+    Trainer(RANetTask(config, davis), tmp_path / "cut", resume=True).run()
+    full, cut = (RANet.from_checkpoint(tmp_path / name / "model.pt").state_dict() for name in ("full", "cut"))
     for key in full:
         torch.testing.assert_close(full[key], cut[key])
 
@@ -329,9 +330,10 @@ def test_every_parameter_learns(variant):
 
 
 def test_restore_names_both_configs(davis, tmp_path):
-    config = load_config(overrides=[*TINY, "phases=[{name: ranet, steps: 1}]", "train.batch_size=2"], schema=SCHEMA)
-    Trainer(Task(config, davis), tmp_path / "run").run()
-    other = Task(replace(config, ranet=replace(config.ranet, ranked_maps=8)), davis)
+    config = load_config(overrides=[*TINY, "phases=[{name: ranet, steps: 1}]", "train.batch_size=2"],
+                         schema=RANetTrainingConfig)
+    Trainer(RANetTask(config, davis), tmp_path / "run").run()
+    other = RANetTask(replace(config, ranet=replace(config.ranet, ranked_maps=8)), davis)
     trainer = Trainer(other, tmp_path / "run", resume=True)
     with pytest.raises(ValueError, match="'ranked_maps': 24.*'ranked_maps': 8"):
         trainer.run()
@@ -348,7 +350,7 @@ def test_cli_train_propagate_evaluate(davis, tmp_path, capsys):
     assert main(["train-baseline", "ranet", "--data", str(davis), "--sequences", "one,two", "--out", str(run), *sets,
                  "--set", "phases=[{name: ranet, steps: 2, lr: 0.001}]", "--set", "train.time_budget_minutes=5"]) == 0
     assert (run / "model.pt").is_file()
-    assert load_config(run / "config.yaml", schema=SCHEMA).train.time_budget_minutes == 5
+    assert load_config(run / "config.yaml", schema=RANetTrainingConfig).train.time_budget_minutes == 5
     results = tmp_path / "results"
     assert main(["propagate", "--model", "ranet", "--checkpoint", str(run / "model.pt"), "--davis", str(davis),
                  "--out", str(results)]) == 0
@@ -378,7 +380,7 @@ def test_cli_bad_input_is_one_line(davis, tmp_path, capsys):
     sets = [item for override in TINY for item in ("--set", override)]
     assert main(["train-baseline", "ranet", "--data", str(davis), "--year", "2016", "--out", str(tmp_path / "y"),
                  *sets]) == 2  # palette ids 1, 2 read as 0/255 masks: no object anywhere
-    assert "--year 2016 reads 0/255 masks" in capsys.readouterr().err.strip().splitlines()[-1]
+    assert "(year 2016 reads 0/255 masks" in capsys.readouterr().err.strip().splitlines()[-1]
     assert main(["propagate", "--model", "ranet", "--davis", str(davis), "--sequences", "one",
                  "--out", str(tmp_path / "p")]) == 2
     assert "--model ranet needs --checkpoint" in capsys.readouterr().err
@@ -391,9 +393,9 @@ def test_cli_bad_input_is_one_line(davis, tmp_path, capsys):
                  str(davis), "--sequences", "one", "--out", str(tmp_path / "p")]) == 2
     assert "--window: options of the memory propagator (--model mast), not of --model ranet" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="model.output_stride"):
-        load_config(overrides=["model.output_stride=4"], schema=SCHEMA)
+        load_config(overrides=["model.output_stride=4"], schema=RANetTrainingConfig)
     with pytest.raises(ConfigError, match="loss"):
-        load_config(overrides=["loss=dice"], schema=SCHEMA)
+        load_config(overrides=["loss=dice"], schema=RANetTrainingConfig)
 
 
 def test_wrong_mask_sizes_and_empty_first_labels_are_refused():
@@ -416,12 +418,13 @@ def test_init_takes_the_backbone_of_a_pretrain_checkpoint(davis, tmp_path):
     backbone = ResNetBackbone(BackboneConfig(colour_space="lab", feature_dim=16, widths=(8, 8, 16, 16),
                                              blocks=(1, 1, 1, 1)))
     backbone.save(tmp_path / "backbone.pt")
-    config = load_config(overrides=[*TINY, "phases=[{name: ranet, steps: 1}]", "train.batch_size=2"], schema=SCHEMA)
-    task = Task(config, davis, ["one"], 2017, tmp_path / "backbone.pt")
+    config = load_config(overrides=[*TINY, "phases=[{name: ranet, steps: 1}]", "train.batch_size=2"],
+                         schema=RANetTrainingConfig)
+    task = RANetTask(config, davis, ["one"], 2017, tmp_path / "backbone.pt")
     assert task.config.model == replace(backbone.config, output_stride=8)
     Trainer(task, tmp_path / "run").run()
-    assert load_config(tmp_path / "run" / "config.yaml", schema=SCHEMA).model.colour_space == "lab"
-    assert RANet.load(tmp_path / "run" / "model.pt").backbone.config.widths == (8, 8, 16, 16)
+    assert load_config(tmp_path / "run" / "config.yaml", schema=RANetTrainingConfig).model.colour_space == "lab"
+    assert RANet.from_checkpoint(tmp_path / "run" / "model.pt").backbone.config.widths == (8, 8, 16, 16)
 
 
 def test_validation_scores_the_tracker_during_training(davis, tmp_path):
@@ -430,9 +433,22 @@ def test_validation_scores_the_tracker_during_training(davis, tmp_path):
     from mast.train.validation import Validator
 
     config = load_config(overrides=[*TINY, "phases=[{name: ranet, steps: 2, lr: 0.001}]", "train.batch_size=2"],
-                         schema=SCHEMA)
+                         schema=RANetTrainingConfig)
     run = tmp_path / "run"
-    Trainer(Task(config, davis), run, validator=Validator(davis, every=2, max_frames=4, sequences=["one"])).run()
+    Trainer(RANetTask(config, davis), run, validator=Validator(davis, every=2, max_frames=4, sequences=["one"])).run()
     history = json.loads((run / "validation.json").read_text())["history"]
     assert [entry["step"] for entry in history] == [2] and history[0]["best"] == "ranet"
     assert 0 <= history[0]["ranet"]["J&F"] <= 1 and (run / "best-model.pt").is_file()
+
+
+def test_from_checkpoint_returns_the_model_and_names_the_tracker_by_the_file(tmp_path):
+    from mast.common.outputs import file_sha256
+
+    path = tmp_path / "model.pt"
+    saved = tiny_model(ranked_maps=8)
+    saved.save(path)
+    model = RANet.from_checkpoint(path)
+    assert isinstance(model, RANet) and model.config == saved.config
+    for key, value in saved.state_dict().items():
+        torch.testing.assert_close(model.state_dict()[key], value, rtol=0, atol=0)
+    assert RANetTracker.from_checkpoint(path, "cpu").name == f"ranet:sha256:{file_sha256(path)}"

@@ -20,10 +20,11 @@ from mast.models.siammask.model import SiamMask, SiamMaskConfig, depthwise_corre
 from mast.models.siammask.tracker import SiamMaskTracker, TrackerConfig, merge_objects, paste_mask
 from mast.models.tracker import track
 from mast.ops.crops import square_crop
-from mast.train import siammask_losses as losses
 from mast.train.config import load_config
 from mast.train.loop import Trainer
-from mast.train.siammask import SCHEMA, Task
+from mast.train.siammask import losses
+from mast.train.siammask.config import SiamMaskTrainingConfig
+from mast.train.siammask.task import SiamMaskTask
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -42,7 +43,7 @@ def phases(steps: int, lr: float = 0.003) -> str:
 
 
 def tiny_config(*overrides: str):
-    return load_config(overrides=[*TINY, *overrides], schema=SCHEMA)
+    return load_config(overrides=[*TINY, *overrides], schema=SiamMaskTrainingConfig)
 
 
 def write_davis(root: Path) -> Path:
@@ -70,7 +71,7 @@ def davis(tmp_path_factory) -> Path:
 
 def train_recording(config, data: Path, out: Path) -> list[dict[str, float]]:
     """Trains; returns every step's loss components."""
-    trainer = Trainer(Task(config, data), out)
+    trainer = Trainer(SiamMaskTask(config, data), out)
     steps = []
     log = trainer._log
 
@@ -245,8 +246,8 @@ def test_training_lowers_every_loss_and_leaves_model_pt(trained, davis, tmp_path
     for name in ("config.yaml", "run.json", "model.pt", "checkpoints/last.pt"):
         assert (out / name).is_file(), name
     assert list((out / "tensorboard").iterdir())
-    model, tracker = SiamMask.load(out / "model.pt")
-    assert model.config.branches == 2 and tracker == TrackerConfig().__dict__
+    tracker = SiamMaskTracker.from_checkpoint(out / "model.pt")
+    assert tracker.model.config.branches == 2 and tracker.config == TrackerConfig()
     payload = torch.load(out / "model.pt", weights_only=True)
     assert set(payload) == {"format", "backbone_config", "siammask_config", "tracker", "state_dict"}
     # three-branch: L_3B = 32 L_mask + L_score + L_box
@@ -257,17 +258,17 @@ def test_training_lowers_every_loss_and_leaves_model_pt(trained, davis, tmp_path
 @pytest.mark.parametrize("variant", ["siammask.branches=2", "siammask.refine=true", "loss.hard_negatives=true",
                                      "siammask.mask=false"])
 def test_every_variant_trains(davis, tmp_path, variant):
-    result = Trainer(Task(tiny_config(phases(2), variant, "train.batch_size=2"), davis), tmp_path / "run").run()
+    result = Trainer(SiamMaskTask(tiny_config(phases(2), variant, "train.batch_size=2"), davis), tmp_path / "run").run()
     assert len(result["losses"]) == 2 and all(np.isfinite(result["losses"]))
-    model, _ = SiamMask.load(tmp_path / "run" / "model.pt")
+    model = SiamMask.from_checkpoint(tmp_path / "run" / "model.pt")
     assert model.config == tiny_config(variant).siammask
 
 
 def test_resume_reproduces_the_uninterrupted_run(davis, tmp_path):
     config = tiny_config(phases(4), "train.batch_size=2")
-    whole = Trainer(Task(config, davis), tmp_path / "whole").run()["losses"]
-    Trainer(Task(config, davis), tmp_path / "split").run(stop_after=2)
-    resumed = Trainer(Task(config, davis), tmp_path / "split", resume=True).run()["losses"]
+    whole = Trainer(SiamMaskTask(config, davis), tmp_path / "whole").run()["losses"]
+    Trainer(SiamMaskTask(config, davis), tmp_path / "split").run(stop_after=2)
+    resumed = Trainer(SiamMaskTask(config, davis), tmp_path / "split", resume=True).run()["losses"]
     np.testing.assert_allclose(resumed, whole, rtol=1e-5, atol=1e-6)
     a = torch.load(tmp_path / "whole" / "model.pt", weights_only=True)["state_dict"]
     b = torch.load(tmp_path / "split" / "model.pt", weights_only=True)["state_dict"]
@@ -283,7 +284,7 @@ class _World:
                                      "siammask.mask=false", "siammask.branches=2,siammask.mask=false"])
 def test_every_parameter_gets_a_gradient(davis, variant):
     """What DDP (torchrun) needs: no parameter outside the loss, in every variant."""
-    task = Task(tiny_config(phases(1), *variant.split(",")), davis)
+    task = SiamMaskTask(tiny_config(phases(1), *variant.split(",")), davis)
     model = task.build(_World())
     batch = task.collate([task.dataset(0, 2)[i] for i in range(2)])
     task.losses(model, batch, torch.Generator())["loss"].backward()
@@ -302,7 +303,7 @@ def test_youtube_vos_layout_and_2016_masks_train(tmp_path):
             (tmp_path / "yt" / "Annotations" / "clip").mkdir(parents=True, exist_ok=True)
             cv2.imwrite(str(tmp_path / "yt" / "Annotations" / "clip" / f"{t:05d}.png"),
                         (mask.numpy() > 0).astype(np.uint8) * 255)
-    task = Task(tiny_config(phases(2), "train.batch_size=2"), tmp_path / "yt", year=2016)
+    task = SiamMaskTask(tiny_config(phases(2), "train.batch_size=2"), tmp_path / "yt", year=2016)
     assert len(Trainer(task, tmp_path / "run").run()["losses"]) == 2
     assert [len(v) for v in task.videos] == [4] and task.describe()["annotated_frames"] == 4
 
@@ -310,7 +311,7 @@ def test_youtube_vos_layout_and_2016_masks_train(tmp_path):
 def test_init_takes_the_pretrained_backbone_and_its_architecture(davis, tmp_path):
     pretrained = ResNetBackbone(BackboneConfig(colour_space="lab", widths=(8, 8, 16, 16), blocks=(1, 1, 1, 1)))
     pretrained.save(tmp_path / "backbone.pt")
-    task = Task(tiny_config(phases(1)), davis, init=tmp_path / "backbone.pt")
+    task = SiamMaskTask(tiny_config(phases(1)), davis, init=tmp_path / "backbone.pt")
     assert task.config.model == BackboneConfig(colour_space="lab", output_stride=8, widths=(8, 8, 16, 16),
                                                blocks=(1, 1, 1, 1))
 
@@ -321,7 +322,7 @@ def test_init_takes_the_pretrained_backbone_and_its_architecture(davis, tmp_path
 
 
 def test_a_pair_dataset_item_is_centred_on_its_object(davis):
-    task = Task(tiny_config(phases(1)), davis)
+    task = SiamMaskTask(tiny_config(phases(1)), davis)
     task.build(_World())
     item = task.dataset(0, 8)[3]
     assert item["exemplar"].shape == (3, 127, 127) and item["search"].shape == (3, 255, 255)
@@ -343,9 +344,8 @@ def _ious(tracker, frames, masks, label=1):
 
 
 def test_end_to_end_tracking_of_a_translating_object_keeps_iou_above_0_7(trained):
-    model, settings = SiamMask.load(trained[0] / "model.pt")
     frames, masks = translating_video(num_frames=FRAMES, height=SIZE, width=SIZE, velocity=VELOCITIES[0], seed=0)
-    ious = _ious(SiamMaskTracker(model, TrackerConfig(**settings)), frames, masks)
+    ious = _ious(SiamMaskTracker.from_checkpoint(trained[0] / "model.pt"), frames, masks)
     assert min(ious) > 0.7, ious
 
 
@@ -477,7 +477,30 @@ def test_validation_scores_the_tracker_during_training(davis, tmp_path):
 
     config = tiny_config(phases(2), "siammask.branches=2", "train.batch_size=2")
     run = tmp_path / "run"
-    Trainer(Task(config, davis), run, validator=Validator(davis, every=1, max_frames=4)).run()
+    Trainer(SiamMaskTask(config, davis), run, validator=Validator(davis, every=1, max_frames=4)).run()
     history = json.loads((run / "validation.json").read_text())["history"]
     assert [entry["step"] for entry in history] == [1, 2] and {entry["best"] for entry in history} == {"siammask"}
     assert 0 <= history[-1]["siammask"]["J&F"] <= 1 and (run / "best-model.pt").is_file()
+
+
+def test_from_checkpoint_returns_the_model_and_the_tracker_applies_overrides_to_the_saved_settings(tmp_path):
+    from mast.common.errors import ArgumentError
+    from mast.common.outputs import file_sha256
+
+    path = tmp_path / "model.pt"
+    saved = _untrained(branches=2)
+    saved.save(path, tracker={**TrackerConfig().__dict__, "box_from": "rotated", "lr": 0.2})
+    model = SiamMask.from_checkpoint(path)
+    assert isinstance(model, SiamMask) and not model.training and model.config == saved.config
+    for key, value in saved.state_dict().items():
+        torch.testing.assert_close(model.state_dict()[key], value, rtol=0, atol=0)
+    tracker = SiamMaskTracker.from_checkpoint(path)
+    assert (tracker.config.box_from, tracker.config.lr) == ("rotated", 0.2)
+    assert tracker.name == f"siammask:sha256:{file_sha256(path)}"
+    assert SiamMaskTracker.from_checkpoint(path, "cpu", box_from="minmax").config == TrackerConfig(lr=0.2)
+    assert SiamMaskTracker.from_checkpoint(path, box_from=None).config.box_from == "rotated"
+    with pytest.raises(ArgumentError, match="not a SiamMask tracker setting") as unknown:
+        SiamMaskTracker.from_checkpoint(path, window=0.2)
+    with pytest.raises(ArgumentError, match="must be one of minmax, rotated") as bad:
+        SiamMaskTracker.from_checkpoint(path, box_from="convex")
+    assert (unknown.value.argument, bad.value.argument) == ("window", "box_from")

@@ -25,16 +25,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from mast.common.config import comma_names
-from mast.common.config import ConfigError
+from mast.cli import error_text
+from mast.common.config import ConfigError, comma_names
+from mast.train import baselines
 
 
 #: configs/ of the repository, also shipped inside the package (mast/configs links to it).
 PACKAGED_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-
-#: ``mast train-baseline NAME``: the module of each baseline's task (``SCHEMA``, its config
-#: dataclass, and ``Task(config, root, sequences, year, init)``), imported when it runs.
-BASELINES: dict[str, str] = {"siammask": "mast.train.siammask", "ranet": "mast.train.ranet"}
 
 BASELINE_DOC = """Train a supervised baseline on videos with object masks.
 
@@ -96,7 +93,7 @@ def _add_run_arguments(parser: argparse.ArgumentParser, set_example: str) -> Non
 def _register_baselines(subparsers) -> None:
     parser = subparsers.add_parser("train-baseline", help="train a supervised baseline on videos with masks",
                                    description=BASELINE_DOC, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("baseline", choices=tuple(BASELINES), help="which baseline")
+    parser.add_argument("baseline", choices=baselines.names(), help="which baseline (mast.train.baselines)")
     parser.add_argument("--data", type=Path, required=True, help="DAVIS or YouTube-VOS folder with Annotations/")
     parser.add_argument("--sequences", help="comma-separated sequences (default: every sequence with masks)")
     parser.add_argument("--year", type=int, choices=(2016, 2017), default=2017,
@@ -145,12 +142,13 @@ def _holds_run(out: Path) -> bool:
 
 
 def _one_line(error: BaseException) -> str:
-    """The error's own message; a DataLoader worker's re-raised error carries the
-    worker's traceback, whose last line is ``Type: the original message``."""
+    """The error's own message (:func:`mast.cli.error_text`: an argument's under its flag); a
+    DataLoader worker's re-raised error carries the worker's traceback, whose last line is
+    ``Type: the original message``."""
     lines = str(error).strip().splitlines()
     if len(lines) > 1 and "DataLoader worker" in lines[0]:
         return lines[-1].partition(": ")[2] or lines[-1]
-    return str(error)
+    return error_text(error)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -163,16 +161,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_baseline(args: argparse.Namespace) -> int:
-    import importlib
-
-    module = importlib.import_module(BASELINES[args.baseline])
+    chosen = baselines.baseline(args.baseline)
     sequences = comma_names(args.sequences) or None
 
     def task(config):
-        return module.Task(config, args.data, sequences, args.year, args.init)
+        return chosen.task(config, args.data, sequences, args.year, args.init)
 
     def config(args):
-        return _resolve_config(args, module.SCHEMA, f"{args.baseline}.yaml")
+        return _resolve_config(args, chosen.schema, chosen.config_file)
 
     return _train(args, [str(args.data)], config, task)
 

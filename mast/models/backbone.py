@@ -180,7 +180,7 @@ class ResNetBackbone(nn.Module):
         save_checkpoint(payload, path)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, map_location: str | torch.device = "cpu") -> "ResNetBackbone":
+    def from_checkpoint(cls, path: str | os.PathLike, map_location: str | torch.device = "cpu") -> "ResNetBackbone":
         """Loads a backbone written by :meth:`save` (``weights_only=True``)."""
         return cls.from_payload(load_checkpoint(path, "backbone checkpoint", map_location), path)
 

@@ -21,7 +21,7 @@ from mast.models.backbone import ResNetBackbone
 from mast.models.extractors import BackboneExtractor
 from mast.models.propagation import Propagator
 from mast.models.protocol import KNOB_NAMES, PropagationConfig, PropagationKnobs
-from mast.models.ranet_tracker import RANetTracker
+from mast.models.ranet.tracker import RANetTracker
 from mast.models.siammask.tracker import SiamMaskTracker
 from mast.models.tracker import Tracker
 

@@ -22,6 +22,7 @@ import torch
 from mast._version import __version__
 from mast.common.files import atomic_write_text
 from mast.common.checkpoints import load_checkpoint, save_checkpoint
+from mast.common.errors import ArgumentError, MissingPathError
 from mast.models.backbone import BackboneConfig, ResNetBackbone, saved_backbone_config
 
 CHECKPOINT_DIR = "checkpoints"
@@ -107,13 +108,25 @@ def read_resume_checkpoint(out_dir: Path) -> tuple[Path, dict[str, Any]]:
     raise ValueError(f"cannot resume: no readable checkpoint in {folder} ({'; '.join(problems)})")
 
 
+def _read_init(path: Path) -> Any:
+    """The payload of checkpoint ``path`` given as a task's ``init``; a missing or unreadable
+    file is an :class:`~mast.common.errors.ArgumentError` of ``init``."""
+    try:
+        return load_checkpoint(path, "checkpoint")
+    except FileNotFoundError as error:
+        raise MissingPathError("init", str(error)) from error
+    except ValueError as error:
+        raise ArgumentError("init", str(error)) from error
+
+
 def read_init_weights(path: Path, backbone: ResNetBackbone) -> dict[str, torch.Tensor]:
     """The weights of ``backbone.pt`` or of a training checkpoint, to start ``backbone`` from
-    (``--init``); a checkpoint of another architecture is a one-line ValueError."""
-    payload = load_checkpoint(path, "--init checkpoint")
+    (a task's ``init``); a checkpoint of another architecture is a one-line ValueError."""
+    payload = _read_init(path)
     state = payload.get("state_dict", payload.get("model")) if isinstance(payload, dict) else None
     if state is None:
-        raise ValueError(f"{path} holds no backbone weights (expected backbone.pt or a training checkpoint)")
+        raise ArgumentError("init", f"{path} holds no backbone weights (expected backbone.pt or a training "
+                                    "checkpoint)")
     if payload.get("backbone_config") is not None:
         check_architecture(path, payload["backbone_config"], backbone, "this run's model.* settings build")
     return matching_state(path, state, backbone)
@@ -121,14 +134,14 @@ def read_init_weights(path: Path, backbone: ResNetBackbone) -> dict[str, torch.T
 
 def read_backbone_init(path: Path, output_stride: int) -> tuple[BackboneConfig, dict[str, torch.Tensor]]:
     """A ``mast pretrain`` backbone (``backbone.pt`` or a training checkpoint) for a baseline's
-    ``--init``: its config with ``output_stride`` set to the baseline's (the stride changes no
+    ``init``: its config with ``output_stride`` set to the baseline's (the stride changes no
     weight shape), and its weights."""
-    payload = load_checkpoint(path, "--init checkpoint")
+    payload = _read_init(path)
     saved = payload.get("backbone_config") if isinstance(payload, dict) else None
     state = payload.get("state_dict", payload.get("model")) if isinstance(payload, dict) else None
     if saved is None or state is None:
-        raise ValueError(f"--init {path} is not a mast backbone (expected backbone.pt of mast pretrain/finetune "
-                         "or one of its training checkpoints)")
+        raise ArgumentError("init", f"{path} is not a mast backbone (expected backbone.pt of mast "
+                                    "pretrain/finetune or one of its training checkpoints)")
     config = replace(saved_backbone_config(saved, path), output_stride=output_stride)
     return config, matching_state(path, state, ResNetBackbone(config))
 

@@ -9,7 +9,9 @@ pictures, what its checkpoints must hold and the file a finished run leaves.
 
 Tasks: :class:`mast.train.reconstruction.ReconstructionTask` (``mast
 pretrain``/``finetune``: self-supervised reconstruction, ``backbone.pt``)
-and the supervised baselines of ``mast train-baseline`` (``model.pt``).
+and the supervised baselines of ``mast train-baseline`` (``model.pt``), each
+registered in :mod:`mast.train.baselines` with its config schema and its task
+class, which :class:`BaselineTaskFactory` says how to call.
 """
 from __future__ import annotations
 
@@ -42,7 +44,7 @@ class TrainingTask(Protocol):
 
     def build(self, world: World) -> nn.Module:
         """Checks the data and builds the model to train on ``world.device`` (with its
-        ``--init`` weights); writes nothing. Raises ValueError/FileNotFoundError, one line."""
+        ``init`` weights); writes nothing. Raises ValueError/FileNotFoundError, one line."""
         ...
 
     def describe(self) -> dict[str, Any]:
@@ -92,4 +94,25 @@ class TrainingTask(Protocol):
         """Writes the trained model to ``path`` (``final_name`` in the run folder, or
         ``best-<final_name>``), atomically, set up to track as ``variant`` (a name of
         :meth:`validation_trackers`) did best; None: as configured."""
+        ...
+
+
+class BaselineTaskFactory(Protocol):
+    """How a supervised baseline's :class:`TrainingTask` is made: its class, called as
+    ``Task(config, root, sequences, year, init)`` by ``mast train-baseline`` (the
+    registry, :mod:`mast.train.baselines`, names the class beside its config schema)."""
+
+    def __call__(self, config: Any, root: Path, sequences: list[str] | None = None, year: int = 2017,
+                 init: Path | None = None) -> TrainingTask:
+        """The task of one run; reads nothing but ``init`` (see :meth:`TrainingTask.build`).
+
+        Args:
+            config: the run's resolved config, an instance of the baseline's registered schema.
+            root: a DAVIS or YouTube-VOS folder with ``Annotations/``.
+            sequences: the sequences to train on; None: every sequence with masks.
+            year: mask format: 2016 (0/255 masks, one object) or 2017 (palette object ids).
+            init: a ``mast pretrain`` backbone to start the backbone from, or None. It is read
+                here, not in ``build``: its architecture replaces the config's ``model.*``, and
+                the loop saves :attr:`TrainingTask.config` as the run's ``config.yaml``.
+        """
         ...

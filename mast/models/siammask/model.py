@@ -218,9 +218,14 @@ class SiamMask(nn.Module):
         save_checkpoint(self.payload(tracker), path)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple["SiamMask", dict]:
-        """A ``model.pt`` of :meth:`save` -> ``(model in eval mode, its tracker settings)``."""
-        payload = load_checkpoint(path, "SiamMask checkpoint", map_location)
+    def from_checkpoint(cls, path: str | os.PathLike, map_location: str | torch.device = "cpu") -> "SiamMask":
+        """The model of a ``model.pt`` of :meth:`save`, in eval mode on ``map_location`` (its
+        ``tracker`` section: :meth:`mast.models.siammask.tracker.SiamMaskTracker.from_checkpoint`)."""
+        return cls.from_payload(load_checkpoint(path, "SiamMask checkpoint", map_location), path).to(map_location)
+
+    @classmethod
+    def from_payload(cls, payload: Any, path: str | os.PathLike) -> "SiamMask":
+        """The model, in eval mode, of a loaded :meth:`save` payload (``path`` names it in errors)."""
         if not isinstance(payload, dict) or payload.get("format") != FORMAT:
             raise ValueError(f"{path} is not a SiamMask model.pt (mast train-baseline siammask writes one)")
         try:
@@ -232,4 +237,4 @@ class SiamMask(nn.Module):
             model.load_state_dict(payload["state_dict"])
         except RuntimeError as error:
             raise ValueError(f"{path} does not match its SiamMask architecture: {error}") from error
-        return model.to(map_location).eval(), dict(payload.get("tracker", {}))
+        return model.eval()

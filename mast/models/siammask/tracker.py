@@ -29,11 +29,16 @@ more confident tracker. Probabilities are normalised to sum to 1.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import os
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
 
 import torch
 
-from mast.common.config import require
+from mast.common.checkpoints import load_checkpoint
+from mast.common.config import FieldError, require
+from mast.common.errors import ArgumentError
+from mast.common.outputs import file_sha256
 from mast.models.siammask.geometry import (
     EXEMPLAR_SIZE, RESPONSE_SIZE, SEARCH_SIZE, decode_boxes, exemplar_side, make_anchors, mask_box,
     row_coordinates, search_side,
@@ -73,6 +78,27 @@ class TrackerConfig:
             require(0 <= value <= 1, name, "must be a number in [0, 1]", value)
         require(self.penalty_k >= 0, "penalty_k", "must be a number >= 0", self.penalty_k)
         require(self.box_from in BOX_METHODS, "box_from", f"must be one of {', '.join(BOX_METHODS)}", self.box_from)
+
+
+def saved_tracker_config(payload: dict[str, Any], path: str | os.PathLike) -> TrackerConfig:
+    """The :class:`TrackerConfig` of a ``model.pt`` payload's ``tracker`` section (defaults where it is empty)."""
+    try:
+        return TrackerConfig(**payload.get("tracker", {}))
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{path} holds invalid tracker settings: {error}") from error
+
+
+def override_tracker_config(config: TrackerConfig, overrides: dict[str, Any]) -> TrackerConfig:
+    """``config`` with ``overrides`` (field -> value; None keeps the field's value); an unknown
+    field or a value it refuses is an :class:`~mast.common.errors.ArgumentError` naming the field."""
+    known = [field.name for field in fields(TrackerConfig)]
+    for name in overrides:
+        if name not in known:
+            raise ArgumentError(name, f"not a SiamMask tracker setting (those are {', '.join(known)})")
+    try:
+        return replace(config, **{name: value for name, value in overrides.items() if value is not None})
+    except FieldError as error:
+        raise ArgumentError(error.key, f"{error.rule}, got {error.value!r}") from error
 
 
 def cosine_window(device: torch.device | str = "cpu") -> torch.Tensor:
@@ -141,6 +167,20 @@ class SiamMaskTracker:
         self.name = name
         self.window = cosine_window(self.device)
         self.anchors = make_anchors(model.config.anchor_ratios, model.config.anchor_scale, self.device)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike, device: torch.device | str = "cpu",
+                        **overrides: Any) -> "SiamMaskTracker":
+        """The tracker of a ``model.pt`` of ``mast train-baseline siammask`` (read weights only),
+        named ``siammask:sha256:<the file's hash>``.
+
+        Its settings are the checkpoint's ``tracker`` section with ``overrides``, fields of
+        :class:`TrackerConfig` (e.g. ``box_from="rotated"``; None keeps the saved value).
+        """
+        payload = load_checkpoint(path, "SiamMask checkpoint")
+        model = SiamMask.from_payload(payload, path)
+        config = override_tracker_config(saved_tracker_config(payload, path), overrides)
+        return cls(model, config, device, name=f"siammask:sha256:{file_sha256(path)}")
 
     def settings(self) -> dict:
         net = self.model.config

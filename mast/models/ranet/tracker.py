@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from mast.common.outputs import file_sha256
-from mast.models.ranet import RANet, Template
+from mast.models.ranet.model import RANet, Template
 from mast.models.tracker import TrackerStep
 
 #: The loose box is never smaller than this (pixels per side) by default, so the decoder sees
@@ -82,7 +82,7 @@ class RANetTracker:
     def from_checkpoint(cls, path: str | os.PathLike, device: torch.device | str = "cpu",
                         loose_crop: bool | None = None, min_crop: int = MIN_CROP) -> "RANetTracker":
         """The tracker of a ``model.pt`` of ``mast train-baseline ranet`` (read weights only)."""
-        return cls(RANet.load(path, map_location="cpu"), device, f"ranet:sha256:{file_sha256(path)}", loose_crop,
+        return cls(RANet.from_checkpoint(path, map_location="cpu"), device, f"ranet:sha256:{file_sha256(path)}", loose_crop,
                    min_crop)
 
     def settings(self) -> dict:

@@ -19,7 +19,7 @@ best correlation, which is taken in chunks of template pixels without the
 gradient (ranking is not differentiable); the learned score reaches the loss
 by gating its pixel's map (``map * sigmoid(score)``).
 
-One call segments one object; :mod:`mast.models.ranet_tracker` runs every
+One call segments one object; :mod:`mast.models.ranet.tracker` runs every
 object of a video and merges them. ``model.pt``: :meth:`RANet.save`.
 """
 from __future__ import annotations
@@ -377,7 +377,7 @@ class RANet(nn.Module):
                          "ranet_config": asdict(self.config), "state_dict": self.state_dict()}, path)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, map_location: str | torch.device = "cpu") -> "RANet":
+    def from_checkpoint(cls, path: str | os.PathLike, map_location: str | torch.device = "cpu") -> "RANet":
         """A model written by :meth:`save` (weights only); other files are a one-line ValueError."""
         payload = load_checkpoint(path, "RANet checkpoint", map_location)
         if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:

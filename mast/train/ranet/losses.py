@@ -1,4 +1,4 @@
-"""Mask losses of the supervised baselines: binary cross-entropy and the soft IoU.
+"""RANet's mask losses: binary cross-entropy and the soft IoU.
 
 Both take logits and a target mask of one object per sample; the soft IoU is
 [Thesis] Eq. 3.1-3.3, per object (per sample), without thresholding, so it is

@@ -20,58 +20,17 @@ size) is skipped with a warning naming it and the item is drawn again
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from mast.common.config import require
 from mast.data.annotated import AnnotatedVideo, draw_frames
 from mast.data.clips import item_generator
+from mast.train.ranet.config import RANetDataConfig
 
 #: Draws of one item before giving up (frames that do not decode, templates without an object).
 MAX_DRAWS = 20
-
-
-@dataclass(frozen=True)
-class RANetDataConfig:
-    """Attributes:
-        size: ``(height, width)`` of the training samples, in pixels.
-        frames: 3: ``M_{t-1}`` is the mask of an annotated frame between template and current
-            frame; 2: the current frame's own mask (both perturbed).
-        max_gap: the frames of a sample are at most this many annotated frames apart.
-        scale: ``(low, high)`` area fractions of the random crop (of the largest crop of ``size``'s
-            aspect). At 256 x 256, 0.28 of a 480p frame keeps its scale: lower bounds near that train
-            at the scale of inference, which segments the frames (or loose boxes) at their own size.
-        hflip: probability of a horizontal flip (of the whole sample).
-        dilate: the previous mask is dilated or eroded (equally often) by up to this many pixels.
-        shift: ... and shifted by up to this many pixels in x and in y.
-        workers: DataLoader worker processes (0: load in the training process).
-    """
-
-    size: tuple[int, int] = (256, 256)
-    frames: int = 3
-    max_gap: int = 20
-    scale: tuple[float, float] = (0.25, 1.0)
-    hflip: float = 0.5
-    dilate: int = 8
-    shift: int = 8
-    workers: int = 2
-
-    def __post_init__(self) -> None:
-        require(len(self.size) == 2 and min(self.size) >= 16, "size", "must be [height, width], each >= 16 pixels",
-                self.size)
-        require(self.frames in (2, 3), "frames", "must be 2 or 3", self.frames)
-        require(self.max_gap >= 1, "max_gap", "must be an integer >= 1", self.max_gap)
-        require(len(self.scale) == 2 and 0 < self.scale[0] <= self.scale[1] <= 1, "scale",
-                "must be [low, high] with 0 < low <= high <= 1", self.scale)
-        require(0 <= self.hflip <= 1, "hflip", "must be a probability in [0, 1]", self.hflip)
-        require(self.dilate >= 0, "dilate", "must be an integer >= 0 (pixels)", self.dilate)
-        require(self.shift >= 0, "shift", "must be an integer >= 0 (pixels)", self.shift)
-        require(self.workers >= 0, "workers", "must be an integer >= 0", self.workers)
-        object.__setattr__(self, "size", tuple(self.size))
-        object.__setattr__(self, "scale", tuple(self.scale))
 
 
 def _uniform(low: float, high: float, generator: torch.Generator) -> float:
@@ -149,7 +108,7 @@ class RANetDataset(torch.utils.data.Dataset):
                 return item
             problems.append(f"{video.name}: no object in the template crop")
         raise ValueError(f"{MAX_DRAWS} draws of training sample {index} in a row failed (the last: {problems[-1]}); "
-                         "check the training masks (--year 2016 reads 0/255 masks, 2017 object ids)")
+                         "check the training masks (year 2016 reads 0/255 masks, 2017 object ids)")
 
     def _sample(self, frames: torch.Tensor, ids: torch.Tensor, generator: torch.Generator) -> dict[str, Any] | None:
         """Frames ``(N, 3, H, W)`` and ids ``(N, H, W)`` -> an item, or None when the template crop has no object."""

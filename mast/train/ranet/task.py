@@ -1,8 +1,8 @@
 """``mast train-baseline ranet``: RANet [RANet] trained on videos with masks (docs/baselines.md §7.3).
 
 The task of the one training loop (:mod:`mast.train.loop`): samples of
-:mod:`mast.train.ranet_data` (template, current frame, perturbed previous
-mask, one object each), the model of :mod:`mast.models.ranet`, the loss the
+:mod:`mast.train.ranet.data` (template, current frame, perturbed previous
+mask, one object each), the model of :mod:`mast.models.ranet.model`, the loss the
 config's ``loss`` names (``bce``, ``soft-iou`` [Thesis] Eq. 3.1-3.3, or
 ``both``, their sum). The run leaves ``model.pt`` (:meth:`RANet.save`), which
 ``mast propagate --model ranet --checkpoint RUN/model.pt`` reads.
@@ -13,57 +13,23 @@ size), at output stride 8; the config's own ``model.*`` is then ignored.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from mast.common.config import require
 from mast.data.annotated import annotated_summary, discover_annotated, log_annotated
-from mast.models.backbone import BackboneConfig
-from mast.models.ranet import RANet, RANetConfig
-from mast.models.ranet_tracker import RANetTracker
+from mast.models.ranet.model import RANet
+from mast.models.ranet.tracker import RANetTracker
 from mast.train import checkpoint as ckpt
-from mast.train.config import PhaseConfig, RunConfig
 from mast.train.distributed import World
-from mast.train.mask_losses import MASK_LOSSES, mask_losses
-from mast.train.ranet_data import RANetDataConfig, RANetDataset, collate_samples
+from mast.train.ranet.config import RANetTrainingConfig
+from mast.train.ranet.data import RANetDataset, collate_samples
+from mast.train.ranet.losses import mask_losses
 
 
-@dataclass(frozen=True)
-class RANetTrainingConfig:
-    """A RANet run (``config.yaml``); ``configs/ranet.yaml`` is the packaged recipe.
-
-    Attributes:
-        model: the backbone (output stride 8; taken from the checkpoint under ``--init``).
-        ranet: the ranking attention module, decoder and inference crop.
-        loss: bce | soft-iou | both (their sum).
-        data: samples, their size and the previous-mask perturbation.
-        train / phases: the loop's sections (a phase's ``mode`` and ``pair_gaps`` are not used).
-    """
-
-    model: BackboneConfig = field(default_factory=lambda: BackboneConfig(
-        colour_space="rgb", output_stride=8, feature_dim=64, widths=(32, 64, 128, 128), blocks=(1, 1, 1, 1)))
-    ranet: RANetConfig = field(default_factory=RANetConfig)
-    loss: str = "both"
-    data: RANetDataConfig = field(default_factory=RANetDataConfig)
-    train: RunConfig = field(default_factory=lambda: RunConfig(batch_size=8))
-    phases: tuple[PhaseConfig, ...] = (PhaseConfig(name="ranet", steps=20000, lr=1e-4),)
-
-    def __post_init__(self) -> None:
-        require(self.model.output_stride == 8, "model.output_stride", "must be 8 (RANet's correlation maps)",
-                self.model.output_stride)
-        require(self.model.in_channels == 3, "model.in_channels", "must be 3 (colour frames)", self.model.in_channels)
-        require(self.loss in MASK_LOSSES, "loss", f"must be one of {', '.join(MASK_LOSSES)}", self.loss)
-        require(bool(self.phases), "phases", "must be a non-empty list of phase mappings", list(self.phases))
-
-
-#: ``mast train-baseline ranet``'s config schema.
-SCHEMA = RANetTrainingConfig
-
-
-class Task:
+class RANetTask:
     """RANet training on the annotated videos under ``root`` (see :mod:`mast.train.tasks`).
 
     Args:

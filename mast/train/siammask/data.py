@@ -1,0 +1,90 @@
+"""SiamMask's training pairs: exemplar and search crops of two annotated frames of one video.
+
+A pair is two annotated frames of one video (at most ``data.max_gap`` annotated
+frames apart) and one object visible in both: the exemplar is cropped around
+the object in the first frame, the search region around it in the second
+(context rule, 127 / 255 pixels, mean padding, through
+:func:`mast.ops.crops.square_crop`), each jittered as in the paper.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from mast.data.annotated import AnnotatedVideo, draw_frames
+from mast.data.clips import item_generator
+from mast.models.siammask.geometry import EXEMPLAR_SIZE, SEARCH_SIZE, exemplar_side, minmax_box, search_side
+from mast.ops.crops import square_crop
+from mast.train.siammask.config import SiamMaskDataConfig
+
+#: Draws of a training pair before a sample gives up finding an object visible in both frames.
+MAX_DRAWS = 50
+
+
+def _uniform(generator: torch.Generator, bound: float, count: int = 1) -> torch.Tensor:
+    return (torch.rand(count, generator=generator) * 2 - 1) * bound
+
+
+def jittered_crop(frame: torch.Tensor, box: torch.Tensor, side: float, size: int, shift: float, log_scale: float,
+                  generator: torch.Generator, mask: torch.Tensor | None = None):
+    """A ``size``-pixel crop of ``frame`` ``(3, H, W)`` around ``box`` ``(4,)``, jittered.
+
+    The crop's side is ``side * 2^u`` (``u`` uniform in ``+-log_scale``), its centre the box's
+    shifted by up to ``shift`` crop pixels per axis; outside the frame it is the frame's mean.
+
+    Returns:
+        ``(crop (3, size, size), box in crop pixels (4,), cropped mask (1, size, size) or None)``.
+    """
+    side = side * 2 ** float(_uniform(generator, log_scale))
+    scale = size / side
+    center = box[:2] + _uniform(generator, shift, 2) / scale
+    centers, sides = center.view(1, 2), torch.tensor([side])
+    crop = square_crop(frame[None], centers, sides, size, fill=frame.mean((1, 2))[None])[0]
+    in_crop = torch.cat([(box[:2] - center) * scale + (size - 1) / 2, box[2:] * scale])
+    cropped = None if mask is None else square_crop(mask[None, None].float(), centers, sides, size)[0]
+    return crop, in_crop, cropped
+
+
+class PairDataset(torch.utils.data.Dataset):
+    """``samples`` training pairs of one phase; item ``i`` depends only on ``(seed, phase, i)``.
+
+    Items: ``exemplar`` ``(3, 127, 127)``, ``search`` ``(3, 255, 255)``, ``search_mask``
+    ``(1, 255, 255)`` in ``[0, 1]``, ``box`` ``(4,)`` the target in search-crop pixels.
+    """
+
+    def __init__(self, videos: list[AnnotatedVideo], samples: int, seed: int, phase: int,
+                 data: SiamMaskDataConfig) -> None:
+        self.videos, self.samples, self.seed, self.phase, self.data = videos, samples, seed, phase, data
+
+    def __len__(self) -> int:
+        return self.samples
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        data = self.data
+        for draw in range(MAX_DRAWS):
+            generator = item_generator(self.seed, self.phase, index, draw)
+            number, (first, second) = draw_frames(self.videos, 2, data.max_gap, generator)
+            video = self.videos[number]
+            (frame_a, ids_a), (frame_b, ids_b) = video.read(first), video.read(second)
+            common = [int(i) for i in torch.unique(ids_a) if i != 0
+                      and int((ids_a == i).sum()) >= data.min_pixels and int((ids_b == i).sum()) >= data.min_pixels]
+            if not common:
+                continue
+            target = common[int(torch.randint(len(common), (1,), generator=generator))]
+            box_a, box_b = minmax_box(ids_a == target), minmax_box(ids_b == target)
+            exemplar, _, _ = jittered_crop(frame_a, box_a, float(exemplar_side(box_a[2], box_a[3])), EXEMPLAR_SIZE,
+                                           data.exemplar_shift, data.exemplar_scale, generator)
+            search, box, mask = jittered_crop(frame_b, box_b, float(search_side(box_b[2], box_b[3])), SEARCH_SIZE,
+                                              data.search_shift, data.search_scale, generator, mask=ids_b == target)
+            return {"exemplar": exemplar, "search": search, "search_mask": mask, "box": box}
+        raise ValueError(f"no object with {data.min_pixels}+ mask pixels in two frames of a pair after "
+                         f"{MAX_DRAWS} draws (last: {self.videos[number].name}); check the masks under "
+                         f"{self.videos[number].mask_paths[0].parent.parent}")
+
+
+def collate_pairs(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """A batch of :class:`PairDataset` items (no item is ever replaced: ``skipped_clips`` 0)."""
+    batch = {key: torch.stack([item[key] for item in items]) for key in items[0]}
+    batch["skipped_clips"] = 0
+    return batch
