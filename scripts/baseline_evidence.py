@@ -32,7 +32,7 @@ from pathlib import Path
 
 import torch
 
-from mast.cli import comma_names
+from mast.common.config import comma_names
 from mast.common.files import atomic_write_text
 from mast.common.outputs import file_sha256
 from mast.eval.davis import evaluate_davis

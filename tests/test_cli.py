@@ -77,7 +77,7 @@ def test_propagate_errors_name_the_flag_of_a_library_argument(tmp_path, capsys):
     assert main([*base, "--device", "tpu", "--out", str(tmp_path / "out")]) == 2
     assert "--device: 'tpu' is not a device" in capsys.readouterr().err
     assert main([*base, "--box-from", "rotated", "--out", str(tmp_path / "out")]) == 2
-    assert "--box-from: not a propagation setting of model 'mast'" in capsys.readouterr().err
+    assert "--box-from: not a propagation setting of model mast" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 
 

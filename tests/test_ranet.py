@@ -383,7 +383,7 @@ def test_cli_bad_input_is_one_line(davis, tmp_path, capsys):
     assert "(year 2016 reads 0/255 masks" in capsys.readouterr().err.strip().splitlines()[-1]
     assert main(["propagate", "--model", "ranet", "--davis", str(davis), "--sequences", "one",
                  "--out", str(tmp_path / "p")]) == 2
-    assert "--model ranet needs --checkpoint" in capsys.readouterr().err
+    assert "--checkpoint: --model ranet needs the model.pt" in capsys.readouterr().err
     not_ranet = tmp_path / "backbone.pt"
     torch.save({"state_dict": {}}, not_ranet)
     assert main(["propagate", "--model", "ranet", "--checkpoint", str(not_ranet), "--davis", str(davis),
@@ -391,7 +391,7 @@ def test_cli_bad_input_is_one_line(davis, tmp_path, capsys):
     assert "is not a RANet model.pt" in capsys.readouterr().err
     assert main(["propagate", "--model", "ranet", "--checkpoint", str(not_ranet), "--window", "5", "--davis",
                  str(davis), "--sequences", "one", "--out", str(tmp_path / "p")]) == 2
-    assert "--window: options of the memory propagator (--model mast), not of --model ranet" in capsys.readouterr().err
+    assert "--window: a setting of the memory propagator (--model mast), not of --model ranet" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="model.output_stride"):
         load_config(overrides=["model.output_stride=4"], schema=RANetTrainingConfig)
     with pytest.raises(ConfigError, match="loss"):

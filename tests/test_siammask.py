@@ -451,17 +451,17 @@ def test_cli_bad_input_is_one_line_and_writes_nothing(trained, davis, tmp_path, 
     assert err[-1].startswith("mast train-baseline: error: ") and "Annotations" in err[-1] and not out.exists()
     checkpoint = str(trained[0] / "model.pt")
     cases = [
-        (["--davis", str(davis)], "--model siammask needs --checkpoint"),
-        (["--davis", str(davis), "--checkpoint", checkpoint, "--window", "5"], "--window: options of the memory"),
-        (["--davis", str(davis), "--checkpoint", checkpoint, "--preset", "quick"], "--preset: options of the memory"),
-        (["--davis", str(davis), "--checkpoint", checkpoint, "--dot", "--no-roi"], "--no-roi, --cosine/--dot: options"),
+        (["--davis", str(davis)], "--checkpoint: --model siammask needs the model.pt"),
+        (["--davis", str(davis), "--checkpoint", checkpoint, "--window", "5"], "--window: a setting of the memory"),
+        (["--davis", str(davis), "--checkpoint", checkpoint, "--preset", "quick"], "--preset: a setting of the memory"),
+        (["--davis", str(davis), "--checkpoint", checkpoint, "--dot", "--no-roi"], "--cosine/--dot: a setting of"),
         (["--davis", str(davis), "--checkpoint", str(davis / "ImageSets" / "2017" / "val.txt")], "cannot read"),
     ]
     for flags, message in cases:
         assert main(["propagate", "--model", "siammask", *flags, "--out", str(tmp_path / "res")]) == 2
         assert message in capsys.readouterr().err
     assert main(["propagate", "--davis", str(davis), "--box-from", "rotated", "--out", str(tmp_path / "res")]) == 2
-    assert "--box-from applies to --model siammask only" in capsys.readouterr().err
+    assert "--box-from: not a propagation setting of model mast" in capsys.readouterr().err
     empty = tmp_path / "empty.png"
     write_palette_png(empty, np.zeros((SIZE, SIZE), np.uint8))
     assert main(["propagate", "--model", "siammask", "--checkpoint", checkpoint, "--out", str(tmp_path / "res"),

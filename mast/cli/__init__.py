@@ -19,5 +19,6 @@ def error_text(error: BaseException, flags: dict[str, str] | None = None) -> str
         return str(error)
     message = error.message
     for name in error.mentions:
-        message = re.sub(rf"(?<![\w-]){re.escape(name)}(?![\w-])", flag_name(name, flags), message)
+        # A whole word only: not part of another name, a flag, a file name (model.pt) or a path (runs/data/x).
+        message = re.sub(rf"(?<![\w./-]){re.escape(name)}(?![\w/-]|\.\w)", flag_name(name, flags), message)
     return f"{flag_name(error.argument, flags)}: {message}"

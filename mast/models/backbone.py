@@ -160,7 +160,7 @@ class ResNetBackbone(nn.Module):
         if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
             raise ValueError(f"frame must be an RGB uint8 array (H, W, 3), got {frame.dtype} {frame.shape}")
         device = next(self.parameters()).device
-        rgb = torch.from_numpy(frame).to(device).permute(2, 0, 1).unsqueeze(0).float() / 255
+        rgb = torch.tensor(frame, device=device).permute(2, 0, 1).unsqueeze(0).float() / 255
         was_training = self.training
         features = self.eval()(self.prepare(rgb))[0]
         self.train(was_training)

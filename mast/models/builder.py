@@ -33,7 +33,7 @@ def _memory_propagator(checkpoint: Checkpoint, preset: str | None, device: torch
                        settings: dict[str, Any]) -> Propagator:
     """``mast``: a ``backbone.pt`` (None: the LAB-pixel baseline) through the memory engine, under
     ``preset`` (default ``mast``), the knobs the features need, then ``settings``."""
-    knobs = PropagationKnobs.from_settings(settings, "model 'mast'")
+    knobs = PropagationKnobs.from_settings(settings, "model mast (the memory propagator)")
     if checkpoint is None and knobs.normalize:
         raise ArgumentError("normalize", "the LAB-pixel baseline (no checkpoint) compares pixels by squared "
                                          "distance and cannot use cosine similarity; give a checkpoint")
@@ -49,11 +49,12 @@ def _memory_propagator(checkpoint: Checkpoint, preset: str | None, device: torch
 def _check_baseline(model: str, checkpoint: Checkpoint, preset: str | None, settings: dict[str, Any]) -> None:
     """A baseline needs its own ``model.pt`` and takes none of the memory propagator's settings."""
     if checkpoint is None or isinstance(checkpoint, ResNetBackbone):
-        raise ArgumentError("checkpoint", f"model {model!r} needs the model.pt its training run wrote "
-                                          f"(mast train-baseline {model})")
+        raise ArgumentError("checkpoint", f"model {model} needs the model.pt its training run wrote "
+                                          f"(mast train-baseline {model})", mentions=("model",))
     given = (["preset"] if preset is not None else []) + [name for name in settings if name in KNOB_NAMES]
     if given:
-        raise ArgumentError(given[0], f"a setting of the memory propagator (model 'mast'), not of model {model!r}")
+        raise ArgumentError(given[0], f"a setting of the memory propagator (model mast), not of model {model}",
+                            mentions=("model",))
 
 
 def _siammask(checkpoint: Checkpoint, preset: str | None, device: torch.device,
@@ -67,7 +68,7 @@ def _ranet(checkpoint: Checkpoint, preset: str | None, device: torch.device, set
     """``ranet``: a ``model.pt`` of ``mast train-baseline ranet``; it has no settings."""
     _check_baseline("ranet", checkpoint, preset, settings)
     if settings:
-        raise ArgumentError(next(iter(settings)), "not a setting of model 'ranet' (it has none)")
+        raise ArgumentError(next(iter(settings)), "not a setting of model ranet (it has none)", mentions=("model",))
     return RANetTracker.from_checkpoint(checkpoint, device)
 
 

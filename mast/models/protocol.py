@@ -57,7 +57,7 @@ class PropagationKnobs:
         :class:`ArgumentError` naming it (``source`` says where the names came from)."""
         unknown = sorted(set(settings) - set(KNOB_NAMES))
         if unknown:
-            raise ArgumentError(unknown[0], f"not a propagation setting of {source}; known: {', '.join(KNOB_NAMES)}")
+            raise ArgumentError(unknown[0], f"not a propagation setting of {source}; those are {', '.join(KNOB_NAMES)}")
         values = {key: tuple(value) if key in ("long_term", "short_term") and value is not None else value
                   for key, value in settings.items()}
         return cls(**values)
