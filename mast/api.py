@@ -50,7 +50,11 @@ def _as_tensor(frame: np.ndarray | torch.Tensor, index: int) -> torch.Tensor:
 def _frame_tensors(frames: Frames) -> Iterator[torch.Tensor]:
     """The frames of any accepted form as ``(3, H, W)`` tensors, read one at a time."""
     if isinstance(frames, (str, os.PathLike)):
-        return (frame for _, frame in video_stream(frames).frames())
+        try:
+            stream = video_stream(frames)
+        except ArgumentError as error:  # the reader's "video" is this function's "frames"
+            raise type(error)("frames", error.message) from None
+        return (frame for _, frame in stream.frames())
     if isinstance(frames, np.ndarray) and frames.ndim != 4:
         raise ArgumentError("frames", f"an array of frames is (T, H, W, 3) uint8 RGB, got {frames.dtype} {frames.shape}")
     return (_as_tensor(frame, index) for index, frame in enumerate(frames))

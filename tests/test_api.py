@@ -160,3 +160,9 @@ def test_import_mast_is_light_until_the_api_is_used():
     env = {**os.environ, "PYTHONPATH": str(README.parent)}
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     assert result.stdout.split() == ["False", "True"]
+
+
+def test_a_frames_path_that_is_no_video_is_named_as_frames(tmp_path):
+    with pytest.raises(FileNotFoundError, match="frames: .*nothing.mp4 does not exist") as error:
+        mast.track(mast.load_tracker(preset="quick"), tmp_path / "nothing.mp4", first_box=(0, 0, 2, 2))
+    assert error.value.argument == "frames"

@@ -15,9 +15,9 @@ from mast.data.video import (
     VideoFileSource,
     _to_float_rgb,
     discover_videos,
-    missing_frames,
     read_image,
 )
+from mast.data.frames import missing_frames
 from mast.common.masks import write_palette_png
 
 

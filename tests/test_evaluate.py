@@ -338,21 +338,6 @@ def test_count_objects_ignores_void():
     assert davis.count_objects(first) == 3
 
 
-def test_read_sequence_names_formats(tmp_path):
-    split = tmp_path / "val.txt"
-    split.write_text("bear\n\n# comment\nblackswan\nbear\n")
-    assert davis.read_sequence_names(split) == ["bear", "blackswan"]
-    split.write_text(
-        "/JPEGImages/480p/bear/00000.jpg /Annotations/480p/bear/00000.png\n"
-        "/JPEGImages/480p/bear/00001.jpg /Annotations/480p/bear/00001.png\n"
-        "/JPEGImages/480p/dog/00000.jpg /Annotations/480p/dog/00000.png\n"
-    )
-    assert davis.read_sequence_names(split) == ["bear", "dog"]
-    split.write_text("\n")
-    with pytest.raises(ValueError, match="no sequences"):
-        davis.read_sequence_names(split)
-
-
 # --------------------------------------------------------------------------
 # Mask I/O
 # --------------------------------------------------------------------------

@@ -212,7 +212,7 @@ def test_davis2016_masks_under_2017_suggest_year_2016(tmp_path):
     root, results = tmp_path / "DAVIS", tmp_path / "results"
     write_dataset(root, gts)
     write_results(results, preds)
-    with pytest.raises(ValueError, match=r"binary/00000\.png: holds only 0 and 255.*--year 2016"):
+    with pytest.raises(ValueError, match=r"binary/00000\.png holds only 0 and 255.*need year 2016"):
         davis.evaluate_davis(root, results, processes=1)
 
 

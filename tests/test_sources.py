@@ -58,14 +58,14 @@ def test_first_mask_of_only_0_and_255_is_an_error(davis_root, tmp_path):
 def test_davis2016_masks_under_2017_suggest_year_2016(davis_root):
     binary = np.where(ids_with_void() > 0, 255, 0).astype(np.uint8)
     Image.fromarray(binary).save(first_annotation(davis_root))
-    with pytest.raises(ValueError, match=r"seq/00000\.png: holds only 0 and 255.*--year 2016"):
+    with pytest.raises(ValueError, match=r"seq/00000\.png holds only 0 and 255.*need year 2016"):
         davis_inputs(davis_root)
     (davis_root / "ImageSets" / "2017").rename(davis_root / "ImageSets" / "2016")
     assert np.array_equal(davis_inputs(davis_root, year=2016)[0].first_ids, (binary > 0).astype(np.uint8))
 
 
 def test_box_partly_outside_warns_with_the_clipped_box(davis_root):
-    with pytest.warns(UserWarning, match=r"--first-box -4,20,10,30 reaches outside the 32x32 frame; clipped to 0,20,6,12"):
+    with pytest.warns(UserWarning, match=r"first box -4,20,10,30 reaches outside the 32x32 frame; clipped to 0,20,6,12"):
         item = video_input(frames_of(davis_root), first_box="-4,20,10,30")
     assert item.first_ids.sum() == 6 * 12 and item.first_ids[20:32, 0:6].all()
     with warnings.catch_warnings():

@@ -42,6 +42,7 @@ def generate_videos(out: Path, train: int, test: int, size: int, frames: int) ->
     import numpy as np
 
     from mast.common.masks import write_palette_png
+    from mast.data.davis import DavisDataset
     from mast.data.synthetic import translating_video
 
     def write(folder: Path, video) -> None:
@@ -50,6 +51,7 @@ def generate_videos(out: Path, train: int, test: int, size: int, frames: int) ->
             rgb = (frame.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
             cv2.imwrite(str(folder / f"{t:05d}.jpg"), rgb[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
 
+    davis = DavisDataset(out / "davis", 2017)
     for index in range(train + test):
         velocity = (1.0 + 0.25 * (index % 4), 0.5 + 0.25 * (index % 3))
         video, masks = translating_video(frames, size, size, velocity, num_objects=1 + index % 2, seed=index)
@@ -57,13 +59,13 @@ def generate_videos(out: Path, train: int, test: int, size: int, frames: int) ->
             write(out / "train" / f"video{index:02d}", video)
             continue
         name = f"held-out{index - train:02d}"
-        write(out / "davis" / "JPEGImages" / "480p" / name, video)
+        write(davis.frames_dir(name), video)
         for t, mask in enumerate(masks):
-            write_palette_png(out / "davis" / "Annotations" / "480p" / name / f"{t:05d}.png", mask.numpy().astype(np.uint8))
-    split = out / "davis" / "ImageSets" / "2017" / "val.txt"
+            write_palette_png(davis.mask_path(name, f"{t:05d}"), mask.numpy().astype(np.uint8))
+    split = davis.split_file("val")
     split.parent.mkdir(parents=True)
     split.write_text("".join(f"held-out{i:02d}\n" for i in range(test)))
-    return out / "train", out / "davis"
+    return out / "train", davis.root
 
 
 def propagate_and_score(tracker, davis: Path, out: Path) -> tuple[dict, Path]:

@@ -1,15 +1,16 @@
 """Videos with object masks: the training data of the supervised baselines.
 
-``mast train-baseline --data ROOT`` reads two layouts:
+``mast train-baseline --data ROOT`` reads two layouts (:class:`~mast.data.davis.DavisDataset`
+owns them and the mask rules):
 
 * DAVIS: ``ROOT/JPEGImages/480p/<seq>/*.jpg`` and ``ROOT/Annotations/480p/<seq>/*.png``,
   a mask for every frame;
 * YouTube-VOS: ``ROOT/JPEGImages/<seq>/*.jpg`` and ``ROOT/Annotations/<seq>/*.png``,
   masks for some frames (every fifth in its training set).
 
-Only frames with a mask (a PNG of the same stem) are used. Masks follow
-``mast propagate``'s ``--year`` rule: 2016 masks are 0/255 with ``> 127`` the
-one object (id 1); 2017 masks are object ids, void (255) read as background.
+Only frames with a mask (a PNG of the same stem) are used. Masks follow the
+dataset's year rule: 2016 masks are 0/255 with ``> 127`` the one object
+(id 1); 2017 masks are object ids, void (255) read as background.
 
 Everything that can be checked without decoding every frame is checked by
 :func:`discover_annotated`, before a run writes anything: the folders, the
@@ -27,13 +28,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mast.common.masks import read_davis2016_mask, read_mask, remove_void
-from mast.data.video import IMAGE_EXTENSIONS, read_image
+from mast.common.errors import ArgumentError, MissingPathError
+from mast.data.davis import YEARS, DavisDataset
+from mast.data.frames import image_files
+from mast.data.video import read_image
 
 logger = logging.getLogger(__name__)
 
 PathLike = str | os.PathLike
-YEARS = (2016, 2017)
 
 
 @dataclass(frozen=True)
@@ -44,20 +46,20 @@ class AnnotatedVideo:
         name: the sequence name.
         frame_paths: the frames that have a mask.
         mask_paths: their masks, one per frame.
-        year: 2016 (0/255 single-object masks) or 2017 (object ids, 255 void).
+        dataset: the dataset it belongs to, whose year rule reads the masks.
     """
 
     name: str
     frame_paths: tuple[Path, ...]
     mask_paths: tuple[Path, ...]
-    year: int = 2017
+    dataset: DavisDataset
 
     def __len__(self) -> int:
         return len(self.frame_paths)
 
     def read_mask(self, index: int) -> torch.Tensor:
         """``(H, W)`` long object ids of annotated frame ``index`` (0 = background)."""
-        return torch.from_numpy(read_object_ids(self.mask_paths[index], self.year).astype(np.int64))
+        return torch.from_numpy(self.dataset.read_ids(self.mask_paths[index]).astype(np.int64))
 
     def read(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Annotated frame ``index``: ``(3, H, W)`` RGB in ``[0, 1]`` and its ``(H, W)`` long ids.
@@ -72,13 +74,6 @@ class AnnotatedVideo:
         return frame, ids
 
 
-def read_object_ids(path: PathLike, year: int) -> np.ndarray:
-    """``(H, W)`` uint8 object ids of a mask PNG under the ``year`` rule (module docstring)."""
-    if year == 2016:
-        return read_davis2016_mask(path).astype(np.uint8)
-    return remove_void(read_mask(path))
-
-
 def discover_annotated(root: PathLike, sequences: list[str] | None = None, year: int = 2017) -> list[AnnotatedVideo]:
     """The annotated videos under ``root`` (DAVIS or YouTube-VOS layout), or only ``sequences``.
 
@@ -91,17 +86,17 @@ def discover_annotated(root: PathLike, sequences: list[str] | None = None, year:
             no masks, a first mask of another size than its frame, no usable video.
     """
     if year not in YEARS:
-        raise ValueError(f"year must be 2016 or 2017, got {year}")
-    frames_root, masks_root = _layout(Path(root))
-    names = sequences or sorted(p.name for p in frames_root.iterdir() if p.is_dir())
+        raise ArgumentError("year", f"must be 2016 or 2017, got {year}")
+    dataset = _dataset(Path(root), year)
+    names = sequences or sorted(p.name for p in dataset.frames_root.iterdir() if p.is_dir())
     videos = []
     for name in names:
-        video = _annotated_video(frames_root / name, masks_root / name, year, requested=sequences is not None)
+        video = _annotated_video(dataset, name, requested=sequences is not None)
         if video is not None:
             videos.append(video)
     if not videos:
-        raise ValueError(f"{masks_root}: no sequence has two or more frames with masks; the baselines train on "
-                         "object masks (DAVIS or YouTube-VOS Annotations/)")
+        raise ValueError(f"{dataset.masks_root}: no sequence has two or more frames with masks; the baselines "
+                         "train on object masks (DAVIS or YouTube-VOS Annotations/)")
     return videos
 
 
@@ -118,36 +113,38 @@ def log_annotated(videos: list[AnnotatedVideo], device: torch.device, processes:
                 summary["annotated_frames"], device, processes)
 
 
-def _layout(root: Path) -> tuple[Path, Path]:
-    """``(frames root, masks root)``: ``JPEGImages[/480p]`` and ``Annotations[/480p]``."""
+def _dataset(root: Path, year: int) -> DavisDataset:
+    """The DAVIS (``JPEGImages/480p``, ``Annotations/480p``) or YouTube-VOS dataset at ``root``."""
     if not root.is_dir():
-        raise FileNotFoundError(f"--data {root} does not exist or is not a folder")
-    frames, masks = root / "JPEGImages", root / "Annotations"
-    if not frames.is_dir():
-        raise ValueError(f"--data {root}: not a DAVIS or YouTube-VOS folder (no JPEGImages/ in it)")
-    if not masks.is_dir():
-        raise ValueError(f"--data {root}: no Annotations/ folder; the baselines train on object masks")
-    if (frames / "480p").is_dir():
-        frames, masks = frames / "480p", masks / "480p"
-        if not masks.is_dir():
-            raise ValueError(f"--data {root}: frames in JPEGImages/480p but no Annotations/480p/ masks")
-    return frames, masks
+        raise MissingPathError("data", f"{root} does not exist or is not a folder")
+    dataset = DavisDataset.at(root, year)
+    if not (root / "JPEGImages").is_dir():
+        raise ArgumentError("data", f"{root}: not a DAVIS or YouTube-VOS folder (no JPEGImages/ in it)")
+    if not (root / "Annotations").is_dir():
+        raise ArgumentError("data", f"{root}: no Annotations/ folder; the baselines train on object masks")
+    if not dataset.frames_root.is_dir():
+        raise ArgumentError("data", f"{root}: masks in {dataset.masks_root.relative_to(root)} but no "
+                                    f"{dataset.frames_root.relative_to(root)}/ frames")
+    if not dataset.masks_root.is_dir():
+        raise ArgumentError("data", f"{root}: frames in {dataset.frames_root.relative_to(root)} but no "
+                                    f"{dataset.masks_root.relative_to(root)}/ masks")
+    return dataset
 
 
-def _annotated_video(frames: Path, masks: Path, year: int, requested: bool) -> AnnotatedVideo | None:
+def _annotated_video(dataset: DavisDataset, name: str, requested: bool) -> AnnotatedVideo | None:
+    frames, masks = dataset.frames_dir(name), dataset.masks_dir(name)
     if not frames.is_dir():
-        raise FileNotFoundError(f"--sequences: sequence {frames.name!r} not found: {frames}")
-    frame_paths = {p.stem: p for p in frames.iterdir()
-                   if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")}
-    stems = sorted(stem for stem in frame_paths if (masks / f"{stem}.png").is_file())
+        raise MissingPathError("sequences", f"sequence {name!r} not found: {frames}")
+    frame_paths = {p.stem: p for p in image_files(frames)}
+    stems = sorted(stem for stem in frame_paths if dataset.mask_path(name, stem).is_file())
     if len(stems) < 2:
         reason = f"{masks}: {len(stems)} frame(s) of {frames} have a mask, a training pair needs 2"
         if requested:
             raise ValueError(reason)
-        warnings.warn(f"skipping {frames.name}: {reason}", RuntimeWarning, stacklevel=3)
+        warnings.warn(f"skipping {name}: {reason}", RuntimeWarning, stacklevel=3)
         return None
-    video = AnnotatedVideo(frames.name, tuple(frame_paths[s] for s in stems),
-                           tuple(masks / f"{s}.png" for s in stems), year)
+    video = AnnotatedVideo(name, tuple(frame_paths[s] for s in stems),
+                           tuple(dataset.mask_path(name, s) for s in stems), dataset)
     video.read(0)  # the first frame decodes and its mask has its size
     return video
 

@@ -18,9 +18,11 @@ Layouts :func:`discover_videos` understands, for each given path:
 
 * a video file, or a directory of video files;
 * a folder of frames, or a directory of such folders;
-* a DAVIS / YouTube-VOS root: a directory with ``JPEGImages/480p/<seq>/`` or
-  ``JPEGImages/<seq>/`` (or ``JPEGImages/*.jpg`` directly, named after the
-  root); ``Annotations`` folders are ignored (labels are not frames);
+* a DAVIS / YouTube-VOS root (:class:`~mast.data.davis.DavisDataset`): a
+  directory with ``JPEGImages/480p/<seq>/`` or ``JPEGImages/<seq>/`` (or
+  ``JPEGImages/*.jpg`` directly, named after the root); ``Annotations``
+  folders are not frames, but a sequence with a mask for every frame keeps
+  them (:meth:`FrameFolderSource.read_masks`);
 * any nesting of the above (directories are walked recursively).
 
 Damaged frame files: every frame file is read by :func:`read_image`, which
@@ -30,14 +32,8 @@ with its ``IEND`` chunk, followed by nothing but optional NUL/0xFF padding
 (so data appended after the image, as in some phones' motion photos, is
 refused too).
 
-Missing frames: when the file stems of a frame folder are all one prefix
-plus a number (``00000.jpg``, ``frame_017.png``), the folder's *step* is the
-most common difference between consecutive numbers (ties: the smallest), so
-YouTube-VOS train folders (``00000``, ``00005``, ...) have step 5. A
-difference that is a larger multiple of the step means frames are missing
-(:func:`missing_frames` names them). Not checked: names without a number,
-differences that are no multiple of the step (irregular numbering such as
-timestamps) and frames before the first one. :meth:`FrameFolderSource.from_folder`
+Missing frames: the one numbering rule of :mod:`mast.data.frames` (a regular
+step: DAVIS's +1, YouTube-VOS's +5). :meth:`FrameFolderSource.from_folder`
 raises on a gap by default (so ``mast propagate`` refuses such a folder);
 :func:`discover_videos` warns and keeps the folder for training, where a gap
 only makes time gaps between frames inexact.
@@ -47,9 +43,7 @@ from __future__ import annotations
 import itertools
 import math
 import os
-import re
 import warnings
-from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,9 +53,11 @@ import cv2
 import numpy as np
 import torch
 
+from mast.data.davis import DavisDataset, read_ids
+from mast.data.frames import GAP_MODES, IMAGE_EXTENSIONS, check_numbering, image_files
+
 PathLike = str | os.PathLike
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp"})
 VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv"})
 
 #: Directory names that hold labels, never frames (DAVIS, YouTube-VOS).
@@ -189,13 +185,13 @@ class FrameFolderSource:
         frames: ``on_gap="error"`` raises ``ValueError`` naming the first missing
         files, ``"warn"`` warns (``RuntimeWarning``) and keeps the frames there are.
         """
-        if on_gap not in _GAP_MODES:
-            raise ValueError(f"on_gap must be one of {', '.join(_GAP_MODES)}, got {on_gap!r}")
+        if on_gap not in GAP_MODES:
+            raise ValueError(f"on_gap must be one of {', '.join(GAP_MODES)}, got {on_gap!r}")
         folder = Path(folder)
-        paths = _image_files(folder)
+        paths = image_files(folder)
         if not paths:
             raise ValueError(f"no frames ({'/'.join(sorted(IMAGE_EXTENSIONS))}) in folder {folder}")
-        _check_numbering(folder, paths, on_gap)
+        check_numbering(folder, paths, on_gap)
         return cls(name or folder.name, tuple(paths))
 
     @property
@@ -213,75 +209,13 @@ class FrameFolderSource:
         return (read_image(path) for path in self.frame_paths)
 
     def read_masks(self, indices: Sequence[int]) -> torch.Tensor:
-        """Object ids of frames ``indices`` as ``(T, H, W)`` long (see :func:`annotation_ids`)."""
+        """Object ids of frames ``indices`` as ``(T, H, W)`` long, read by the rule of a dataset of
+        unknown year (:mod:`mast.data.davis`: a 0/255 mask is DAVIS-2016's, otherwise 255 is void)."""
         if self.mask_paths is None:
             raise ValueError(f"{self.name}: this video has no annotations")
-        from mast.common.masks import read_mask
-
         indices = _check_indices(indices, self.num_frames, self.name)
-        return torch.stack([torch.from_numpy(annotation_ids(read_mask(self.mask_paths[i]))) for i in indices])
-
-
-_GAP_MODES = ("error", "warn")
-#: How many missing file names a gap message lists.
-_SHOWN_MISSING = 5
-_NUMBERED_STEM = re.compile(r"(.*?)(\d+)")
-
-
-def missing_frames(paths: Sequence[PathLike], limit: int | None = None) -> list[str]:
-    """File names missing from a numbered frame sequence, in order (rule in the module docstring).
-
-    Args:
-        paths: the frame files of one folder, in any order.
-        limit: at most this many names (a stray date-named file can imply millions).
-
-    Returns:
-        Names like ``00002.jpg``; ``[]`` when the stems are not all one prefix
-        plus a number, or when the numbering has no gap.
-    """
-    paths = [Path(p) for p in paths]
-    parts = [_NUMBERED_STEM.fullmatch(p.stem) for p in paths]
-    if not all(parts) or len({m.group(1) for m in parts}) > 1:
-        return []
-    frames = sorted((int(m.group(2)), len(m.group(2)), m.group(1), p.suffix) for m, p in zip(parts, paths))
-    numbers = [frame[0] for frame in frames]
-    step = _regular_step(numbers)
-    names = (
-        f"{prefix}{number:0{width}d}{suffix}"
-        for (before, width, prefix, suffix), after in zip(frames, numbers[1:])
-        if (after - before) % step == 0
-        for number in range(before + step, after, step)
-    )
-    return list(itertools.islice(names, limit))
-
-
-def _regular_step(numbers: list[int]) -> int:
-    """The most common positive difference of consecutive sorted ``numbers``
-    (ties: the smallest); 1 when there is none."""
-    counts = Counter(after - before for before, after in zip(numbers, numbers[1:]) if after > before)
-    return min(counts, key=lambda step: (-counts[step], step), default=1)
-
-
-def _check_numbering(folder: Path, paths: list[Path], on_gap: str) -> None:
-    missing = missing_frames(paths, limit=_SHOWN_MISSING + 1)
-    if not missing:
-        return
-    shown = ", ".join(missing[:_SHOWN_MISSING]) + (", ..." if len(missing) > _SHOWN_MISSING else "")
-    message = f"frame folder {folder} has gaps in its frame numbering, missing {shown}"
-    if on_gap == "error":
-        raise ValueError(f"{message} (restore them, or renumber the frames if none is lost)")
-    warnings.warn(f"{message}; time gaps across them are inexact", RuntimeWarning, stacklevel=3)
-
-
-def annotation_ids(ids: np.ndarray) -> np.ndarray:
-    """``(H, W)`` long object ids of an annotation: DAVIS-2016 masks (only 0 and
-    255) mean one object (255 -> 1); otherwise 255 is DAVIS-2017 void (-> 0)."""
-    ids = ids.astype(np.int64)
-    values = np.unique(ids)
-    if 255 in values and set(values.tolist()) <= {0, 255}:
-        return (ids == 255).astype(np.int64)
-    ids[ids == 255] = 0
-    return ids
+        return torch.stack([torch.from_numpy(read_ids(self.mask_paths[i], year=None).astype(np.int64))
+                            for i in indices])
 
 
 @dataclass
@@ -581,11 +515,10 @@ def _discover_path(path: Path, options: _Options, report: DiscoveryReport) -> No
 
 def _walk_directory(directory: Path, options: _Options, report: DiscoveryReport) -> None:
     """Adds the videos of one directory, recursing into subdirectories."""
-    frames_root = directory / "JPEGImages"
-    if frames_root.is_dir():
-        _add_dataset_root(directory, frames_root, report)
+    if (directory / "JPEGImages").is_dir():
+        _add_dataset_root(directory, report)
         return
-    if _image_files(directory):
+    if image_files(directory):
         _add_frame_folder(directory, directory.name, report)
         return
     for entry in sorted(directory.iterdir()):
@@ -595,24 +528,17 @@ def _walk_directory(directory: Path, options: _Options, report: DiscoveryReport)
             _add_video_file(entry, options, report)
 
 
-def _add_dataset_root(root: Path, frames_root: Path, report: DiscoveryReport) -> None:
-    """DAVIS (``JPEGImages/480p/<seq>``), YouTube-VOS (``JPEGImages/<seq>``) or ``<seq>/JPEGImages``."""
-    if (frames_root / "480p").is_dir():
-        frames_root = frames_root / "480p"
-    if _image_files(frames_root):
-        _add_frame_folder(frames_root, root.name, report)
+def _add_dataset_root(root: Path, report: DiscoveryReport) -> None:
+    """DAVIS (``JPEGImages/480p/<seq>``), YouTube-VOS (``JPEGImages/<seq>``) or ``<seq>/JPEGImages``,
+    each sequence with its masks when the dataset has them (:class:`DavisDataset`, year unknown)."""
+    dataset = DavisDataset.at(root, year=None)
+    if image_files(dataset.frames_root):
+        _add_frame_folder(dataset.frames_root, root.name, report)
         return
-    for sequence in sorted(p for p in frames_root.iterdir() if p.is_dir()):
-        if _image_files(sequence):
-            _add_frame_folder(sequence, sequence.name, report, _annotations(root, sequence))
-
-
-def _annotations(root: Path, sequence: Path) -> Path | None:
-    """``Annotations/480p/<seq>`` or ``Annotations/<seq>`` of a dataset root, if present."""
-    for folder in (root / "Annotations" / "480p" / sequence.name, root / "Annotations" / sequence.name):
-        if folder.is_dir():
-            return folder
-    return None
+    for sequence in sorted(p for p in dataset.frames_root.iterdir() if p.is_dir()):
+        if image_files(sequence):
+            masks = dataset.masks_dir(sequence.name)
+            _add_frame_folder(sequence, sequence.name, report, masks if masks.is_dir() else None)
 
 
 def _add_frame_folder(folder: Path, name: str, report: DiscoveryReport, annotations: Path | None = None) -> None:
@@ -641,11 +567,3 @@ def _add_video_file(path: Path, options: _Options, report: DiscoveryReport) -> N
 def _skip(path: Path, reason: str, report: DiscoveryReport) -> None:
     warnings.warn(f"skipping unreadable video {path}: {reason}", RuntimeWarning, stacklevel=2)
     report.skipped.append((path, reason))
-
-
-def _image_files(folder: Path) -> list[Path]:
-    """Image files directly in ``folder``, sorted by name (hidden files ignored)."""
-    return sorted(
-        p for p in folder.iterdir()
-        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
-    )

@@ -25,12 +25,14 @@ Protocol (DAVIS-2017 toolkit):
 * global statistics are object-weighted: every object of every sequence
   counts once.
 
-Every scored frame needs ground truth. The frames of a sequence are
-``JPEGImages/480p/<seq>/*.jpg``: a frame without its ground-truth PNG (as in
-DAVIS test-dev / challenge folders, which annotate the first frame only), or
-a PNG without its frame, is an error naming the file. Without that folder
-the ground-truth PNGs are the frames, and a gap in their numbering
-(``00003.png`` after ``00001.png``) is an error naming the missing file.
+The dataset folder is read through :class:`mast.data.davis.DavisDataset`
+(layout, splits, mask ids). Every scored frame needs ground truth. The frames
+of a sequence are its ``*.jpg`` in ``JPEGImages/480p/<seq>``: a frame without
+its ground-truth PNG (as in DAVIS test-dev / challenge folders, which annotate
+the first frame only), or a PNG without its frame, is an error naming the
+file. Without that folder the ground-truth PNGs are the frames, and a gap in
+their numbering (:mod:`mast.data.frames`' rule: ``00003.png`` after
+``00001.png`` where the step is 1) is an error naming the missing file.
 Every ground-truth mask must have the size of the first one and of the
 frames.
 
@@ -44,7 +46,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import os
-import re
 import warnings
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -57,14 +58,14 @@ from PIL import Image
 from mast.eval import metrics
 from mast.eval.boxes import BOX_COLUMNS, box_tables, sequence_box_scores
 from mast.common.files import PathLike, atomic_open
-from mast.common.masks import VOID_ID, read_davis2016_mask, read_mask, remove_void
+from mast.common.errors import ArgumentError, MissingPathError
+from mast.common.masks import VOID_ID, read_mask, remove_void
+from mast.data.davis import DavisDataset
+from mast.data.frames import image_files, missing_frames
 
 
 GLOBAL_COLUMNS = ("J&F-Mean", "J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall", "F-Decay")
 PER_SEQUENCE_COLUMNS = ("Sequence", "J-Mean", "F-Mean")
-
-#: Sub-folder of ``Annotations`` / ``JPEGImages`` holding the 480p data.
-RESOLUTION = "480p"
 
 #: Which ids of a sequence are scored: ``davis`` = 1..max id of the first
 #: ground-truth frame (the toolkit), ``first-frame`` = the ids present there.
@@ -103,21 +104,6 @@ def scored_ids(present: Sequence[int], objects: str = "davis") -> tuple[int, ...
 def absent_ids(present: Sequence[int]) -> tuple[int, ...]:
     """Ids in 1..max(present) that are not in ``present`` (what the DAVIS rule adds)."""
     return tuple(sorted(set(range(1, max(present, default=0) + 1)) - set(present)))
-
-
-def holds_only_void(gt_ids: np.ndarray) -> bool:
-    """Whether an id map ``(H, W)`` holds void (255) and otherwise only background: a 0/255 mask."""
-    values = np.unique(np.asarray(gt_ids))
-    return VOID_ID in values and bool(np.isin(values, (0, VOID_ID)).all())
-
-
-def check_davis2017_first_frame(first_gt_ids: np.ndarray, source: str) -> None:
-    """Raises ``ValueError`` (naming ``source``) for a DAVIS-2016 0/255 mask read as DAVIS-2017."""
-    if holds_only_void(first_gt_ids):
-        raise ValueError(
-            f"{source}: holds only 0 and 255, which DAVIS-2017 reads as background and void, so there "
-            "is no object; DAVIS-2016 masks (255 = the object) need --year 2016"
-        )
 
 
 def check_prediction(pred_ids: np.ndarray, gt_shape: tuple[int, ...], object_ids: Sequence[int], source: str) -> None:
@@ -240,48 +226,23 @@ def evaluate_sequence(
 # --------------------------------------------------------------------------
 
 
-def _sequence_name(line: str) -> str:
-    """Sequence name of one ImageSets line.
-
-    Either a bare name (``bear``) or the DAVIS-2016 per-frame pair format
-    (``/JPEGImages/480p/bear/00000.jpg /Annotations/480p/bear/00000.png``),
-    where the name is the folder holding the first file.
-    """
-    first = line.split()[0]
-    if "/" in first:
-        return Path(first).parent.name
-    return first
-
-
-def read_sequence_names(split_file: PathLike) -> list[str]:
-    """Unique sequence names listed in an ImageSets file, in file order.
-
-    Blank lines and lines starting with '#' are skipped.
-    """
-    split_file = Path(split_file)
-    if not split_file.is_file():
-        raise FileNotFoundError(f"split file not found: {split_file}")
-    names: dict[str, None] = {}  # an ordered set: the 2016 format repeats names per frame
-    for line in split_file.read_text().splitlines():
-        line = line.strip()
-        if line and not line.startswith("#"):
-            names[_sequence_name(line)] = None
-    if not names:
-        raise ValueError(f"split file lists no sequences: {split_file}")
-    return list(names)
-
-
 @dataclass(frozen=True)
 class _SequenceJob:
     """What a worker needs to score one sequence (picklable)."""
 
     name: str
-    gt_dir: Path
-    frames_dir: Path
+    dataset: DavisDataset
     results_dir: Path
-    year: int
     objects: str
     boxes: bool
+
+    @property
+    def gt_dir(self) -> Path:
+        return self.dataset.masks_dir(self.name)
+
+    @property
+    def frames_dir(self) -> Path:
+        return self.dataset.frames_dir(self.name)
 
 
 @dataclass(frozen=True)
@@ -295,13 +256,15 @@ class _SequenceResult:
     scores: dict[str, np.ndarray]
 
 
-# A numbered file stem: a prefix, then the frame number (``00017``, ``frame_000017``).
-_NUMBERED_STEM = re.compile(r"^(.*?)(\d+)$")
+#: Frames are JPEGs, as in DAVIS.
+_FRAME_EXTENSIONS = frozenset({".jpg"})
+#: A gap message counts at most this many missing frames.
+_COUNTED_MISSING = 10_000
 
 
 def _frames_of(frames_dir: Path) -> list[Path]:
     """The JPEG frames of a sequence, sorted; empty when the folder is absent."""
-    return sorted(frames_dir.glob("*.jpg")) if frames_dir.is_dir() else []
+    return image_files(frames_dir, _FRAME_EXTENSIONS) if frames_dir.is_dir() else []
 
 
 def _gt_of_frames(job: _SequenceJob, frames: list[Path]) -> list[Path]:
@@ -323,23 +286,13 @@ def _gt_of_frames(job: _SequenceJob, frames: list[Path]) -> list[Path]:
 
 
 def _check_numbering(job: _SequenceJob, gt_paths: list[Path]) -> None:
-    """Raises ``FileNotFoundError`` naming the first file missing from a numbered run of PNGs.
-
-    Only for stems sharing one prefix and one number width (zero-padded), the
-    only case where sorted names are in frame order and a gap is certain.
-    """
-    matches = [_NUMBERED_STEM.match(path.stem) for path in gt_paths]
-    if not matches or not all(matches) or len({(m[1], len(m[2])) for m in matches}) != 1:
-        return
-    prefix, width = matches[0][1], len(matches[0][2])
-    numbers = [int(m[2]) for m in matches]
-    gaps = [n + 1 for n, following in zip(numbers, numbers[1:]) if following != n + 1]
-    if gaps:
-        missing = job.gt_dir / f"{prefix}{gaps[0]:0{width}d}.png"
-        lost = numbers[-1] - numbers[0] + 1 - len(numbers)
+    """Raises ``FileNotFoundError`` naming the first file missing from numbered PNGs (:mod:`mast.data.frames`)."""
+    missing = missing_frames(gt_paths, limit=_COUNTED_MISSING)
+    if missing:
+        count = f"{len(missing)}{'+' if len(missing) == _COUNTED_MISSING else ''}"
         raise FileNotFoundError(
-            f"sequence {job.name!r}: ground truth missing: {missing} (a gap in the numbering of "
-            f"{job.gt_dir}; {lost} frame(s) missing)"
+            f"sequence {job.name!r}: ground truth missing: {job.gt_dir / missing[0]} (a gap in the numbering of "
+            f"{job.gt_dir}; {count} frame(s) missing)"
         )
 
 
@@ -370,18 +323,10 @@ def _frame_size(path: Path) -> tuple[int, int]:
     return height, width
 
 
-def _read_gt(path: Path, year: int) -> np.ndarray:
-    """Ground-truth ids ``(H, W) uint8``; DAVIS-2016 masks become 0/1."""
-    if year == 2016:
-        return read_davis2016_mask(path).astype(np.uint8)
-    return read_mask(path)
-
-
 def _read_ground_truth(job: _SequenceJob, gt_paths: list[Path], frames: list[Path]) -> list[np.ndarray]:
     """All ground-truth id maps ``(H, W)`` of a sequence, checked against each other and the frames."""
-    gt_masks = [_read_gt(path, job.year) for path in gt_paths]
-    if job.year == 2017:
-        check_davis2017_first_frame(gt_masks[0], str(gt_paths[0]))
+    dataset = job.dataset
+    gt_masks = [dataset.read_first_ids(gt_paths[0])] + [dataset.read_ids(path) for path in gt_paths[1:]]
     check_gt_sizes(gt_masks, [str(path) for path in gt_paths])
     frame_size = _frame_size(frames[0]) if frames else gt_masks[0].shape
     if frame_size != gt_masks[0].shape:
@@ -412,7 +357,7 @@ def _score_sequence(job: _SequenceJob) -> _SequenceResult:
     pred_masks: list[np.ndarray | None] = [None] * len(gt_paths)
     for t in range(1, len(gt_paths) - 1):  # only scored frames are read, as in the toolkit
         path = job.results_dir / job.name / f"{gt_paths[t].stem}.png"
-        pred_masks[t] = _read_prediction(path, job.year)
+        pred_masks[t] = _read_prediction(path, job.dataset.year)
         check_prediction(pred_masks[t], gt_masks[t].shape, object_ids, str(path))
     scores = evaluate_sequence(gt_masks, pred_masks, object_ids=object_ids)
     if job.boxes:
@@ -447,7 +392,7 @@ def _warn_absent_ids(name: str, present: tuple[int, ...]) -> None:
             f"sequence {name!r}: its first ground-truth frame has object ids {_id_list(present)}, so "
             f"ids {_id_list(absent)} are scored as objects too (DAVIS rule: ids 1..{max(present)}; "
             "J = F = 1 where such an id is neither annotated nor predicted); "
-            "objects='first-frame' (--objects first-frame) scores only the ids present",
+            "objects='first-frame' scores only the ids present",
             UserWarning,
             stacklevel=3,
         )
@@ -572,30 +517,23 @@ def score_davis(
             predicted id that is not scored, a sequence with fewer than 3
             frames, a DAVIS-2016 mask under ``year=2017``, or no objects.
     """
-    if year not in (2016, 2017):
-        raise ValueError(f"year must be 2016 or 2017, got {year}")
+    dataset = DavisDataset.at(davis_root, year)
     _check_objects(objects)
-    davis_root, results_dir = Path(davis_root), Path(results_dir)
+    results_dir = Path(results_dir)
     if not results_dir.is_dir():
-        raise FileNotFoundError(f"results folder not found: {results_dir}")
-    split_file = davis_root / "ImageSets" / str(year) / f"{split}.txt"
-    names = read_sequence_names(split_file)
+        raise MissingPathError("results", f"results folder not found: {results_dir}")
+    names = dataset.sequences(split)
     if sequences is not None:
         unknown = [name for name in sequences if name not in names]
         if unknown or not sequences:
-            raise ValueError(f"sequences {unknown or '(none)'} are not in {split_file} ({', '.join(names)})")
+            raise ArgumentError("sequences", f"{unknown or '(none)'} are not in {dataset.split_file(split)} "
+                                             f"({', '.join(names)})")
         names = list(dict.fromkeys(sequences))
     if processes is None:
         processes = min(os.cpu_count() or 1, len(names))
     if processes < 1:
         raise ValueError(f"processes must be >= 1, got {processes}")
-    jobs = [
-        _SequenceJob(
-            name, davis_root / "Annotations" / RESOLUTION / name, davis_root / "JPEGImages" / RESOLUTION / name,
-            results_dir, year, objects, boxes,
-        )
-        for name in names
-    ]
+    jobs = [_SequenceJob(name, dataset, results_dir, objects, boxes) for name in names]
     results = _score_all(jobs, min(processes, len(jobs)))
     if objects == "davis":
         for name, result in zip(names, results):

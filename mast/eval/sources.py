@@ -1,15 +1,16 @@
 """Where propagation inputs come from: DAVIS folders, a video file or frame
 folder with a first-frame mask, or a first-frame box.
 
-First-frame annotations follow one rule on every path (``mast propagate
---davis`` and ``--video --first-mask``): pixel values are object ids,
-0 is background and 255 is void, which is not an object (it becomes
-background, as the DAVIS-2017 toolkit reads it). A mask holding only 0 and
-255 therefore has no object and is an error: under ``--davis`` it suggests
-``--year 2016`` (DAVIS-2016 masks are 0/255 with 255 = the object, read as
-``> 127``); under ``--first-mask`` it asks for the object as id 1. A
-``--first-box`` reaching outside the frame is clipped to it, with a warning
-giving the clipped box.
+First-frame annotations follow one rule on every path (a DAVIS folder,
+read by :class:`mast.data.davis.DavisDataset`, and a video with a mask PNG,
+read by :func:`mast.eval.propagate.first_frame_ids`, which ``mast.track``
+uses too): pixel values are object ids, 0 is background and 255 is void,
+which is not an object (it becomes background, as the DAVIS-2017 toolkit
+reads it). A mask holding only 0 and 255 therefore has no object and is an
+error: for a DAVIS folder it suggests year 2016 (DAVIS-2016 masks are 0/255
+with 255 = the object, read as ``> 127``); for a mask PNG it asks for the
+object as id 1. A first box reaching outside the frame is clipped to it, with
+a warning giving the clipped box.
 """
 from __future__ import annotations
 
@@ -22,10 +23,11 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from mast.eval.davis import RESOLUTION, check_davis2017_first_frame, holds_only_void, read_sequence_names, remove_void
-from mast.common.masks import read_davis2016_mask, read_mask
+from mast.common.errors import ArgumentError, MissingPathError
+from mast.common.masks import read_mask
+from mast.data.davis import DavisDataset
 from mast.data.video import VIDEO_EXTENSIONS, FrameFolderSource, VideoFileSource, VideoSource
-from mast.eval.propagate import PropagationInput
+from mast.eval.propagate import PropagationInput, first_frame_ids
 
 def _named_frames(source: VideoSource, stems: list[str] | None = None):
     """A callable giving ``(stem, frame)`` pairs: frame-file stems, else ``00000``, ``00001``, ..."""
@@ -42,9 +44,9 @@ def parse_box(text: str) -> tuple[int, int, int, int]:
     try:
         x, y, w, h = (int(round(float(v))) for v in text.split(","))
     except ValueError:
-        raise ValueError(f"--first-box must be 'x,y,w,h' in pixels, got {text!r}") from None
+        raise ArgumentError("first_box", f"must be 'x,y,w,h' in pixels, got {text!r}") from None
     if w <= 0 or h <= 0:
-        raise ValueError(f"--first-box width and height must be > 0, got {text!r}")
+        raise ArgumentError("first_box", f"width and height must be > 0, got {text!r}")
     return x, y, w, h
 
 
@@ -52,16 +54,16 @@ def box_to_ids(box: tuple[int, int, int, int], height: int, width: int) -> np.nd
     """A box-shaped first-frame mask ``(H, W)`` uint8 (object id 1), clipped to the frame.
 
     A box partly outside the frame is clipped, with a ``UserWarning`` giving
-    the clipped ``x,y,w,h``; a box wholly outside is a ``ValueError``.
+    the clipped ``x,y,w,h``; a box wholly outside is an ``ArgumentError``.
     """
     x, y, w, h = box
     left, top, right, bottom = max(x, 0), max(y, 0), min(x + w, width), min(y + h, height)
     if right <= left or bottom <= top:
-        raise ValueError(f"--first-box {x},{y},{w},{h} lies outside the {width}x{height} frame")
+        raise ArgumentError("first_box", f"{x},{y},{w},{h} lies outside the {width}x{height} frame")
     clipped = (left, top, right - left, bottom - top)
     if clipped != (x, y, w, h):
         warnings.warn(
-            f"--first-box {x},{y},{w},{h} reaches outside the {width}x{height} frame; "
+            f"first box {x},{y},{w},{h} reaches outside the {width}x{height} frame; "
             f"clipped to {','.join(map(str, clipped))}",
             UserWarning,
             stacklevel=2,
@@ -106,22 +108,18 @@ def video_stream(video: str | os.PathLike) -> FrameStream:
         source = VideoFileSource.open(video)
         return FrameStream(video.stem, _named_frames(source), source.num_frames)
     if video.exists():
-        raise ValueError(f"--video {video}: not a frame folder or a {'/'.join(sorted(VIDEO_EXTENSIONS))} file")
-    raise FileNotFoundError(f"--video {video} does not exist")
+        raise ArgumentError("video", f"{video}: not a frame folder or a {'/'.join(sorted(VIDEO_EXTENSIONS))} file")
+    raise MissingPathError("video", f"{video} does not exist")
 
 
 def davis_streams(
     root: str | os.PathLike, split: str = "val", year: int = 2017, sequences: list[str] | None = None
 ) -> list[FrameStream]:
-    """The frame folders ``JPEGImages/480p/<seq>`` of a DAVIS split (or of ``sequences``)."""
-    root = Path(root)
-    names = sequences or read_sequence_names(root / "ImageSets" / str(year) / f"{split}.txt")
+    """The frame folders of a DAVIS split (or of ``sequences``), checked up front."""
+    dataset = DavisDataset.at(root, year)
     streams = []
-    for name in names:
-        folder = root / "JPEGImages" / RESOLUTION / name
-        if not folder.is_dir():
-            raise FileNotFoundError(f"frame folder of sequence {name!r} not found: {folder}")
-        source = FrameFolderSource.from_folder(folder)
+    for name in sequences or dataset.sequences(split):
+        source = FrameFolderSource(name, tuple(dataset.frame_paths(name)))
         streams.append(FrameStream(name, _named_frames(source, [p.stem for p in source.frame_paths]), source.num_frames))
     return streams
 
@@ -133,14 +131,11 @@ def _checked_mask(ids: np.ndarray, path: str, size: tuple[int, int]) -> np.ndarr
 
 
 def _first_mask_ids(path: str | os.PathLike) -> np.ndarray:
-    """Object ids ``(H, W)`` of a ``--first-mask`` PNG, void (255) made background."""
-    ids = read_mask(path)
-    if holds_only_void(ids):
-        raise ValueError(
-            f"--first-mask {path}: holds only 0 and 255, but 255 is void (not an object, as in DAVIS), "
-            "so there is no object; save the object as id 1 (for a 0/255 binary mask: value > 127 -> 1)"
-        )
-    return remove_void(ids)
+    """Object ids ``(H, W)`` of a first-mask PNG, void (255) made background."""
+    try:
+        return first_frame_ids(read_mask(path), str(path))
+    except ValueError as error:
+        raise ArgumentError("first_mask", str(error)) from None
 
 
 def video_input(
@@ -154,11 +149,12 @@ def video_input(
     the frame with a warning.
     """
     if (first_mask is None) == (first_box is None):
-        raise ValueError("give exactly one of --first-mask PNG or --first-box x,y,w,h")
+        raise ArgumentError("first_mask", "give exactly one of first_mask (a PNG) or first_box (x,y,w,h)",
+                            mentions=("first_mask", "first_box"))
     stream = video_stream(video)
     height, width = stream.size()
     if first_box is not None:
-        ids, mask_source = box_to_ids(parse_box(first_box), height, width), f"--first-box {first_box}"
+        ids, mask_source = box_to_ids(parse_box(first_box), height, width), f"first box {first_box}"
     else:
         ids, mask_source = _checked_mask(_first_mask_ids(first_mask), str(first_mask), (height, width)), str(first_mask)
     return PropagationInput(stream.name, stream.frames, ids, mask_source, stream.num_frames)
@@ -167,23 +163,16 @@ def video_input(
 def davis_inputs(
     root: str | os.PathLike, split: str = "val", year: int = 2017, sequences: list[str] | None = None
 ) -> list[PropagationInput]:
-    """The sequences of a DAVIS split, each with its first-frame annotation.
-
-    DAVIS-2016 annotations are 0/255 single-object masks (``> 127`` is the object);
-    DAVIS-2017 void (255) is not an object, and a DAVIS-2017 first frame
-    holding only 0 and 255 is an error suggesting ``--year 2016``.
-    """
+    """The sequences of a DAVIS split, each with its first-frame annotation, read under the
+    ``year`` rule of :class:`~mast.data.davis.DavisDataset` (a DAVIS-2017 first frame holding
+    only 0 and 255 is an error suggesting year 2016)."""
+    dataset = DavisDataset.at(root, year)
     inputs = []
     for stream in davis_streams(root, split, year, sequences):
         stem = next(stream.frames())[0]
-        mask_path = Path(root) / "Annotations" / RESOLUTION / stream.name / f"{stem}.png"
+        mask_path = dataset.mask_path(stream.name, stem)
         if not mask_path.is_file():
             raise FileNotFoundError(f"first-frame annotation missing: {mask_path}")
-        if year == 2016:
-            ids = read_davis2016_mask(mask_path).astype(np.uint8)
-        else:
-            ids = read_mask(mask_path)
-            check_davis2017_first_frame(ids, str(mask_path))
-        ids = _checked_mask(remove_void(ids), str(mask_path), stream.size())
+        ids = _checked_mask(dataset.read_first_ids(mask_path), str(mask_path), stream.size())
         inputs.append(PropagationInput(stream.name, stream.frames, ids, str(mask_path), stream.num_frames))
     return inputs

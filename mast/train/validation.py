@@ -14,18 +14,16 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from mast.data.annotated import read_object_ids
-from mast.data.video import FrameFolderSource
-from mast.eval.davis import RESOLUTION, evaluate_sequence, present_ids, scored_ids
-from mast.eval.propagate import PropagationInput, label_lookup
+from mast.common.errors import ArgumentError
+from mast.data.davis import DavisDataset
+from mast.eval.davis import evaluate_sequence, global_statistics, present_ids, scored_ids
+from mast.eval.propagate import PropagationInput, track_ids
 from mast.eval.sources import davis_inputs
-from mast.models.tracker import Tracker, track
+from mast.models.tracker import Tracker
 
 if TYPE_CHECKING:
     from mast.train.config import ValidationConfig
@@ -77,13 +75,13 @@ class Validator:
                  sequences: list[str] | None = None, every: int = 500, max_frames: int | None = None,
                  patience: int | None = None, min_delta: float = 0.0) -> None:
         if every < 1:
-            raise ValueError(f"--validate-every must be >= 1, got {every}")
+            raise ArgumentError("every", f"must be >= 1, got {every}")
         if max_frames is not None and max_frames < 3:
-            raise ValueError(f"validation needs 3 or more frames per sequence, got max_frames {max_frames}")
+            raise ArgumentError("max_frames", f"validation needs 3 or more frames per sequence, got {max_frames}")
         if (patience is not None and patience < 1) or min_delta < 0:
             raise ValueError(f"validation patience must be >= 1 (or None) and min_delta >= 0, "
                              f"got {patience} and {min_delta}")
-        self.root, self.year, self.every, self.max_frames = Path(root), year, every, max_frames
+        self.dataset, self.every, self.max_frames = DavisDataset.at(root, year), every, max_frames
         self.patience, self.min_delta = patience, min_delta
         self.sequences = [self._load(item) for item in davis_inputs(root, split, year, sequences)]
         self.names = [sequence.item.name for sequence in self.sequences]
@@ -97,34 +95,34 @@ class Validator:
                    settings.patience, settings.min_delta)
 
     def _load(self, item: PropagationInput) -> _Sequence:
-        folder = self.root / "JPEGImages" / RESOLUTION / item.name
-        stems = [path.stem for path in FrameFolderSource.from_folder(folder).frame_paths][:self.max_frames]
+        stems = [path.stem for path in self.dataset.frame_paths(item.name)][:self.max_frames]
         if len(stems) < 3:
             raise ValueError(f"validation sequence {item.name} has {len(stems)} frames; 3 or more are needed")
-        masks = self.root / "Annotations" / RESOLUTION / item.name
         truth = []
         for stem in stems:
-            path = masks / f"{stem}.png"
+            path = self.dataset.mask_path(item.name, stem)
             if not path.is_file():
                 raise FileNotFoundError(f"validation ground truth missing: {path}")
-            truth.append(read_object_ids(path, self.year))
+            truth.append(self.dataset.read_ids(path))
         return _Sequence(item, stems, truth)
 
     def score(self, tracker: Tracker) -> Score:
-        """``tracker`` on every sequence: the mean J and F over all objects."""
-        j_means, f_means = [], []
+        """``tracker`` on every sequence: J and F as ``mast evaluate``'s global table has them
+        (:func:`~mast.eval.davis.global_statistics` over every object)."""
+        per_object = []
         for sequence in self.sequences:
             scores = self._score_sequence(tracker, sequence)
-            j_means += scores["J"].mean(axis=1).tolist()
-            f_means += scores["F"].mean(axis=1).tolist()
-        return Score(float(np.mean(j_means)), float(np.mean(f_means)))
+            per_object += [{measure: table[row] for measure, table in scores.items()} for row in range(len(scores["J"]))]
+        table = global_statistics(per_object)
+        return Score(table["J-Mean"], table["F-Mean"])
+
+    @staticmethod
+    def _objects(sequence: _Sequence) -> tuple[int, ...]:
+        return scored_ids(present_ids(sequence.ground_truth[0]))  # as mast evaluate scores by default
 
     def _score_sequence(self, tracker: Tracker, sequence: _Sequence) -> dict[str, np.ndarray]:
-        ids, lookup = label_lookup(sequence.item.first_ids, sequence.item.first_source)
+        """``{"J": (K, T), "F": (K, T)}`` of one sequence's K objects, from the writer's own masks."""
         frames = (frame for (_, frame), _ in zip(sequence.item.frames(), sequence.stems))
-        first = torch.from_numpy(lookup[sequence.item.first_ids])
-        predictions = [sequence.item.first_ids] + [ids[step.labels().cpu().numpy()]
-                                                  for step in track(tracker, frames, first)]
-        scored = scored_ids(present_ids(sequence.ground_truth[0]))  # as mast evaluate scores by default
-        return evaluate_sequence(sequence.ground_truth, predictions, object_ids=scored)
+        predictions = list(track_ids(tracker, frames, sequence.item.first_ids, sequence.item.first_source))
+        return evaluate_sequence(sequence.ground_truth, predictions, object_ids=self._objects(sequence))
 
