@@ -57,3 +57,36 @@ def test_the_check_sees_imports_inside_functions(tmp_path):
     (fake / "common").mkdir(parents=True)
     (fake / "common" / "x.py").write_text("def f():\n    from mast.eval.davis import score_davis\n")
     assert layer_violations(fake) == ["mast/common/x.py:2 (common, layer 0) imports mast.eval.davis (eval, layer 3)"]
+
+
+def flag_strings(package: Path = PACKAGE) -> list[str]:
+    """String literals below ``mast/cli`` (docstrings aside) that name a command-line flag: library
+    code is called from Python too, so its messages name arguments (``mast.common.errors``)."""
+    import re
+
+    found = []
+    for path in sorted(package.rglob("*.py")):
+        if path.relative_to(package).parts[0] == "cli":
+            continue
+        tree = ast.parse(path.read_text(), str(path))
+        documented = [node for node in ast.walk(tree)
+                      if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))]
+        docstrings = {id(node.body[0].value) for node in documented
+                      if node.body and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings
+                    and re.search(r"(^|[\s(`'\"])--[a-z]", node.value) and "pip install" not in node.value):
+                found.append(f"mast/{path.relative_to(package)}:{node.lineno}: {node.value!r}")
+    return found
+
+
+def test_no_library_message_names_a_command_line_flag():
+    assert flag_strings() == []
+
+
+def test_the_flag_check_sees_messages_but_not_docstrings(tmp_path):
+    fake = tmp_path / "mast"
+    (fake / "data").mkdir(parents=True)
+    (fake / "data" / "x.py").write_text('"""Read by ``mast propagate --davis``."""\n'
+                                        'def f(year):\n    raise ValueError(f"need --year 2016, got {year}")\n')
+    assert flag_strings(fake) == ["mast/data/x.py:3: 'need --year 2016, got '"]
