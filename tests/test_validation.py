@@ -11,6 +11,7 @@ import torch
 from mast.cli.main import main
 from mast.common.masks import write_palette_png
 from mast.data.synthetic import translating_video
+from mast.models.builder import load_tracker
 from mast.models.tracker import TrackerStep
 from mast.train.loop import Trainer
 from mast.train.reconstruction import ReconstructionTask
@@ -70,13 +71,31 @@ def test_scores_match_the_definition(davis):
     assert Validator(davis, "val", 2017, ["b"], max_frames=4).sequences[0].stems == ["00000", "00001", "00002", "00003"]
 
 
-def test_bad_validation_input_is_refused_up_front(davis, tmp_path):
+def test_validation_gives_the_numbers_mast_evaluate_gives(davis, tmp_path):
+    """The same masks (the writer's own loop) and the same statistics (the evaluator's own)."""
+    from mast.eval.davis import score_davis
+
+    score = Validator(davis, "val", 2017, max_frames=None).score(load_tracker("mast", None, "quick", "cpu"))
+    assert main(["propagate", "--davis", str(davis), "--preset", "quick", "--out", str(tmp_path / "results")]) == 0
+    table, _ = score_davis(davis, tmp_path / "results", processes=1)
+    assert 0.2 < score.JF < 1.0
+    assert (score.J, score.F, score.JF) == (table["J-Mean"], table["F-Mean"], table["J&F-Mean"])
+
+
+def test_bad_validation_input_is_refused_up_front(davis, tmp_path, capsys):
     with pytest.raises(FileNotFoundError, match="nope"):
         Validator(davis, "val", 2017, ["nope"])
     with pytest.raises(ValueError, match="3 or more"):
         Validator(davis, "val", 2017, max_frames=2)
     code = main(["pretrain", "--data", str(davis), "--out", str(tmp_path / "run"), "--validate-every", "5"])
     assert code == 2 and not (tmp_path / "run").exists()
+    code = main(["pretrain", "--data", str(davis), "--out", str(tmp_path / "run"), "--validate", str(davis),
+                 "--validate-sequences", "nope"])
+    assert code == 2 and "error: --validate-sequences: frame folder of sequence 'nope' not found" in capsys.readouterr().err
+    code = main(["pretrain", "--data", str(davis), "--out", str(tmp_path / "run"), "--validate", str(davis),
+                 "--validate-every", "0"])
+    assert code == 2 and "error: --validate-every: must be >= 1, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
 
 
 def test_training_logs_validation_and_keeps_the_best_backbone(davis, tmp_path):

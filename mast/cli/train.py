@@ -27,6 +27,7 @@ from pathlib import Path
 
 from mast.cli import error_text
 from mast.common.config import ConfigError, comma_names
+from mast.common.errors import ArgumentError
 from mast.train import baselines
 
 
@@ -130,8 +131,16 @@ def _validator(args: argparse.Namespace, config):
     from mast.train.validation import Validator
 
     settings = getattr(config, "validation", None) or ValidationConfig()  # the baselines' schemas have none
-    return Validator.from_config(settings, args.validate, args.validate_split, args.validate_year,
-                                 comma_names(args.validate_sequences) or None, args.validate_every)
+    try:
+        return Validator.from_config(settings, args.validate, args.validate_split, args.validate_year,
+                                     comma_names(args.validate_sequences) or None, args.validate_every)
+    except ArgumentError as error:  # the validation set's arguments are the --validate-* flags
+        raise ValueError(error_text(error, VALIDATE_FLAGS)) from None
+
+
+#: The flags of the validation set's arguments (:class:`~mast.train.validation.Validator`'s).
+VALIDATE_FLAGS = {"root": "--validate", "split": "--validate-split", "year": "--validate-year",
+                  "sequences": "--validate-sequences", "every": "--validate-every"}
 
 
 def _holds_run(out: Path) -> bool:

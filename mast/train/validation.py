@@ -91,7 +91,7 @@ class Validator:
                     sequences: list[str] | None = None, every: int | None = None) -> Validator:
         """A validator with the cadence, frame cap and early-stopping rule of a config's
         ``validation`` section; ``every`` (``--validate-every``) overrides its cadence."""
-        return cls(root, split, year, sequences, every or settings.every, settings.max_frames,
+        return cls(root, split, year, sequences, settings.every if every is None else every, settings.max_frames,
                    settings.patience, settings.min_delta)
 
     def _load(self, item: PropagationInput) -> _Sequence:
