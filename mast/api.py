@@ -60,15 +60,25 @@ def _frame_tensors(frames: Frames) -> Iterator[torch.Tensor]:
     return (_as_tensor(frame, index) for index, frame in enumerate(frames))
 
 
+def _box(first_box: Any) -> tuple[int, int, int, int]:
+    """``(x, y, w, h)`` in whole pixels from a sequence of 4 finite numbers or ``"x,y,w,h"``."""
+    if isinstance(first_box, str):
+        return parse_box(first_box)
+    try:
+        box = tuple(int(round(float(v))) for v in first_box)
+    except (TypeError, ValueError, OverflowError):  # not numbers, or inf / nan
+        box = ()
+    if len(box) != 4 or box[2] <= 0 or box[3] <= 0:
+        raise ArgumentError("first_box", f"must be (x, y, w, h) in pixels with w, h > 0, got {first_box!r}")
+    return box
+
+
 def _first_ids(first_mask: Any, first_box: Any, size: tuple[int, int]) -> tuple[np.ndarray, str]:
     """The first frame's object ids ``(H, W)`` uint8 and what they came from."""
     if (first_mask is None) == (first_box is None):
         raise ArgumentError("first_mask", "give exactly one of first_mask (ids or a PNG) or first_box (x, y, w, h)")
     if first_box is not None:
-        box = parse_box(first_box) if isinstance(first_box, str) else tuple(int(round(float(v))) for v in first_box)
-        if len(box) != 4 or box[2] <= 0 or box[3] <= 0:
-            raise ArgumentError("first_box", f"must be (x, y, w, h) in pixels with w, h > 0, got {first_box!r}")
-        return box_to_ids(box, *size), f"first_box {first_box}"
+        return box_to_ids(_box(first_box), *size), f"first_box {first_box}"
     source = str(first_mask) if isinstance(first_mask, (str, os.PathLike)) else "the array"
     try:
         ids = first_frame_ids(read_mask(first_mask) if source != "the array" else first_mask, source)

@@ -117,6 +117,9 @@ def test_load_backbone_extracts_features_of_an_rgb_frame(workspace):
     ({"first_mask": np.full((48, 48), 1.5)}, "first_mask", "integer object ids"),
     ({"first_mask": np.ones((40, 48), np.uint8)}, "first_mask", "the array is 48x40 but the frames are 48x48"),
     ({"first_box": (0, 0, 0, 4)}, "first_box", "w, h > 0"),
+    ({"first_box": (0, 0, float("inf"), 4)}, "first_box", "w, h > 0"),
+    ({"first_box": "1,2,3"}, "first_box", "must be 'x,y,w,h'"),
+    ({"first_box": "inf,1,2,3"}, "first_box", "must be 'x,y,w,h'"),
 ])
 def test_track_refuses_what_it_cannot_represent_naming_the_argument(kwargs, argument, message):
     frames, _ = translating_video(num_frames=3, height=48, width=48)

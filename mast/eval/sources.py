@@ -43,7 +43,7 @@ def parse_box(text: str) -> tuple[int, int, int, int]:
     """``"x,y,w,h"`` (pixels) -> integers; width and height must be positive."""
     try:
         x, y, w, h = (int(round(float(v))) for v in text.split(","))
-    except ValueError:
+    except (ValueError, OverflowError):  # not 4 numbers, or inf / nan
         raise ArgumentError("first_box", f"must be 'x,y,w,h' in pixels, got {text!r}") from None
     if w <= 0 or h <= 0:
         raise ArgumentError("first_box", f"width and height must be > 0, got {text!r}")
