@@ -169,3 +169,17 @@ def test_a_frames_path_that_is_no_video_is_named_as_frames(tmp_path):
     with pytest.raises(FileNotFoundError, match="frames: .*nothing.mp4 does not exist") as error:
         mast.track(mast.load_tracker(preset="quick"), tmp_path / "nothing.mp4", first_box=(0, 0, 2, 2))
     assert error.value.argument == "frames"
+
+
+def test_a_baselines_model_pt_given_as_a_backbone_is_one_line(tmp_path, capsys):
+    from mast.models.ranet.model import RANet, RANetConfig
+
+    RANet(BackboneConfig(output_stride=8, widths=(8, 8, 8, 8), blocks=(1, 1, 1, 1), feature_dim=8),
+          RANetConfig()).save(tmp_path / "model.pt")
+    with pytest.raises(ValueError, match=r"model.pt is the model.pt of a ranet run, not a backbone; track it as model ranet"):
+        mast.load_tracker("mast", tmp_path / "model.pt")
+    state = ResNetBackbone(TINY).state_dict()
+    state["extra"] = state.pop("head.bias")
+    torch.save({"backbone_config": TINY.__dict__, "state_dict": state}, tmp_path / "renamed.pt")
+    with pytest.raises(ValueError, match=r"1 missing \(e.g. head.bias\); 1 unexpected \(e.g. extra\)$"):
+        mast.load_backbone(tmp_path / "renamed.pt")

@@ -189,12 +189,28 @@ class ResNetBackbone(nn.Module):
         """The backbone of a loaded :meth:`save` payload (``path`` names it in errors)."""
         if not isinstance(payload, dict) or "state_dict" not in payload or "backbone_config" not in payload:
             raise ValueError(f"{path} is not a mast backbone checkpoint (no backbone_config/state_dict)")
+        if "format" in payload:  # a supervised baseline's model.pt, which holds a backbone among its weights
+            name = str(payload["format"]).removeprefix("mast-")
+            raise ValueError(f"{path} is the model.pt of a {name} run, not a backbone; track it as model {name}")
         model = cls(saved_backbone_config(payload["backbone_config"], path))
-        try:
-            model.load_state_dict(payload["state_dict"])
-        except RuntimeError as error:
-            raise ValueError(f"{path} does not match the backbone architecture: {error}") from error
+        load_weights(model, payload["state_dict"], path)
         return model
+
+
+def load_weights(model: nn.Module, state: Any, path: str | os.PathLike) -> None:
+    """``model.load_state_dict(state)`` with a one-line ``ValueError`` naming ``path`` and the first
+    mismatch (a wrong shape, or how many keys are missing and unexpected), never a key dump."""
+    try:
+        result = model.load_state_dict(state, strict=False)
+    except (RuntimeError, TypeError, AttributeError) as error:
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()] or [repr(error)]
+        first = lines[1] if len(lines) > 1 else lines[0]  # torch's first line only names the class
+        raise ValueError(f"{path} does not match the {type(model).__name__} architecture it names: {first}") from None
+    missing, unexpected = result.missing_keys, result.unexpected_keys
+    if missing or unexpected:
+        examples = "; ".join(f"{len(keys)} {kind} (e.g. {keys[0]})" for kind, keys in
+                             (("missing", missing), ("unexpected", unexpected)) if keys)
+        raise ValueError(f"{path} does not hold {type(model).__name__} weights: {examples}")
 
 
 def saved_backbone_config(saved: Any, path: str | os.PathLike) -> BackboneConfig:

@@ -34,7 +34,7 @@ from torch import nn
 
 from mast.common.checkpoints import load_checkpoint, save_checkpoint
 from mast.common.config import require
-from mast.models.backbone import BackboneConfig, ResNetBackbone, saved_backbone_config
+from mast.models.backbone import BackboneConfig, ResNetBackbone, load_weights, saved_backbone_config
 
 #: ``model.pt``'s ``format`` entry.
 CHECKPOINT_FORMAT = "mast-ranet"
@@ -383,10 +383,7 @@ class RANet(nn.Module):
         if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
             raise ValueError(f"{path} is not a RANet model.pt (written by mast train-baseline ranet)")
         model = cls(saved_backbone_config(payload.get("backbone_config"), path), saved_ranet_config(payload, path))
-        try:
-            model.load_state_dict(payload.get("state_dict"))
-        except (RuntimeError, TypeError, AttributeError) as error:
-            raise ValueError(f"{path} does not match the RANet architecture it names: {error}") from error
+        load_weights(model, payload.get("state_dict"), path)
         return model
 
 

@@ -32,7 +32,7 @@ from torch import nn
 
 from mast.common.checkpoints import load_checkpoint, save_checkpoint
 from mast.common.config import require
-from mast.models.backbone import BackboneConfig, ResNetBackbone, saved_backbone_config
+from mast.models.backbone import BackboneConfig, ResNetBackbone, load_weights, saved_backbone_config
 from mast.models.siammask.geometry import EXEMPLAR_FEATURES, EXEMPLAR_SIZE
 
 MASK_SIZE = 63
@@ -233,8 +233,5 @@ class SiamMask(nn.Module):
         except (TypeError, ValueError) as error:
             raise ValueError(f"{path} holds an invalid siammask_config: {error}") from error
         model = cls(saved_backbone_config(payload["backbone_config"], path), config)
-        try:
-            model.load_state_dict(payload["state_dict"])
-        except RuntimeError as error:
-            raise ValueError(f"{path} does not match its SiamMask architecture: {error}") from error
+        load_weights(model, payload["state_dict"], path)
         return model.eval()
