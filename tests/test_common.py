@@ -84,3 +84,20 @@ def test_cuda_on_a_cpu_machine_is_a_one_line_error():
     with pytest.raises(ValueError, match="CUDA is not available on this machine") as info:
         resolve_device("cuda")
     assert "\n" not in str(info.value)
+
+
+class _CallsSystem:
+    """Unpickling this would call ``os.system``: a global from a module torch blocks outright."""
+
+    def __reduce__(self):
+        import os
+
+        return os.system, ("true",)
+
+
+def test_a_checkpoint_calling_a_blocked_module_is_called_unsafe_not_damaged(tmp_path):
+    from mast.common.checkpoints import load_checkpoint
+
+    torch.save({"state_dict": _CallsSystem()}, tmp_path / "crafted.pt")
+    with pytest.raises(ValueError, match=r"refusing checkpoint .*crafted.pt: it holds (posix|os)\.system, .* could run code"):
+        load_checkpoint(tmp_path / "crafted.pt")

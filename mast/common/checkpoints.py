@@ -24,7 +24,9 @@ def save_checkpoint(payload: dict, path: str | os.PathLike) -> None:
     atomic_write_with(path, lambda temporary: torch.save(payload, temporary))
 
 
-_UNSUPPORTED_GLOBAL = re.compile(r"Unsupported global: GLOBAL (\S+)")
+# How torch names a global it refused: "Unsupported global: GLOBAL x", or for a blocked module
+# (os, posix, subprocess, ...) "unsupported GLOBAL x whose module y is blocked".
+_UNSUPPORTED_GLOBAL = re.compile(r"[Uu]nsupported (?:global: )?GLOBAL (\S+)")
 
 
 def load_checkpoint(path: str | os.PathLike, what: str = "checkpoint",
