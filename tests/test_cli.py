@@ -118,3 +118,9 @@ def test_cli_preset_and_model_names_are_the_library_ones():
     from mast.models.protocol import PRESETS
 
     assert PRESET_NAMES == tuple(PRESETS) and MODEL_NAMES == tuple(TRACKERS)
+
+
+def test_a_first_annotation_with_davis_is_refused(tmp_path, capsys):
+    code = main(["propagate", "--davis", str(tmp_path), "--first-box", "1,1,4,4", "--out", str(tmp_path / "out")])
+    assert code == 2 and "--first-mask/--first-box annotate a --video" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

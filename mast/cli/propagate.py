@@ -140,6 +140,8 @@ def _inputs(args: argparse.Namespace) -> list[PropagationInput]:
     if (args.davis is None) == (args.video is None):
         raise ValueError("give exactly one of --davis ROOT or --video PATH")
     if args.davis is not None:
+        if args.first_mask is not None or args.first_box is not None:
+            raise ValueError("--first-mask/--first-box annotate a --video; --davis reads each sequence's own first mask")
         sequences = comma_names(args.sequences) or None
         return davis_inputs(args.davis, args.split, args.year, sequences)
     return [video_input(args.video, args.first_mask, args.first_box)]
