@@ -1,6 +1,7 @@
 """Progress bars on long work, a re-runnable demo, packaged configs by name (issue 24, parts 3, 5, 7)."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -28,9 +29,13 @@ def test_score_davis_reports_each_sequence_in_order_and_scores_the_same(dataset,
     assert reported == davis.score_davis(root, results, processes=1)
 
 
-def test_evaluate_shows_a_bar_of_sequences_on_stderr(dataset, capsys):  # noqa: F811
+def test_evaluate_bar_counts_sequences_on_a_terminal_and_is_quiet_off_one(dataset, capsys, monkeypatch):  # noqa: F811
     root, results, _, _ = dataset
-    assert main(["evaluate", "--davis", str(root), "--results", str(results), "--processes", "1"]) == 0
+    command = ["evaluate", "--davis", str(root), "--results", str(results), "--processes", "1"]
+    assert main(command) == 0
+    assert capsys.readouterr().err == ""
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert main(command) == 0
     out, err = capsys.readouterr()
     assert "2/2" in err and "sequence" in err and "J&F-Mean" in out and "2/2" not in out
 

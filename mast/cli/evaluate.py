@@ -142,7 +142,8 @@ def _sequence_bar() -> Iterator[Callable[[str, int], None]]:
     """
     from tqdm import tqdm
 
-    with tqdm(unit="sequence", desc="scoring", dynamic_ncols=True) as bar:
+    # disable=None: quiet when stderr is not a terminal (a log file, a pipe), as the error lines need.
+    with tqdm(unit="sequence", desc="scoring", dynamic_ncols=True, disable=None) as bar:
         def advance(name: str, total: int) -> None:
             bar.total = total
             bar.set_postfix_str(name, refresh=False)

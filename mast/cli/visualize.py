@@ -72,7 +72,7 @@ def _counted(streams: list) -> Iterator[tuple[str, Iterator]]:
     """``(name, frames)`` per stream under a bar on stderr that counts the sequences drawn."""
     from tqdm import tqdm
 
-    with tqdm(streams, unit="sequence", desc="drawing", dynamic_ncols=True) as bar:
+    with tqdm(streams, unit="sequence", desc="drawing", dynamic_ncols=True, disable=None) as bar:  # quiet off a terminal
         for stream in bar:
             bar.set_postfix_str(stream.name)
             yield stream.name, stream.frames()
