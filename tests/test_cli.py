@@ -7,14 +7,14 @@ from mast.models.backbone import ResNetBackbone
 
 def test_every_subcommand_has_help(capsys):
     parser = build_parser()
-    names = {"demo", "pretrain", "finetune", "centroids", "propagate", "evaluate", "visualize"}
+    names = {"demo", "pretrain", "finetune", "centroids", "propagate", "evaluate", "visualize", "config"}
     assert names <= set(parser._subparsers._group_actions[0].choices)
     for name in names:
         with pytest.raises(SystemExit) as exit_info:
             main([name, "--help"])
         assert exit_info.value.code == 0
         assert "usage: mast " + name in capsys.readouterr().out
-    assert set(SUBCOMMANDS) == {"demo", "train", "centroids", "propagate", "evaluate", "visualize"}
+    assert set(SUBCOMMANDS) == {"demo", "train", "centroids", "propagate", "evaluate", "visualize", "config"}
 
 
 def test_demo_pretrains_propagates_scores_and_draws(tmp_path, capsys):
@@ -33,7 +33,10 @@ def test_demo_pretrains_propagates_scores_and_draws(tmp_path, capsys):
         assert (out / f"results-{model}" / "global_results-val.csv").is_file()
         assert (out / f"results-{model}" / "overlays" / "index.html").is_file()
     assert str(out / "results-trained" / "overlays" / "index.html") in printed
-    assert main(["demo", "--out", str(out)]) == 2  # never writes into an earlier demo
+    # A rerun, here with other settings, replaces what the earlier demo wrote (tests/test_progress_configs.py).
+    assert main(["demo", "--steps", "2", "--train-videos", "1", "--test-videos", "1", "--size", "32",
+                 "--frames", "6", "--out", str(out)]) == 0
+    assert sorted(p.name for p in (out / "videos" / "train").iterdir()) == ["video00"]
 
 
 def test_no_command_prints_help(capsys):

@@ -11,12 +11,17 @@
 4. Scores both with the DAVIS J&F evaluator and writes overlay pictures,
    videos and an HTML page per model (``mast visualize``'s).
 
-Everything is written under --out; the page to open is printed at the end.
+Everything is written under --out, recorded in its run.json; a rerun into the
+same folder replaces what the demo wrote there, and only that (a folder holding
+other files is refused). The page to open is printed at the end.
 """
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
+#: What the demo writes under --out: generated videos, the training run, two results folders.
+ENTRIES = ("videos", "run", "results-trained", "results-pixels")
 
 #: configs/demo.yaml of the repository, shipped inside the package (mast/configs links to it).
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
@@ -27,7 +32,9 @@ def register(subparsers) -> None:
         "demo", help="pretrain, propagate, score and draw on generated video (about a minute, no data needed)",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--out", type=Path, default=Path("runs/demo"), help="a new folder for everything (default runs/demo)")
+    parser.add_argument("--out", type=Path, default=Path("runs/demo"),
+                        help="a new folder for everything, or one an earlier demo wrote: its files are replaced "
+                             "(default runs/demo)")
     parser.add_argument("--steps", type=int, default=150, help="pretraining steps (default 150)")
     parser.add_argument("--train-videos", type=int, default=8, help="generated videos to train on (default 8)")
     parser.add_argument("--test-videos", type=int, default=3, help="generated held-out videos to score (default 3)")
@@ -70,7 +77,8 @@ def generate_videos(out: Path, train: int, test: int, size: int, frames: int) ->
 
 def propagate_and_score(tracker, davis: Path, out: Path) -> tuple[dict, Path]:
     """One model through the writer, the evaluator and the pictures; returns the J&F table and the page."""
-    from mast.eval.davis import evaluate_davis
+    from mast.common.outputs import record_derived_files
+    from mast.eval.davis import csv_label, score_davis, write_csvs
     from mast.eval.propagate import propagate_to_folder, results_folder
     from mast.eval.sources import davis_inputs
     from mast.eval.visualize import overlay_folder, visualize
@@ -80,27 +88,55 @@ def propagate_and_score(tracker, davis: Path, out: Path) -> tuple[dict, Path]:
     folder.start({"sequences": [item.name for item in inputs]})
     for item in inputs:
         propagate_to_folder(item, tracker, folder)
-    table, _ = evaluate_davis(davis, out, processes=1)
+    tables = score_davis(davis, out, processes=1)
+    # Recorded as mast evaluate records them, so that a rerun of the demo removes them too.
+    record_derived_files(out, [path.name for path in write_csvs(out, csv_label("val"), *tables)])
+    table = tables[0]
     pictures = overlay_folder(out / "overlays", out, {"davis": davis}).check()
     pictures.start()
     return table, visualize(((item.name, item.frames()) for item in inputs), out, pictures)
 
 
+def demo_folder(args: argparse.Namespace):
+    """``--out`` as the demo's recorded output folder, checked and started.
+
+    A folder the demo wrote before is started over: what its record lists
+    (results folders' own records included) goes, whatever the settings, and
+    nothing else does; a folder holding files mast did not write is refused.
+    """
+    from mast.common.outputs import OutputFolder
+
+    settings = {key: getattr(args, key) for key in ("steps", "train_videos", "test_videos", "size", "frames")}
+    folder = OutputFolder(args.out, "demo", settings, overwrite=True).check()
+    for name in ENTRIES:
+        folder.check_entry(name)
+    folder.replace_previous = folder.previous is not None  # a rerun starts over, even with equal settings
+    folder.start({"argv": args.command_line})
+    return folder
+
+
 def run(args: argparse.Namespace) -> int:
     import sys
 
+    from mast.cli import error_text
+    from mast.common.outputs import OutputConflict
     from mast.models.builder import load_tracker
     from mast.train.config import load_config
     from mast.train.loop import Trainer
     from mast.train.reconstruction import ReconstructionTask
 
-    if args.out.exists() and any(args.out.iterdir()):
-        print(f"mast demo: error: --out {args.out} is not empty; the demo writes into a new folder", file=sys.stderr)
+    try:
+        folder = demo_folder(args)
+    except OutputConflict as error:
+        print(f"mast demo: error: {error_text(error)}", file=sys.stderr)
         return 2
-    train, davis = generate_videos(args.out / "videos", args.train_videos, args.test_videos, args.size, args.frames)
+    with folder.entry("videos") as staging:
+        generate_videos(staging, args.train_videos, args.test_videos, args.size, args.frames)
+    train, davis = args.out / "videos" / "train", args.out / "videos" / "davis"
     print(f"generated {args.train_videos} training and {args.test_videos} held-out videos in {args.out / 'videos'}")
     config = load_config(DEMO_CONFIG, [f"phases.0.steps={args.steps}"])
-    summary = Trainer(ReconstructionTask(config, [str(train)]), args.out / "run").run()
+    with folder.entry("run") as staging:
+        summary = Trainer(ReconstructionTask(config, [str(train)]), staging).run()
     print(f"pretrained {summary['steps']} steps -> {args.out / 'run' / 'backbone.pt'}")
 
     models = {  # the trained features under the knobs saved in training; pixels under theirs

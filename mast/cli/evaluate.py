@@ -7,7 +7,9 @@ ground-truth frame) or ``--objects first-frame`` (only the ids present there).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
+from collections.abc import Callable, Iterator
 
 from mast.cli import error_text
 from mast.common.config import comma_names
@@ -110,10 +112,11 @@ def run(args: argparse.Namespace) -> int:
 
     sequences = comma_names(args.sequences) or None
     try:
-        tables = score_davis(
-            args.davis, args.results, split=args.split, year=args.year,
-            processes=args.processes, objects=args.objects, boxes=args.boxes, sequences=sequences,
-        )
+        with _sequence_bar() as progress:
+            tables = score_davis(
+                args.davis, args.results, split=args.split, year=args.year, processes=args.processes,
+                objects=args.objects, boxes=args.boxes, sequences=sequences, on_sequence=progress,
+            )
     except (FileNotFoundError, ValueError) as error:
         print(f"mast evaluate: error: {error_text(error)}", file=sys.stderr)
         return 1
@@ -128,3 +131,22 @@ def run(args: argparse.Namespace) -> int:
         return 1
     print(f"\nCSV files written: {paths[0]}, {paths[1]}")
     return 0
+
+
+@contextlib.contextmanager
+def _sequence_bar() -> Iterator[Callable[[str, int], None]]:
+    """A bar on stderr counting the scored sequences; yields score_davis's ``on_sequence``.
+
+    The total is known once score_davis has read the split, so the first
+    sequence scored sets it. The bar closes before the tables are printed.
+    """
+    from tqdm import tqdm
+
+    # disable=None: quiet when stderr is not a terminal (a log file, a pipe), as the error lines need.
+    with tqdm(unit="sequence", desc="scoring", dynamic_ncols=True, disable=None) as bar:
+        def advance(name: str, total: int) -> None:
+            bar.total = total
+            bar.set_postfix_str(name, refresh=False)
+            bar.update(1)
+
+        yield advance

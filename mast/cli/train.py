@@ -9,7 +9,7 @@ so that `mast propagate --checkpoint OUT/backbone.pt` works better on them.
 
 Examples:
   mast pretrain --config configs/mast.yaml --data ytvos/ kinetics/ --out runs/mast
-  mast pretrain --config configs/corrflow.yaml --data videos/ --out runs/cf --set train.batch_size=8
+  mast pretrain --config corrflow.yaml --data videos/ --out runs/cf --set train.batch_size=8
   mast finetune --init runs/mast/backbone.pt --data my_videos/ --out runs/mine
   mast pretrain --config configs/mast.yaml --data videos/ --out runs/mast --resume
   torchrun --nproc_per_node 4 -m mast pretrain --config configs/mast.yaml --data videos/ --out runs/mast
@@ -26,13 +26,10 @@ import sys
 from pathlib import Path
 
 from mast.cli import error_text
+from mast.cli.config import PACKAGED_CONFIGS, resolve
 from mast.common.config import ConfigError, comma_names
 from mast.common.errors import ArgumentError
 from mast.train import baselines
-
-
-#: configs/ of the repository, also shipped inside the package (mast/configs links to it).
-PACKAGED_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 BASELINE_DOC = """Train a supervised baseline on videos with object masks.
 
@@ -62,8 +59,8 @@ def register(subparsers) -> None:
         parser = subparsers.add_parser(name, help=summary, description=__doc__,
                                        formatter_class=argparse.RawDescriptionHelpFormatter)
         parser.add_argument("--config", type=Path,
-                            help=f"YAML config (default: the packaged {'finetune' if name == 'finetune' else 'mast'}.yaml; "
-                                 f"also: corrflow.yaml)")
+                            help=f"YAML config: a file, or a packaged config's name (`mast config list`; "
+                                 f"default: {'finetune' if name == 'finetune' else 'mast'}.yaml)")
         parser.add_argument("--data", nargs="+", required=True, help="video folders/files (frames, mp4/avi/mov/mkv, DAVIS trees)")
         parser.add_argument("--out", type=Path, required=True, help="run folder")
         if name == "finetune":
@@ -101,7 +98,8 @@ def _register_baselines(subparsers) -> None:
                         help="mask format: 2016 = 0/255 single object, 2017 = palette ids (default)")
     parser.add_argument("--out", type=Path, required=True, help="run folder")
     parser.add_argument("--init", type=Path, help="start the backbone from a mast pretrain backbone.pt")
-    parser.add_argument("--config", type=Path, help="YAML config (default: the packaged <baseline>.yaml)")
+    parser.add_argument("--config", type=Path, help="YAML config: a file, or a packaged config's name "
+                                                    "(`mast config list`; default: <baseline>.yaml)")
     _add_run_arguments(parser, "--set train.time_budget_minutes=30")
     parser.set_defaults(func=run_baseline)
 
@@ -118,7 +116,7 @@ def _resolve_config(args: argparse.Namespace, schema=None, default: str | None =
             print("mast: --resume continues with the run's own config.yaml; --config/--set are ignored", file=sys.stderr)
         return load_config(saved, schema=schema)
     default = default or ("finetune.yaml" if args.command == "finetune" else "mast.yaml")
-    return load_config(args.config or PACKAGED_CONFIGS / default, args.set, schema)
+    return load_config(resolve(args.config) if args.config else PACKAGED_CONFIGS / default, args.set, schema)
 
 
 def _validator(args: argparse.Namespace, config):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from mast.cli import error_text
@@ -59,9 +60,19 @@ def run(args: argparse.Namespace) -> int:
             folder.check_entry(stream.name)
             folder.check_entry(f"{stream.name}.mp4")
         folder.start({"argv": args.command_line, "sequences": [s.name for s in streams]})
-        index = visualize(((s.name, s.frames()) for s in streams), args.results, folder)
+        index = visualize(_counted(streams), args.results, folder)
     except (ValueError, OSError) as error:
         print(f"mast visualize: error: {error_text(error)}", file=sys.stderr)
         return 2
     print(f"wrote {index}")
     return 0
+
+
+def _counted(streams: list) -> Iterator[tuple[str, Iterator]]:
+    """``(name, frames)`` per stream under a bar on stderr that counts the sequences drawn."""
+    from tqdm import tqdm
+
+    with tqdm(streams, unit="sequence", desc="drawing", dynamic_ncols=True, disable=None) as bar:  # quiet off a terminal
+        for stream in bar:
+            bar.set_postfix_str(stream.name)
+            yield stream.name, stream.frames()

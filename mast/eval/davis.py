@@ -50,7 +50,7 @@ import warnings
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 from PIL import Image
@@ -372,16 +372,29 @@ def _init_worker() -> None:
     cv2.setNumThreads(1)
 
 
-def _score_all(jobs: list[_SequenceJob], processes: int) -> list[_SequenceResult]:
-    """Scores the sequences, inline when ``processes == 1``, else in a process pool."""
+def _score_all(jobs: list[_SequenceJob], processes: int,
+               on_sequence: Callable[[str, int], None]) -> list[_SequenceResult]:
+    """Scores the sequences, inline when ``processes == 1``, else in a process pool; calls
+    ``on_sequence(name, len(jobs))`` as each result arrives, in the order of ``jobs``."""
     if processes == 1:
-        return [_score_sequence(job) for job in jobs]
+        return _reported(jobs, map(_score_sequence, jobs), on_sequence)
     executor = ProcessPoolExecutor(max_workers=processes, initializer=_init_worker)
     try:
-        return list(executor.map(_score_sequence, jobs))
+        # map yields the results in order, each as soon as it and those before it are done.
+        return _reported(jobs, executor.map(_score_sequence, jobs), on_sequence)
     finally:
         # On an error, do not wait for sequences that have not started yet.
         executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _reported(jobs: list[_SequenceJob], results: Iterator[_SequenceResult],
+              on_sequence: Callable[[str, int], None]) -> list[_SequenceResult]:
+    """The results, collected in order, each reported by its sequence's name."""
+    collected = []
+    for job, result in zip(jobs, results):
+        collected.append(result)
+        on_sequence(job.name, len(jobs))
+    return collected
 
 
 def _warn_absent_ids(name: str, present: tuple[int, ...]) -> None:
@@ -482,6 +495,7 @@ def score_davis(
     objects: str = "davis",
     boxes: bool = False,
     sequences: Sequence[str] | None = None,
+    on_sequence: Callable[[str, int], None] | None = None,
 ) -> tuple[dict[str, float], list[dict]]:
     """Scores a results folder on a DAVIS split (or some of its sequences); writes nothing.
 
@@ -503,6 +517,9 @@ def score_davis(
         boxes: also score the min-max boxes of the masks (``mast.eval.boxes``):
             both tables gain the keys of ``BOX_COLUMNS`` (NaN for an object
             the ground truth lacks on every scored frame).
+        on_sequence: called as ``on_sequence(name, total)`` once each sequence is
+            scored, in the order scored (``total``: the sequences being scored), e.g.
+            to advance a progress bar; the scores do not depend on it.
 
     Returns:
         ``(global_table, per_sequence_table)``: a dict with the keys of
@@ -534,7 +551,7 @@ def score_davis(
     if processes < 1:
         raise ValueError(f"processes must be >= 1, got {processes}")
     jobs = [_SequenceJob(name, dataset, results_dir, objects, boxes) for name in names]
-    results = _score_all(jobs, min(processes, len(jobs)))
+    results = _score_all(jobs, min(processes, len(jobs)), on_sequence or (lambda name, total: None))
     if objects == "davis":
         for name, result in zip(names, results):
             _warn_absent_ids(name, result.present)

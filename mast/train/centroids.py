@@ -106,8 +106,10 @@ def sample_lab_pixels(
     quotas = iter(_frame_quotas(num_pixels, total_frames))
     rng = np.random.default_rng(seed)
     pixels: list[torch.Tensor] = []
-    videos = tqdm(list(zip(sources, picks)), desc="sampling colours", unit="video", disable=not progress)
+    videos = tqdm(list(zip(sources, picks)), desc="sampling colours", unit="video", disable=not progress,
+                  dynamic_ncols=True)
     for source, indices in videos:
+        videos.set_postfix_str(source.name, refresh=False)
         video_quotas = [next(quotas) for _ in indices]  # drawn before reading: a skipped video shifts nothing
         try:
             for index, quota in zip(indices, video_quotas):

@@ -193,13 +193,31 @@ class Trainer:
             scaler.load_state_dict(restored["scaler"])
         start = self.progress.step
         loader = self._phase_loader(phase_index, start)
-        bar = tqdm(total=phase.steps, initial=start, desc=f"{phase.name} ({phase.mode})", unit="step",
-                   disable=not self.world.is_main, dynamic_ncols=True)
+        bar = self._progress_bar(phase, start)
         try:
             self._train_steps(loader, bar, phase_index, optimiser, scheduler, scaler)
         finally:
             bar.close()  # on an error too, so that its message starts on a line of its own
         return self.progress.step >= phase.steps
+
+    def _progress_bar(self, phase, start: int) -> tqdm:
+        """The phase's bar: over the time budget's seconds when one is set (the step total is then
+        only a bound, so its ETA would mislead), else over the phase's steps."""
+        desc, quiet = f"{phase.name} ({phase.mode})", not self.world.is_main
+        if self.deadline is None:
+            return tqdm(total=phase.steps, initial=start, desc=desc, unit="step", disable=quiet, dynamic_ncols=True)
+        budget = 60 * self.config.train.time_budget_minutes
+        return tqdm(total=budget, initial=self._budget_used(), desc=desc, unit="s", disable=quiet,
+                    dynamic_ncols=True, bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f}s [{elapsed}<{remaining}{postfix}]")
+
+    def _budget_used(self) -> float:
+        """Seconds of the time budget spent so far (validation excluded: it moves the deadline)."""
+        budget = 60 * self.config.train.time_budget_minutes
+        return min(max(budget - (self.deadline - time.monotonic()), 0.0), budget)
+
+    def _advance_bar(self, bar: tqdm) -> None:
+        """One step on the bar: a step, or the budget's seconds spent since the last update."""
+        bar.update(1 if self.deadline is None else self._budget_used() - bar.n)
 
     def _train_steps(self, loader, bar, phase_index, optimiser, scheduler, scaler) -> None:
         """The steps of ``loader``, each logged and checkpointed as the config asks."""
@@ -215,11 +233,11 @@ class Trainer:
             self.progress.skipped_clips += distributed.total(batch["skipped_clips"], self.world)
             now = time.perf_counter()
             rate, tick = clips_per_step / max(now - tick, 1e-9), now
-            bar.update(1)
+            self._advance_bar(bar)
             postfix = dict(loss=f"{loss:.4f}", clips_s=f"{rate:.1f}", skipped=self.progress.skipped,
                            skipped_clips=self.progress.skipped_clips)
-            if self.deadline is not None:  # the step total says little when a time budget ends the run
-                postfix["budget_left"] = f"{max(self.deadline - time.monotonic(), 0) / 60:.1f}min"
+            if self.deadline is not None:  # a bar over seconds: the steps go beside it
+                postfix["step"] = self.progress.step
             if self.last_score is not None:
                 postfix["val_jf"] = f"{self.last_score:.3f}"
             bar.set_postfix(**postfix)
