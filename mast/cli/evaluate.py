@@ -105,11 +105,17 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Scores, prints the tables, then writes the CSVs; 0 on success, 1 on a data or write error."""
+    """Scores, prints the tables, then writes the CSVs; 0 on success, 1 on a data or write error,
+    2 when the CSVs would go into the dataset."""
     # Imported here so that ``mast --help`` stays fast.
-    from mast.common.outputs import record_derived_files
+    from mast.common.outputs import check_separate, record_derived_files
     from mast.eval.davis import csv_label, format_results, score_davis, write_csvs
 
+    try:  # the CSVs go into the results folder: never into the dataset
+        check_separate(args.results, {"davis": args.davis}, argument="results")
+    except ValueError as error:
+        print(f"mast evaluate: error: {error_text(error)}", file=sys.stderr)
+        return 2
     sequences = comma_names(args.sequences) or None
     try:
         with _sequence_bar() as progress:

@@ -14,7 +14,9 @@ checkable before anything is written:
   ``overwrite=True``; then the files of the previous run (those its record
   lists, and those of records in sub-folders) are removed, nothing else;
 * an entry (a sequence folder) is replaced only when every file in it is
-  listed in the record;
+  listed in the record, and its name is a plain name (:func:`is_plain_name`);
+* a record (or one in a sub-folder) naming a file outside its folder is
+  foreign, whatever else it holds: nothing outside the folder is ever removed;
 * temporaries left in the folder by a killed run are removed at the start
   (:func:`mast.common.files.remove_stale_temporaries`).
 """
@@ -45,6 +47,33 @@ class OutputConflict(ArgumentError):
 
 def _resolved(path: PathLike) -> Path:
     return Path(path).expanduser().resolve()
+
+
+def is_plain_name(name: str) -> bool:
+    """Whether ``name`` names an entry of a folder: not empty, ``.``, ``..`` or holding a path separator."""
+    separators = {"/", os.sep, os.altsep} - {None}
+    return name not in ("", ".", "..") and not any(sep in name for sep in separators)
+
+
+def _inside(folder: Path, name: str) -> bool:
+    """Whether the relative path ``name`` names something in ``folder``: no ``..``, and its parent
+    folders, links resolved, inside ``folder`` (a last component that is a link is itself in it)."""
+    path = Path(name)
+    if not name or path.is_absolute() or ".." in path.parts:
+        return False
+    return (folder / path).parent.resolve().is_relative_to(folder.resolve())
+
+
+def foreign_record_entries(folder: Path) -> list[str]:
+    """``record: name`` for every name the records in ``folder`` and its sub-folders list outside
+    their own folder (or a record whose folder resolves outside ``folder``); ``[]`` when all is inside."""
+    foreign = []
+    for record in sorted(folder.rglob(RECORD_NAME)) if folder.is_dir() else []:
+        if not record.parent.resolve().is_relative_to(folder.resolve()):
+            foreign.append(f"{record}: its folder is a link out of {folder}")
+            continue
+        foreign += [f"{record}: {name}" for name in _listed(record.parent) or [] if not _inside(record.parent, name)]
+    return foreign
 
 
 def check_separate(output: PathLike, inputs: Mapping[str, PathLike | Sequence[PathLike] | None],
@@ -142,8 +171,9 @@ class OutputFolder:
         self._check_writable()
         if not self.path.is_dir():
             return self
-        remove_stale_temporaries(self.path)
         self.previous = self._read_record()
+        self._check_record_entries()
+        remove_stale_temporaries(self.path)  # only now: a foreign folder is left as it is
         if self.previous is None:
             foreign = [p.name for p in sorted(self.path.iterdir()) if not is_temporary(p)]
             if foreign:
@@ -160,6 +190,15 @@ class OutputFolder:
                 mentions=("overwrite",))
         self.replace_previous = bool(difference)
         return self
+
+    def _check_record_entries(self) -> None:
+        """Refuses records that name files outside their folder: mast never wrote them, and
+        removing what they list (an overwrite, derived files) would reach outside."""
+        foreign = foreign_record_entries(self.path)
+        if foreign:
+            raise self._conflict(f"records in {self.path} name files outside it ({'; '.join(foreign[:3])}"
+                                 f"{'; ...' if len(foreign) > 3 else ''}), so mast did not write them; "
+                                 f"choose another folder")
 
     def _check_writable(self) -> None:
         existing = self.path
@@ -178,7 +217,7 @@ class OutputFolder:
             record = json.loads(path.read_text())
         except (OSError, ValueError) as error:
             raise self._conflict(f"{path} is not a readable mast record ({error}); choose another folder") from None
-        if not isinstance(record, dict) or record.get("format") != RECORD_FORMAT or "files" not in record:
+        if not isinstance(record, dict) or record.get("format") != RECORD_FORMAT or _listed(self.path) is None:
             raise self._conflict(f"{path} was not written by mast; choose another folder")
         if record.get("command") != self.command:
             raise self._conflict(f"{self.path} holds the output of `mast {record.get('command')}`, "
@@ -186,7 +225,11 @@ class OutputFolder:
         return record
 
     def check_entry(self, name: str) -> None:
-        """Refuses to write entry ``name`` over a file or folder mast did not write there."""
+        """Refuses to write entry ``name`` over a file or folder mast did not write there, or
+        anywhere but in the folder (``name`` must be a plain name)."""
+        if not is_plain_name(name):
+            raise self._conflict(f"{name!r} is not a plain file or folder name, so it would not be "
+                                 f"written in {self.path}")
         target = self.path / name
         if not target.exists():
             return
@@ -264,13 +307,22 @@ def record_derived_files(folder: PathLike, names: list[str]) -> bool:
     return True
 
 
+def _names(value: Any) -> list[str] | None:
+    """``value`` if it is a list of strings (as a record lists files), else None."""
+    return value if isinstance(value, list) and all(isinstance(name, str) for name in value) else None
+
+
 def _listed(folder: Path) -> list[str] | None:
-    """The files (derived ones included) the record of ``folder`` lists; None without a record."""
+    """The files (derived ones included) the record of ``folder`` lists; None without a record
+    or with one that does not list them as mast does."""
     try:
         record = json.loads((folder / RECORD_NAME).read_text())
     except (OSError, ValueError):
         return None
-    return record.get("files", []) + record.get("derived", []) if isinstance(record, dict) else None
+    if not isinstance(record, dict) or "files" not in record:
+        return None
+    files, derived = _names(record["files"]), _names(record.get("derived", []))
+    return None if files is None or derived is None else files + derived
 
 
 def recorded_files(folder: Path, prefix: str = "") -> set[str]:
@@ -295,10 +347,9 @@ def remove_recorded_files(folder: Path) -> None:
     for nested in sorted(folder.rglob(RECORD_NAME)):
         if nested != record_path:
             remove_recorded_files(nested.parent)
-    root = folder.resolve()
     for name in listed:
-        target = (folder / name)
-        if root in target.resolve().parents and (target.is_file() or target.is_symlink()):
+        target = folder / name
+        if _inside(folder, name) and (target.is_file() or target.is_symlink()):
             target.unlink()
     record_path.unlink(missing_ok=True)
     for directory in sorted((p for p in folder.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):

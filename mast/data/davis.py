@@ -35,6 +35,7 @@ import numpy as np
 
 from mast.common.errors import ArgumentError, MissingPathError
 from mast.common.masks import VOID_ID, read_davis2016_mask, read_mask, remove_void
+from mast.common.outputs import is_plain_name
 from mast.data.frames import check_numbering, image_files
 
 #: Sub-folder of ``JPEGImages`` / ``Annotations`` holding DAVIS's 480p data.
@@ -69,6 +70,19 @@ def _sequence_name(line: str) -> str:
     file of a DAVIS-2016 pair (``/JPEGImages/480p/bear/00000.jpg /Annotations/...``)."""
     first = line.split()[0]
     return Path(first).parent.name if "/" in first else first
+
+
+def sequence_name(name: str) -> str:
+    """``name`` if it is a sequence name: a folder's name, never a path (results are written
+    under it, which must stay in their folder).
+
+    Raises:
+        ArgumentError: (of ``sequences``) an empty name, ``.``, ``..`` or one with a path separator.
+    """
+    if not is_plain_name(name):
+        raise ArgumentError("sequences", f"{name!r} is not a sequence name (a folder name: not empty, "
+                                         f"'.' or '..', and without a path separator)")
+    return name
 
 
 @dataclass(frozen=True)
@@ -115,10 +129,12 @@ class DavisDataset:
         return self._under("Annotations")
 
     def frames_dir(self, name: str) -> Path:
-        return self.frames_root / name
+        """The frame folder of sequence ``name`` (checked by :func:`sequence_name`)."""
+        return self.frames_root / sequence_name(name)
 
     def masks_dir(self, name: str) -> Path:
-        return self.masks_root / name
+        """The mask folder of sequence ``name`` (checked by :func:`sequence_name`)."""
+        return self.masks_root / sequence_name(name)
 
     def mask_path(self, name: str, stem: str) -> Path:
         """The mask of frame ``stem`` of sequence ``name``."""

@@ -1,8 +1,13 @@
 """Frame files of a folder: which files are frames, and the one numbering rule.
 
 Every reader of a frame folder (video sources, DAVIS / YouTube-VOS layouts,
-evaluation's ground truth) lists frames with :func:`image_files` and checks
-their numbering with :func:`missing_frames`.
+evaluation's ground truth) lists frames with :func:`image_files` (or orders
+them with :func:`frame_order`) and checks their numbering with
+:func:`missing_frames`.
+
+The order rule: when the file stems of a folder are all one prefix plus a
+number, frames go by that number (``f2`` before ``f10``; zero-padded names
+such as DAVIS's sort as by name); otherwise by name.
 
 The numbering rule: when the file stems of a folder are all one prefix plus a
 number (``00000.jpg``, ``frame_017.png``), the folder's *step* is the most
@@ -20,7 +25,7 @@ import os
 import re
 import warnings
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp"})
@@ -32,11 +37,21 @@ _NUMBERED_STEM = re.compile(r"(.*?)(\d+)")
 
 
 def image_files(folder: str | os.PathLike, extensions: frozenset[str] = IMAGE_EXTENSIONS) -> list[Path]:
-    """Image files directly in ``folder``, sorted by name (hidden files ignored)."""
-    return sorted(
+    """Image files directly in ``folder``, in frame order (:func:`frame_order`; hidden files ignored)."""
+    return frame_order(
         p for p in Path(folder).iterdir()
         if p.is_file() and p.suffix.lower() in extensions and not p.name.startswith(".")
     )
+
+
+def frame_order(paths: Iterable[str | os.PathLike]) -> list[Path]:
+    """``paths`` in frame order (the order rule in the module docstring): by number when their
+    stems are all one prefix plus a number (ties by name), else by name."""
+    paths = sorted(map(Path, paths))
+    parts = [_NUMBERED_STEM.fullmatch(p.stem) for p in paths]
+    if not all(parts) or len({m.group(1) for m in parts}) > 1:
+        return paths
+    return [path for _, path in sorted(zip((int(m.group(2)) for m in parts), paths))]
 
 
 def missing_frames(paths: Sequence[str | os.PathLike], limit: int | None = None) -> list[str]:

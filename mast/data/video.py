@@ -6,8 +6,9 @@ them as float RGB in ``[0, 1]``, shape ``(T, 3, H, W)``. Nothing holds a
 whole video in memory (except :class:`TensorVideoSource`, which wraps frames
 that already are).
 
-* :class:`FrameFolderSource` -- a folder of jpg/jpeg/png/bmp frames sorted by
-  file name; 8- or 16-bit, colour, grayscale or with alpha (dropped).
+* :class:`FrameFolderSource` -- a folder of jpg/jpeg/png/bmp frames in frame
+  order (by number, :mod:`mast.data.frames`); 8- or 16-bit, colour, grayscale
+  or with alpha (dropped).
 * :class:`VideoFileSource` -- an mp4/avi/mov/mkv file read with OpenCV, with a
   ``frame_stride`` (frame ``i`` of the source is frame ``i * frame_stride`` of
   the file).
@@ -24,6 +25,10 @@ Layouts :func:`discover_videos` understands, for each given path:
   folders are not frames, but a sequence with a mask for every frame keeps
   them (:meth:`FrameFolderSource.read_masks`);
 * any nesting of the above (directories are walked recursively).
+
+Symbolic links: each real directory is walked once (a link back into the data
+adds nothing), and a link resolving outside every given directory is skipped
+with a warning naming it: the walk never leaves the given paths.
 
 Damaged frame files: every frame file is read by :func:`read_image`, which
 raises ``ValueError`` naming the file when it does not decode or is cut
@@ -179,7 +184,7 @@ class FrameFolderSource:
 
     @classmethod
     def from_folder(cls, folder: PathLike, name: str | None = None, on_gap: str = "error") -> "FrameFolderSource":
-        """All image files directly in ``folder``, sorted by name.
+        """All image files directly in ``folder``, in frame order (:func:`~mast.data.frames.image_files`).
 
         A gap in numbered file names (see the module docstring) means lost
         frames: ``on_gap="error"`` raises ``ValueError`` naming the first missing
@@ -475,8 +480,9 @@ def discover_videos(
     if frame_stride < 1:
         raise ValueError(f"frame_stride must be >= 1, got {frame_stride}")
     report = DiscoveryReport()
-    options = _Options(frame_stride, verify_frame_counts)
-    for path in map(Path, paths):
+    paths = [Path(path) for path in paths]
+    options = _Options(frame_stride, verify_frame_counts, tuple(p.resolve() for p in paths if p.is_dir()))
+    for path in paths:
         _discover_path(path, options, report)
     if not report.sources:
         skipped = "; ".join(f"{path}: {reason}" for path, reason in report.skipped)
@@ -489,8 +495,29 @@ def discover_videos(
 
 @dataclass(frozen=True)
 class _Options:
+    """How to read what is found, and where the walk may go.
+
+    Attributes:
+        roots: the given directories, resolved: the walk stays inside them.
+        walked: the real (resolved) directories walked so far, each walked once.
+    """
+
     frame_stride: int
     verify_frame_counts: bool
+    roots: tuple[Path, ...]
+    walked: set[Path] = field(default_factory=set)
+
+    def enters(self, directory: Path) -> bool:
+        """Whether to walk ``directory``: a real directory not walked yet, inside a root
+        (a link out of every root is skipped with a warning naming it)."""
+        real = directory.resolve()
+        if not any(real.is_relative_to(root) for root in self.roots):
+            warnings.warn(f"skipping {directory}: a link to {real}, outside the given folders "
+                          f"(pass it to read it)", RuntimeWarning, stacklevel=2)
+            return False
+        fresh = real not in self.walked
+        self.walked.add(real)
+        return fresh
 
 
 def _discover_path(path: Path, options: _Options, report: DiscoveryReport) -> None:
@@ -504,6 +531,8 @@ def _discover_path(path: Path, options: _Options, report: DiscoveryReport) -> No
             )
         _add_video_file(path, options, report)
         return
+    if path.resolve() in options.walked:
+        return  # given twice, or inside another given folder: read once
     found_before = len(report.sources) + report.num_skipped
     _walk_directory(path, options, report)
     if len(report.sources) + report.num_skipped == found_before:
@@ -514,7 +543,9 @@ def _discover_path(path: Path, options: _Options, report: DiscoveryReport) -> No
 
 
 def _walk_directory(directory: Path, options: _Options, report: DiscoveryReport) -> None:
-    """Adds the videos of one directory, recursing into subdirectories."""
+    """Adds the videos of one directory, recursing into subdirectories (each real one once)."""
+    if not options.enters(directory):
+        return
     if (directory / "JPEGImages").is_dir():
         _add_dataset_root(directory, report)
         return

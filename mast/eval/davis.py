@@ -61,7 +61,7 @@ from mast.common.files import PathLike, atomic_open
 from mast.common.errors import ArgumentError, MissingPathError
 from mast.common.masks import VOID_ID, read_mask, remove_void
 from mast.data.davis import DavisDataset
-from mast.data.frames import image_files, missing_frames
+from mast.data.frames import frame_order, image_files, missing_frames
 
 
 GLOBAL_COLUMNS = ("J&F-Mean", "J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall", "F-Decay")
@@ -263,7 +263,7 @@ _COUNTED_MISSING = 10_000
 
 
 def _frames_of(frames_dir: Path) -> list[Path]:
-    """The JPEG frames of a sequence, sorted; empty when the folder is absent."""
+    """The JPEG frames of a sequence in frame order; empty when the folder is absent."""
     return image_files(frames_dir, _FRAME_EXTENSIONS) if frames_dir.is_dir() else []
 
 
@@ -279,7 +279,7 @@ def _gt_of_frames(job: _SequenceJob, frames: list[Path]) -> list[Path]:
             f"{job.frames_dir} needs one; {len(missing)} of {len(gt_paths)} missing)"
         )
     stems = {frame.stem for frame in frames}
-    extra = [path for path in sorted(job.gt_dir.glob("*.png")) if path.stem not in stems]
+    extra = [path for path in frame_order(job.gt_dir.glob("*.png")) if path.stem not in stems]
     if extra:
         raise ValueError(f"{extra[0]}: ground truth of no frame in {job.frames_dir} (no {extra[0].stem}.jpg)")
     return gt_paths
@@ -303,7 +303,7 @@ def _gt_paths(job: _SequenceJob, frames: list[Path]) -> list[Path]:
     if frames:
         gt_paths = _gt_of_frames(job, frames)
     else:  # no frames to compare to: the annotations are the frames
-        gt_paths = sorted(job.gt_dir.glob("*.png"))
+        gt_paths = frame_order(job.gt_dir.glob("*.png"))
         _check_numbering(job, gt_paths)
     if len(gt_paths) < 3:
         raise ValueError(
