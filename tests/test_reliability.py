@@ -8,6 +8,7 @@ import os
 import signal
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from mast.cli.main import main
@@ -185,3 +186,13 @@ def test_a_folder_given_twice_or_inside_another_is_read_once(tmp_path):
         write_frames(data / name, 3)
     report = discover_videos([data, data / "one", data])
     assert sorted(source.name for source in report) == ["one", "two"]
+
+
+def test_annotated_training_frames_are_in_number_order_too(tmp_path):
+    from mast.data.annotated import discover_annotated
+
+    for t in range(1, 13):
+        write_palette_png(tmp_path / "JPEGImages" / "seq" / f"f{t}.png", np.zeros((8, 8), np.uint8))
+        write_palette_png(tmp_path / "Annotations" / "seq" / f"f{t}.png", np.ones((8, 8), np.uint8))
+    (video,) = discover_annotated(tmp_path, year=2017)
+    assert [path.stem for path in video.frame_paths] == [f"f{t}" for t in range(1, 13)]

@@ -136,7 +136,8 @@ def _annotated_video(dataset: DavisDataset, name: str, requested: bool) -> Annot
     if not frames.is_dir():
         raise MissingPathError("sequences", f"sequence {name!r} not found: {frames}")
     frame_paths = {p.stem: p for p in image_files(frames)}
-    stems = sorted(stem for stem in frame_paths if dataset.mask_path(name, stem).is_file())
+    # In image_files' frame order (by frame number), not by name: f10 comes after f9.
+    stems = [stem for stem in frame_paths if dataset.mask_path(name, stem).is_file()]
     if len(stems) < 2:
         reason = f"{masks}: {len(stems)} frame(s) of {frames} have a mask, a training pair needs 2"
         if requested:
