@@ -45,7 +45,8 @@ def test_load_errors_name_the_file(tmp_path):
         ResNetBackbone.from_checkpoint(garbage)
     other = tmp_path / "other.pt"
     torch.save({"backbone_config": {"feature_dim": 16}, "state_dict": {"bogus": torch.zeros(1)}}, other)
-    with pytest.raises(ValueError, match="architecture"):
+    with pytest.raises(ValueError, match=r"other.pt does not hold ResNetBackbone weights: 97 missing \(e.g. stem.0.weight\); "
+                                         r"1 unexpected \(e.g. bogus\)$"):
         ResNetBackbone.from_checkpoint(other)
 
 
