@@ -412,11 +412,12 @@ def test_wrong_mask_sizes_and_empty_first_labels_are_refused():
         tracker.start(frame[0], torch.ones(32, 32, dtype=torch.long))
 
 
-def test_init_takes_the_backbone_of_a_pretrain_checkpoint(davis, tmp_path):
+# (8, 8, 8, 8): layer3's stride becomes 2 between equal widths, adding a shortcut the source lacks.
+@pytest.mark.parametrize("widths", [(8, 8, 16, 16), (8, 8, 8, 8)])
+def test_init_takes_the_backbone_of_a_pretrain_checkpoint(davis, tmp_path, widths):
     from mast.models.backbone import ResNetBackbone
 
-    backbone = ResNetBackbone(BackboneConfig(colour_space="lab", feature_dim=16, widths=(8, 8, 16, 16),
-                                             blocks=(1, 1, 1, 1)))
+    backbone = ResNetBackbone(BackboneConfig(colour_space="lab", feature_dim=16, widths=widths, blocks=(1, 1, 1, 1)))
     backbone.save(tmp_path / "backbone.pt")
     config = load_config(overrides=[*TINY, "phases=[{name: ranet, steps: 1}]", "train.batch_size=2"],
                          schema=RANetTrainingConfig)
@@ -424,7 +425,7 @@ def test_init_takes_the_backbone_of_a_pretrain_checkpoint(davis, tmp_path):
     assert task.config.model == replace(backbone.config, output_stride=8)
     Trainer(task, tmp_path / "run").run()
     assert load_config(tmp_path / "run" / "config.yaml", schema=RANetTrainingConfig).model.colour_space == "lab"
-    assert RANet.from_checkpoint(tmp_path / "run" / "model.pt").backbone.config.widths == (8, 8, 16, 16)
+    assert RANet.from_checkpoint(tmp_path / "run" / "model.pt").backbone.config.widths == widths
 
 
 def test_validation_scores_the_tracker_during_training(davis, tmp_path):

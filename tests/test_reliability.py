@@ -196,3 +196,18 @@ def test_annotated_training_frames_are_in_number_order_too(tmp_path):
         write_palette_png(tmp_path / "Annotations" / "seq" / f"f{t}.png", np.ones((8, 8), np.uint8))
     (video,) = discover_annotated(tmp_path, year=2017)
     assert [path.stem for path in video.frame_paths] == [f"f{t}" for t in range(1, 13)]
+
+
+def test_a_stride_change_between_equal_widths_maps_to_an_identity_shortcut(tmp_path):
+    import torch
+
+    from mast.models.backbone import BackboneConfig, ResNetBackbone
+    from mast.train.checkpoint import read_backbone_init
+
+    ResNetBackbone(BackboneConfig(widths=(8, 8, 8, 8), blocks=(1, 1, 1, 1), feature_dim=8)).save(tmp_path / "b.pt")
+    config, state = read_backbone_init(tmp_path / "b.pt", output_stride=8)
+    backbone = ResNetBackbone(config)
+    backbone.load_state_dict(state)
+    features = torch.randn(1, 8, 16, 16)
+    shortcut = backbone.eval().layers[2][0].shortcut(features)  # the source added its input unchanged
+    torch.testing.assert_close(shortcut, features[:, :, ::2, ::2], atol=1e-4, rtol=0)

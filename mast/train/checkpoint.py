@@ -143,7 +143,31 @@ def read_backbone_init(path: Path, output_stride: int) -> tuple[BackboneConfig, 
         raise ArgumentError("init", f"{path} is not a mast backbone (expected backbone.pt of mast "
                                     "pretrain/finetune or one of its training checkpoints)")
     config = replace(saved_backbone_config(saved, path), output_stride=output_stride)
-    return config, matching_state(path, state, ResNetBackbone(config))
+    backbone = ResNetBackbone(config)
+    return config, matching_state(path, with_identity_shortcuts(state, backbone), backbone)
+
+
+def with_identity_shortcuts(state: Any, backbone: ResNetBackbone) -> Any:
+    """``state`` with the shortcut weights a stride change adds filled in as the identity.
+
+    A block whose stride becomes 2 (output stride 4 -> 8) between equal widths gains a 1x1 conv
+    and BatchNorm shortcut where the source block added its input unchanged. With an identity
+    conv (a strided 1x1 conv: the input subsampled) and a BatchNorm of unit scale and statistics,
+    the block computes what the source's shortcut did, subsampled. Other keys are left as given.
+    """
+    if not isinstance(state, dict):
+        return state
+    filled = dict(state)
+    for key, own in backbone.state_dict().items():
+        if key in state or ".shortcut." not in key:
+            continue
+        if own.dim() == 4 and own.shape[0] == own.shape[1] and own.shape[2:] == (1, 1):  # the 1x1 conv
+            filled[key] = torch.eye(own.shape[0], dtype=own.dtype).view_as(own)
+        elif key.endswith(("weight", "running_var")):  # the BatchNorm: unit scale, unit variance
+            filled[key] = torch.ones_like(own)
+        else:  # bias, running_mean, num_batches_tracked
+            filled[key] = torch.zeros_like(own)
+    return filled
 
 
 def restore_model(model: torch.nn.Module, path: Path, payload: dict[str, Any], configs: dict[str, Any],
