@@ -112,3 +112,22 @@ def test_discovered_dataset_roots_keep_their_masks(tmp_path):
     write_sequence(tmp_path, "seq", ["00000", "00001"], ids=ids)
     (source,) = discover_videos(tmp_path)
     assert source.name == "seq" and source.read_masks([1]).tolist() == [[[1] * 4] * 2 + [[0] * 4] * 2]
+
+
+def test_the_year_hint_points_both_ways(tmp_path):
+    ids = np.array([[0, 1], [2, 0]], np.uint8)
+    write_palette_png(tmp_path / "ids.png", ids)
+    with pytest.raises(ArgumentError, match=r"ids.png holds object ids 1, 2 and no value above 127.*need year 2017"):
+        DavisDataset(tmp_path, 2016).read_first_ids(tmp_path / "ids.png")
+    write_palette_png(tmp_path / "empty.png", np.zeros((2, 2), np.uint8))
+    assert not DavisDataset(tmp_path, 2016).read_first_ids(tmp_path / "empty.png").any()  # no hint to give
+    (tmp_path / "ImageSets" / "2016").mkdir(parents=True)
+    (tmp_path / "ImageSets" / "2016" / "val.txt").write_text("bear\n")
+    with pytest.raises(FileNotFoundError, match=r"2017/val.txt \(this folder lists it under ImageSets/2016: give "
+                                                 r"year 2016\)") as error:
+        DavisDataset(tmp_path, 2017).sequences("val")
+    from mast.cli import error_text
+
+    assert error_text(error.value).endswith("give --year 2016)")
+    with pytest.raises(FileNotFoundError, match=r"2016/train.txt$"):
+        DavisDataset(tmp_path, 2016).sequences("train")

@@ -27,6 +27,7 @@ Frames are listed and their numbering checked by :mod:`mast.data.frames`
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -153,7 +154,8 @@ class DavisDataset:
         """
         path = self.split_file(split)
         if not path.is_file():
-            raise MissingPathError("split", f"split file not found: {path}")
+            raise MissingPathError("split", f"split file not found: {path}{self._other_year_hint(split)}",
+                                   mentions=("year",))
         names: dict[str, None] = {}  # an ordered set: the 2016 format repeats names per frame
         for line in path.read_text().splitlines():
             line = line.strip()
@@ -178,6 +180,13 @@ class DavisDataset:
         check_numbering(folder, paths, on_gap)
         return paths
 
+    def _other_year_hint(self, split: str) -> str:
+        """Where the split is listed under the other year only: the hint to give that year."""
+        other = {2016: 2017, 2017: 2016}.get(self.year)
+        if other is None or not DavisDataset(self.root, other, self.resolution).split_file(split).is_file():
+            return ""
+        return f" (this folder lists it under ImageSets/{other}: give year {other})"
+
     # -- masks ------------------------------------------------------------------
 
     def read_ids(self, path: str | os.PathLike) -> np.ndarray:
@@ -191,7 +200,9 @@ class DavisDataset:
             ArgumentError: (of ``year``) a DAVIS-2017 first mask holding only 0 and 255: no object,
                 since 255 is void; DAVIS-2016 masks (255 = the object) need year 2016.
         """
-        if self.year != 2017:
+        if self.year == 2016:
+            return self._read_first_2016(path)
+        if self.year is None:
             return self.read_ids(path)
         raw = read_mask(path)
         if holds_only_void(raw):
@@ -199,3 +210,18 @@ class DavisDataset:
                                         "void, so there is no object; DAVIS-2016 masks (255 = the object) need "
                                         "year 2016", mentions=("year",))
         return object_ids(raw)
+
+    def _read_first_2016(self, path: str | os.PathLike) -> np.ndarray:
+        """A DAVIS-2016 first mask; one holding small object ids and nothing above 127 (a
+        DAVIS-2017 mask, in which 2016's rule finds no object) is an error suggesting year 2017."""
+        ids = read_ids(path, 2016)
+        if ids.any():
+            return ids
+        present: list[int] = []
+        with contextlib.suppress(ValueError):  # an RGB mask outside the palette has no ids to show
+            present = sorted(set(np.unique(read_mask(path)).tolist()) - {0})
+        if present:
+            raise ArgumentError("year", f"{path} holds object ids {', '.join(map(str, present))} and no value "
+                                        "above 127, in which DAVIS-2016 finds no object; DAVIS-2017 masks "
+                                        "(object ids) need year 2017", mentions=("year",))
+        return ids
