@@ -116,7 +116,7 @@ setup(
     license="MIT",
     python_requires=">=3.10",
     packages=find_packages(include=["mast", "mast.*"]),
-    package_data={"mast": ["configs/*.yaml"]},
+    package_data={"mast": ["configs/*.yaml", "py.typed"]},
     ext_modules=[_extension(cuda=CUDA_PLAN.build)],
     cmdclass={"build_ext": BuildExtensionOrFallback},
     # torch is deliberately unpinned: a library must not choose the user's torch build.

@@ -7,14 +7,14 @@ from mast.models.backbone import ResNetBackbone
 
 def test_every_subcommand_has_help(capsys):
     parser = build_parser()
-    names = {"demo", "pretrain", "finetune", "centroids", "propagate", "evaluate", "visualize", "config"}
+    names = {"demo", "pretrain", "finetune", "centroids", "propagate", "evaluate", "visualize", "config", "info"}
     assert names <= set(parser._subparsers._group_actions[0].choices)
     for name in names:
         with pytest.raises(SystemExit) as exit_info:
             main([name, "--help"])
         assert exit_info.value.code == 0
         assert "usage: mast " + name in capsys.readouterr().out
-    assert set(SUBCOMMANDS) == {"demo", "train", "centroids", "propagate", "evaluate", "visualize", "config"}
+    assert set(SUBCOMMANDS) == {"demo", "train", "centroids", "propagate", "evaluate", "visualize", "config", "info"}
 
 
 def test_demo_pretrains_propagates_scores_and_draws(tmp_path, capsys):
@@ -127,3 +127,16 @@ def test_a_first_annotation_with_davis_is_refused(tmp_path, capsys):
     code = main(["propagate", "--davis", str(tmp_path), "--first-box", "1,1,4,4", "--out", str(tmp_path / "out")])
     assert code == 2 and "--first-mask/--first-box annotate a --video" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_info_names_the_versions_and_why_each_device_has_its_backend(capsys):
+    import torch
+
+    import mast.ops as ops
+
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert f"torch               {torch.__version__}" in out
+    assert f"ops backend (cpu)   {ops.backend('cpu')}: {ops.backend_reason('cpu')}" in out
+    if not torch.cuda.is_available():
+        assert "CUDA devices        none visible" in out and "ops backend (cuda)  pytorch: " in out

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 from mast._version import __version__
 
-SUBCOMMANDS = ("demo", "train", "centroids", "propagate", "evaluate", "visualize", "config")
+SUBCOMMANDS = ("demo", "train", "centroids", "propagate", "evaluate", "visualize", "config", "info")
 
 
 def build_parser() -> argparse.ArgumentParser:

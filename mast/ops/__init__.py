@@ -7,7 +7,7 @@ pure-PyTorch references in :mod:`mast.ops.reference`, with a one-time
 warning. :func:`backend` reports which path serves a device.
 """
 from mast.ops import _registration
-from mast.ops._extension import backend, extension_loaded
+from mast.ops._extension import backend, backend_reason, extension_loaded
 from mast.ops.correlation import local_correlation
 from mast.ops.crops import square_crop
 from mast.ops.reference import (
@@ -23,6 +23,7 @@ _registration.register()
 
 __all__ = [
     "backend",
+    "backend_reason",
     "extension_loaded",
     "local_correlation",
     "local_correlation_reference",

@@ -55,15 +55,22 @@ def backend(device: torch.device | str = "cpu") -> str:
     return "extension" if has_kernel(torch.device(device).type) else "pytorch"
 
 
+def backend_reason(device: torch.device | str = "cpu") -> str:
+    """Why :func:`backend` answers as it does for ``device``: the compiled kernels, or what kept them away."""
+    device = torch.device(device)
+    if has_kernel(device.type):
+        return "compiled kernels of mast._C"
+    return _LOAD_ERROR or f"the extension was built without {device.type.upper()} kernels"
+
+
 def warn_fallback_once(device: torch.device) -> None:
     """Warns, once per process, that the slower pure-PyTorch path is running."""
     global _WARNED
     if _WARNED:
         return
     _WARNED = True
-    reason = _LOAD_ERROR or f"the extension was built without {device.type.upper()} kernels"
     warnings.warn(
-        f"mast: compiled operators unavailable ({reason}); using the pure-PyTorch "
+        f"mast: compiled operators unavailable ({backend_reason(device)}); using the pure-PyTorch "
         "implementations (slower, more memory). Rebuild with "
         "`pip install --no-build-isolation -e .` to get the kernels.",
         RuntimeWarning,
