@@ -140,3 +140,11 @@ def test_info_names_the_versions_and_why_each_device_has_its_backend(capsys):
     assert f"ops backend (cpu)   {ops.backend('cpu')}: {ops.backend_reason('cpu')}" in out
     if not torch.cuda.is_available():
         assert "CUDA devices        none visible" in out and "ops backend (cuda)  pytorch: " in out
+
+
+@pytest.mark.parametrize("flags, message", [(["--steps", "0"], "--steps must be >= 1, got 0"),
+                                            (["--frames", "2"], "--frames must be >= 3, got 2"),
+                                            (["--size", "8"], "--size must be >= 32, got 8")])
+def test_demo_arguments_are_checked_before_anything_is_written(tmp_path, capsys, flags, message):
+    assert main(["demo", *flags, "--out", str(tmp_path / "demo")]) == 2
+    assert f"mast demo: error: {message}" in capsys.readouterr().err and not (tmp_path / "demo").exists()

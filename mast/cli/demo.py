@@ -115,26 +115,38 @@ def demo_folder(args: argparse.Namespace):
     return folder
 
 
+#: The smallest value of each size argument: one step, one video each way, frames the backbone
+#: and the generator can draw discs in, and 3 frames (the evaluator scores all but the first and last).
+MINIMUMS = {"steps": 1, "train_videos": 1, "test_videos": 1, "size": 32, "frames": 3}
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    """Raises ``ValueError`` naming the first size argument below its minimum."""
+    for name, minimum in MINIMUMS.items():
+        if getattr(args, name) < minimum:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= {minimum}, got {getattr(args, name)}")
+
+
 def run(args: argparse.Namespace) -> int:
     import sys
 
     from mast.cli import error_text
-    from mast.common.outputs import OutputConflict
     from mast.models.builder import load_tracker
     from mast.train.config import load_config
     from mast.train.loop import Trainer
     from mast.train.reconstruction import ReconstructionTask
 
-    try:
+    try:  # every argument checked before the first write
+        check_arguments(args)
+        config = load_config(DEMO_CONFIG, [f"phases.0.steps={args.steps}"])
         folder = demo_folder(args)
-    except OutputConflict as error:
+    except (ValueError, OSError) as error:
         print(f"mast demo: error: {error_text(error)}", file=sys.stderr)
         return 2
     with folder.entry("videos") as staging:
         generate_videos(staging, args.train_videos, args.test_videos, args.size, args.frames)
     train, davis = args.out / "videos" / "train", args.out / "videos" / "davis"
     print(f"generated {args.train_videos} training and {args.test_videos} held-out videos in {args.out / 'videos'}")
-    config = load_config(DEMO_CONFIG, [f"phases.0.steps={args.steps}"])
     with folder.entry("run") as staging:
         summary = Trainer(ReconstructionTask(config, [str(train)]), staging).run()
     print(f"pretrained {summary['steps']} steps -> {args.out / 'run' / 'backbone.pt'}")
