@@ -17,7 +17,7 @@ _API = frozenset(__all__) - {"__version__"}
 
 
 def __getattr__(name: str):
-    # The API loads torch; the command line's --help and --version must not wait for it.
+    # The API loads torch; the command line's help and version must not wait for it.
     if name in _API:
         from mast import api
 

@@ -59,9 +59,9 @@ def test_the_check_sees_imports_inside_functions(tmp_path):
     assert layer_violations(fake) == ["mast/common/x.py:2 (common, layer 0) imports mast.eval.davis (eval, layer 3)"]
 
 
-def flag_strings(package: Path = PACKAGE) -> list[str]:
-    """String literals below ``mast/cli`` (docstrings aside) that name a command-line flag: library
-    code is called from Python too, so its messages name arguments (``mast.common.errors``)."""
+def flag_strings(package: Path = PACKAGE, docstrings: bool = False) -> list[str]:
+    """String literals below ``mast/cli`` (docstrings too if ``docstrings``) that name a command-line
+    flag: library code is called from Python too, so it names arguments (``mast.common.errors``)."""
     import re
 
     found = []
@@ -71,11 +71,12 @@ def flag_strings(package: Path = PACKAGE) -> list[str]:
         tree = ast.parse(path.read_text(), str(path))
         documented = [node for node in ast.walk(tree)
                       if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))]
-        docstrings = {id(node.body[0].value) for node in documented
+        documented_ids = {id(node.body[0].value) for node in documented
                       if node.body and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
         for node in ast.walk(tree):
-            if (isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings
-                    and re.search(r"(^|[\s(`'\"])--[a-z]", node.value) and "pip install" not in node.value):
+            if (isinstance(node, ast.Constant) and isinstance(node.value, str)
+                    and (docstrings or id(node) not in documented_ids)
+                    and re.search(r"(^|[\s(`'\"])--[a-z]", node.value)):
                 found.append(f"mast/{path.relative_to(package)}:{node.lineno}: {node.value!r}")
     return found
 
@@ -90,3 +91,11 @@ def test_the_flag_check_sees_messages_but_not_docstrings(tmp_path):
     (fake / "data" / "x.py").write_text('"""Read by ``mast propagate --davis``."""\n'
                                         'def f(year):\n    raise ValueError(f"need --year 2016, got {year}")\n')
     assert flag_strings(fake) == ["mast/data/x.py:3: 'need --year 2016, got '"]
+
+
+def test_no_library_docstring_names_a_command_line_flag_either(tmp_path):
+    assert flag_strings(docstrings=True) == []
+    fake = tmp_path / "mast"
+    (fake / "eval").mkdir(parents=True)
+    (fake / "eval" / "x.py").write_text('"""Read by ``mast evaluate --boxes``."""\n')
+    assert flag_strings(fake, docstrings=True) == ["mast/eval/x.py:1: 'Read by ``mast evaluate --boxes``.'"]

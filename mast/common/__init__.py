@@ -7,12 +7,12 @@ Nothing here imports any other part of mast, so every layer may import it
   one naming rule for temporaries, and the clean-up of those a killed
   process left behind.
 * :mod:`mast.common.outputs` -- output folders that never destroy inputs or
-  files mast did not write: ``run.json`` records, ``--overwrite``.
+  files mast did not write: ``run.json`` records, ``overwrite``.
 * :mod:`mast.common.checkpoints` -- checkpoint files, written atomically and
   loaded as weights only.
 * :mod:`mast.common.config` -- dataclass schemas from YAML, with type checks
-  and dotted ``--set`` overrides.
-* :mod:`mast.common.devices` -- ``--device`` / ``train.device`` names to a
+  and dotted ``key=value`` overrides.
+* :mod:`mast.common.devices` -- ``device`` / ``train.device`` names to a
   ``torch.device``, with a one-line error where the device does not exist.
 * :mod:`mast.common.masks` -- mask and palette PNG I/O, void handling.
 * :mod:`mast.common.colour` -- RGB/LAB conversion, normalisation, channel dropout.

@@ -1,4 +1,4 @@
-"""Dataclasses as config schemas: built from YAML mappings, type-checked, overridden by ``--set``.
+"""Dataclasses as config schemas: built from YAML mappings, type-checked, overridden by dotted ``key=value`` overrides.
 
 A schema is a (nested) dataclass. Its type hints say what a YAML value may
 be; its ``__post_init__`` says which values are valid. :func:`from_dict`

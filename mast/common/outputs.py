@@ -292,8 +292,8 @@ class OutputFolder:
 
 def record_derived_files(folder: PathLike, names: list[str]) -> bool:
     """Records files another command derived from a recorded folder's results
-    (``mast evaluate``'s CSVs in a results folder): they are removed by an
-    ``--overwrite`` and whenever the results change, since they then describe
+    (``mast evaluate``'s CSVs in a results folder): they are removed when the
+    folder is overwritten and whenever the results change, since they then describe
     results that are gone.
 
     Returns False when ``folder`` has no mast record (nothing to add to).

@@ -1,6 +1,6 @@
 """Videos with object masks: the training data of the supervised baselines.
 
-``mast train-baseline --data ROOT`` reads two layouts (:class:`~mast.data.davis.DavisDataset`
+A baseline's training folder is read in two layouts (:class:`~mast.data.davis.DavisDataset`
 owns them and the mask rules):
 
 * DAVIS: ``ROOT/JPEGImages/480p/<seq>/*.jpg`` and ``ROOT/Annotations/480p/<seq>/*.png``,

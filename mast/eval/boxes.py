@@ -1,6 +1,6 @@
 """Box metrics for trackers (OTB definitions), on boxes derived from masks.
 
-``mast evaluate --boxes`` adds them to the DAVIS tables (docs/evaluation.md
+``score_davis(boxes=True)`` adds them to the DAVIS tables (docs/evaluation.md
 §6.9). Every mask, ground truth and prediction alike, becomes the min-max box
 of each object id; the boxes are then scored as the OTB benchmark scores a
 tracker [Wu et al., "Online Object Tracking: A Benchmark", CVPR 2013]:

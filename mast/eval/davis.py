@@ -14,8 +14,7 @@ Protocol (DAVIS-2017 toolkit):
   1..(max id of the first ground-truth frame), so with first-frame ids
   {1, 5} the absent ids 2..4 are scored too (J = F = 1 wherever they are
   neither annotated nor predicted); a ``UserWarning`` names such sequences
-  and ids. ``objects="first-frame"`` (``mast evaluate --objects
-  first-frame``) scores only the ids present in the first ground-truth frame,
+  and ids. ``objects="first-frame"`` scores only the ids present in the first ground-truth frame,
   for annotations that are not DAVIS's; rows keep the real ids (``seq_5``);
 * ground-truth void pixels (255) count as background and nothing is excluded
   from the scores;

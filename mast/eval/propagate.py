@@ -70,7 +70,7 @@ def results_folder(out_dir: str | os.PathLike, tracker: Tracker, overwrite: bool
 
 def first_frame_ids(ids: np.ndarray, source: str) -> np.ndarray:
     """A first-frame annotation as the writer takes it: ``(H, W)`` uint8 object ids, void (255)
-    made background, as ``mast propagate`` reads DAVIS-2017 and ``--first-mask`` PNGs.
+    made background, as ``mast propagate`` reads DAVIS-2017 and first-mask PNGs.
 
     Raises:
         ValueError: naming ``source``: not a 2-D map of integer ids in ``0..255``, or only 0 and 255

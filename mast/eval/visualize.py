@@ -1,7 +1,7 @@
 """Pictures of propagation results: overlays, a video per sequence, an HTML index.
 
 People check propagation by looking, so ``mast visualize`` (and
-``mast propagate --overlay``) writes, per sequence, every frame with its
+``mast propagate`` with overlays) writes, per sequence, every frame with its
 masks blended in (DAVIS colours, object contours drawn), an MP4 of them,
 and one ``index.html`` showing all sequences.
 """

@@ -131,7 +131,7 @@ class PropagationConfig:
         return cls(EngineConfig(**data.get("engine", {})), ReferencePolicy(**policy), data.get("soft_labels", False))
 
 
-#: The propagation presets, by name (``mast propagate --preset``, ``load_tracker(preset=...)``).
+#: The propagation presets, by name (``load_tracker(preset=...)``).
 #: ``mast``: refs 0, 5, t-1, t-3, t-5; 25x25; ROI localisation; hard labels.
 #: ``crw``: first frame + 20 previous; radius 12; top-10; tau 0.05; cosine; soft labels.
 #: ``quick``: frame 0 + the 3 previous frames; 13x13; no ROI (CPU-friendly).

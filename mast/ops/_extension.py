@@ -72,7 +72,7 @@ def warn_fallback_once(device: torch.device) -> None:
     warnings.warn(
         f"mast: compiled operators unavailable ({backend_reason(device)}); using the pure-PyTorch "
         "implementations (slower, more memory). Rebuild with "
-        "`pip install --no-build-isolation -e .` to get the kernels.",
+        "`bash scripts/setup_env.sh` (README, set-up details) to get the kernels.",
         RuntimeWarning,
         stacklevel=3,
     )

@@ -1,4 +1,4 @@
-"""The training config: one schema of dataclasses, YAML files, ``--set key=value`` overrides.
+"""The training config: one schema of dataclasses, YAML files, dotted ``key=value`` overrides.
 
 :class:`TrainingConfig` nests the model's own configs (``model``:
 :class:`BackboneConfig`, ``engine``: :class:`EngineConfig`, ``memory``:
@@ -110,10 +110,10 @@ class AnnotatedDataConfig:
 
 @dataclass(frozen=True)
 class ValidationConfig:
-    """How ``--validate`` scores the backbone during training (:mod:`mast.train.validation`).
+    """How validation (:class:`~mast.train.validation.Validator`) scores the backbone during training (:mod:`mast.train.validation`).
 
     Attributes:
-        every: validate every this many steps (``--validate-every`` overrides it).
+        every: validate every this many steps (a validator's ``every`` overrides it).
         max_frames: track only the first this many frames of each sequence (None: all).
         preset: the propagation preset the candidates modify (quick: frame 0 and the
             3 previous frames, 13x13 windows, no ROI: affordable on a CPU).

@@ -115,7 +115,7 @@ class Trainer:
 
         Raises:
             ValueError / FileNotFoundError: one line each (unusable data, output
-                folder, device or ``--init`` checkpoint).
+                folder, device or ``init`` checkpoint).
         """
         if self.prepared:
             return self

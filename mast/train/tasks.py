@@ -87,7 +87,7 @@ class TrainingTask(Protocol):
 
     def validation_trackers(self) -> dict[str, Tracker]:
         """The ways to track with the model as it is now, by name (e.g. one per
-        propagation protocol), each scored by ``--validate``."""
+        propagation protocol), each scored by the run's validator."""
         ...
 
     def save_final(self, path: Path, variant: str | None = None) -> None:

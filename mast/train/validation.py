@@ -1,6 +1,6 @@
 """Validation during training: the J&F of the model being trained, on a few annotated sequences.
 
-``mast pretrain/finetune/train-baseline --validate ROOT`` propagates the
+Given a DAVIS folder to validate on (``mast pretrain/finetune/train-baseline``), it propagates the
 first-frame masks of a DAVIS split (or some of its sequences) through the
 model every ``N`` steps and scores them as ``mast evaluate`` does (mean J,
 F and J&F over objects, first and last frames unscored). A task may offer
@@ -90,7 +90,7 @@ class Validator:
     def from_config(cls, settings: ValidationConfig, root: str | os.PathLike, split: str, year: int,
                     sequences: list[str] | None = None, every: int | None = None) -> Validator:
         """A validator with the cadence, frame cap and early-stopping rule of a config's
-        ``validation`` section; ``every`` (``--validate-every``) overrides its cadence."""
+        ``validation`` section; ``every`` (when given) overrides its cadence."""
         return cls(root, split, year, sequences, settings.every if every is None else every, settings.max_frames,
                    settings.patience, settings.min_delta)
 

@@ -303,7 +303,7 @@ class RANet(nn.Module):
         self.backbone = ResNetBackbone(backbone)
         dim, widths = backbone.feature_dim, backbone.widths
         # RANet's fully-convolutional block over the backbone features, residual with a zero-initialised
-        # last layer: an --init backbone starts from its own (pretrained) feature similarity.
+        # last layer: an ``init`` backbone starts from its own (pretrained) feature similarity.
         self.embed = nn.Sequential(nn.Conv2d(dim, dim, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(dim, dim, 1))
         nn.init.zeros_(self.embed[2].weight)
         nn.init.zeros_(self.embed[2].bias)

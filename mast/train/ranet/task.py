@@ -5,9 +5,9 @@ The task of the one training loop (:mod:`mast.train.loop`): samples of
 mask, one object each), the model of :mod:`mast.models.ranet.model`, the loss the
 config's ``loss`` names (``bce``, ``soft-iou`` [Thesis] Eq. 3.1-3.3, or
 ``both``, their sum). The run leaves ``model.pt`` (:meth:`RANet.save`), which
-``mast propagate --model ranet --checkpoint RUN/model.pt`` reads.
+``load_tracker("ranet", "RUN/model.pt")`` reads.
 
-Under ``--init BACKBONE.pt`` the backbone starts from a ``mast pretrain``
+With an ``init`` backbone (a ``backbone.pt``) the backbone starts from a ``mast pretrain``
 backbone and ``model.*`` is that checkpoint's (colour space, widths, feature
 size), at output stride 8; the config's own ``model.*`` is then ignored.
 """
@@ -101,7 +101,7 @@ class RANetTask:
                                                        "ranet_config": asdict(self.model.config)}, "RANet")
 
     def validation_trackers(self) -> dict[str, RANetTracker]:
-        """The model as it is now, tracking as ``mast propagate --model ranet`` does."""
+        """The model as it is now, tracking as ``load_tracker("ranet", ...)`` does."""
         return {"ranet": RANetTracker(self.model, self.world.device, name="training")}
 
     def save_final(self, path: Path, variant: str | None = None) -> None:

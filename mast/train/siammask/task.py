@@ -12,11 +12,11 @@ jittered as in the paper: shifts up to
 (two-branch), with the weights of ``loss``. The one training loop runs it (Adam
 and its step schedule, not the paper's SGD with warm-up).
 
-``--init BACKBONE.pt`` starts the backbone from a ``mast pretrain`` checkpoint;
+An ``init`` backbone (a ``backbone.pt``) starts the backbone from a ``mast pretrain`` checkpoint;
 ``model.*`` (colour space, widths, blocks) is then taken from that checkpoint and
 the output stride set to 8, whatever the config says. The run leaves
 ``model.pt`` (:meth:`mast.models.siammask.model.SiamMask.save`: configs, the
-``tracker`` section, weights), which ``mast propagate --model siammask`` reads.
+``tracker`` section, weights), which ``load_tracker("siammask", checkpoint)`` reads.
 """
 from __future__ import annotations
 
