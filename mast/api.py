@@ -60,34 +60,15 @@ def _frame_tensors(frames: Frames) -> Iterator[torch.Tensor]:
     return (_as_tensor(frame, index) for index, frame in enumerate(frames))
 
 
-def _box(first_box: Any) -> tuple[int, int, int, int]:
-    """``(x, y, w, h)`` in whole pixels from a sequence of 4 finite numbers or ``"x,y,w,h"``."""
-    if isinstance(first_box, str):
-        return parse_box(first_box)
-    try:
-        box = tuple(int(round(float(v))) for v in first_box)
-    except (TypeError, ValueError, OverflowError):  # not numbers, or inf / nan
-        box = ()
-    if len(box) != 4 or box[2] <= 0 or box[3] <= 0:
-        raise ArgumentError("first_box", f"must be (x, y, w, h) in pixels with w, h > 0, got {first_box!r}")
-    return box
-
-
 def _first_ids(first_mask: Any, first_box: Any, size: tuple[int, int]) -> tuple[np.ndarray, str]:
     """The first frame's object ids ``(H, W)`` uint8 and what they came from."""
     if (first_mask is None) == (first_box is None):
         raise ArgumentError("first_mask", "give exactly one of first_mask (ids or a PNG) or first_box (x, y, w, h)")
     if first_box is not None:
-        return box_to_ids(_box(first_box), *size), f"first_box {first_box}"
-    source = str(first_mask) if isinstance(first_mask, (str, os.PathLike)) else "the array"
-    try:
-        ids = first_frame_ids(read_mask(first_mask) if source != "the array" else first_mask, source)
-    except ValueError as error:
-        raise ArgumentError("first_mask", str(error)) from None
-    if ids.shape != size:
-        raise ArgumentError("first_mask", f"{source} is {ids.shape[1]}x{ids.shape[0]} but the frames are "
-                                          f"{size[1]}x{size[0]}")
-    return ids, source
+        return box_to_ids(parse_box(first_box), *size), f"first_box {first_box}"
+    if isinstance(first_mask, (str, os.PathLike)):
+        return first_frame_ids(read_mask(first_mask), str(first_mask)), str(first_mask)
+    return first_frame_ids(first_mask, "the array"), "the array"
 
 
 def track(tracker: Tracker, frames: Frames, first_mask: Any = None, first_box: Any = None) -> Iterator[np.ndarray]:
@@ -117,7 +98,7 @@ def track(tracker: Tracker, frames: Frames, first_mask: Any = None, first_box: A
         raise ArgumentError("frames", "holds no frame")
     ids, source = _first_ids(first_mask, first_box, tuple(first.shape[-2:]))
     masks = track_ids(tracker, itertools.chain([first], stream), ids, source)
-    next(masks)  # checks the annotation against the first frame now, not at the first next()
+    next(masks)  # checks the annotation's size against the first frame now, not at the first next()
     return itertools.chain([ids], masks)
 
 

@@ -110,8 +110,7 @@ def demo_folder(args: argparse.Namespace):
     folder = OutputFolder(args.out, "demo", settings, overwrite=True).check()
     for name in ENTRIES:
         folder.check_entry(name)
-    folder.replace_previous = folder.previous is not None  # a rerun starts over, even with equal settings
-    folder.start({"argv": args.command_line})
+    folder.start({"argv": args.command_line}, start_over=True)  # a rerun remakes everything it wrote
     return folder
 
 

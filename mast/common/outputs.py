@@ -242,12 +242,15 @@ class OutputFolder:
 
     # -- writing --------------------------------------------------------------
 
-    def start(self, details: dict | None = None) -> None:
+    def start(self, details: dict | None = None, start_over: bool = False) -> None:
         """The first write: clears the previous run's files when replacing them, then the record.
 
         ``details`` (JSON-able) join this invocation's history entry; its
-        ``argv`` defaults to ``sys.argv``.
+        ``argv`` defaults to ``sys.argv``. ``start_over``: replace the previous
+        run's files even when its settings were the same (a command that
+        remakes everything it wrote, such as the demo).
         """
+        self.replace_previous = self.replace_previous or (start_over and self.previous is not None)
         self.path.mkdir(parents=True, exist_ok=True)
         if self.replace_previous:
             remove_recorded_files(self.path)

@@ -48,10 +48,16 @@ def frame_order(paths: Iterable[str | os.PathLike]) -> list[Path]:
     """``paths`` in frame order (the order rule in the module docstring): by number when their
     stems are all one prefix plus a number (ties by name), else by name."""
     paths = sorted(map(Path, paths))
-    parts = [_NUMBERED_STEM.fullmatch(p.stem) for p in paths]
-    if not all(parts) or len({m.group(1) for m in parts}) > 1:
+    parts = _numbering(paths)
+    if parts is None:
         return paths
     return [path for _, path in sorted(zip((int(m.group(2)) for m in parts), paths))]
+
+
+def _numbering(paths: Sequence[Path]) -> list[re.Match] | None:
+    """Each stem's (prefix, number) match when all stems are one prefix plus a number, else None."""
+    parts = [_NUMBERED_STEM.fullmatch(p.stem) for p in paths]
+    return parts if all(parts) and len({m.group(1) for m in parts}) <= 1 else None
 
 
 def missing_frames(paths: Sequence[str | os.PathLike], limit: int | None = None) -> list[str]:
@@ -66,8 +72,8 @@ def missing_frames(paths: Sequence[str | os.PathLike], limit: int | None = None)
         plus a number, or when the numbering has no gap.
     """
     paths = [Path(p) for p in paths]
-    parts = [_NUMBERED_STEM.fullmatch(p.stem) for p in paths]
-    if not all(parts) or len({m.group(1) for m in parts}) > 1:
+    parts = _numbering(paths)
+    if parts is None:
         return []
     frames = sorted((int(m.group(2)), len(m.group(2)), m.group(1), p.suffix) for m, p in zip(parts, paths))
     numbers = [frame[0] for frame in frames]

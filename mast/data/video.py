@@ -59,7 +59,7 @@ import numpy as np
 import torch
 
 from mast.data.davis import DavisDataset, read_ids
-from mast.data.frames import GAP_MODES, IMAGE_EXTENSIONS, check_numbering, image_files
+from mast.data.frames import IMAGE_EXTENSIONS, check_numbering, image_files
 
 PathLike = str | os.PathLike
 
@@ -190,8 +190,6 @@ class FrameFolderSource:
         frames: ``on_gap="error"`` raises ``ValueError`` naming the first missing
         files, ``"warn"`` warns (``RuntimeWarning``) and keeps the frames there are.
         """
-        if on_gap not in GAP_MODES:
-            raise ValueError(f"on_gap must be one of {', '.join(GAP_MODES)}, got {on_gap!r}")
         folder = Path(folder)
         paths = image_files(folder)
         if not paths:

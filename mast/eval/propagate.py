@@ -17,6 +17,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 import torch
 
+from mast.common.errors import ArgumentError
 from mast.common.masks import VOID_ID, remove_void, write_palette_png
 from mast.common.outputs import OutputFolder
 from mast.models.tracker import Tracker, track
@@ -73,22 +74,22 @@ def first_frame_ids(ids: np.ndarray, source: str) -> np.ndarray:
     made background, as ``mast propagate`` reads DAVIS-2017 and first-mask PNGs.
 
     Raises:
-        ValueError: naming ``source``: not a 2-D map of integer ids in ``0..255``, or only 0 and 255
-            (255 is void, so no object: save the object as id 1).
+        ArgumentError: (of ``first_mask``) naming ``source``: not a 2-D map of integer ids in
+            ``0..255``, or only 0 and 255 (255 is void, so no object: save the object as id 1).
     """
     ids = np.asarray(ids)
     if ids.ndim != 2 or not (np.issubdtype(ids.dtype, np.integer) or ids.dtype == bool):
-        raise ValueError(f"{source}: a first-frame mask is an (H, W) map of integer object ids, "
-                         f"got {ids.dtype} {ids.shape}")
+        raise ArgumentError("first_mask", f"{source}: a first-frame mask is an (H, W) map of integer object ids, "
+                                          f"got {ids.dtype} {ids.shape}")
     if ids.size and (ids.min() < 0 or ids.max() > VOID_ID):
-        raise ValueError(f"{source}: object ids must lie in 0..{VOID_ID - 1} (0 background, {VOID_ID} void), "
-                         f"found {int(ids.min() if ids.min() < 0 else ids.max())}")
+        raise ArgumentError("first_mask", f"{source}: object ids must lie in 0..{VOID_ID - 1} (0 background, "
+                                          f"{VOID_ID} void), found {int(ids.min() if ids.min() < 0 else ids.max())}")
     ids = ids.astype(np.uint8)
     values = np.unique(ids)
     if VOID_ID in values and set(values.tolist()) <= {0, VOID_ID}:
-        raise ValueError(f"{source}: holds only 0 and {VOID_ID}, but {VOID_ID} is void (not an object, as in "
-                         "DAVIS), so there is no object; save the object as id 1 (for a 0/255 binary mask: "
-                         "value > 127 -> 1)")
+        raise ArgumentError("first_mask", f"{source}: holds only 0 and {VOID_ID}, but {VOID_ID} is void (not an "
+                                          "object, as in DAVIS), so there is no object; save the object as id 1 "
+                                          "(for a 0/255 binary mask: value > 127 -> 1)")
     return remove_void(ids)
 
 
@@ -106,8 +107,8 @@ def track_ids(tracker: Tracker, frames: Iterable[torch.Tensor], first_ids: np.nd
     if first is None:
         raise ValueError(f"{source}: no frame to track")
     if tuple(first.shape[-2:]) != first_ids.shape:
-        raise ValueError(f"{source}: the first-frame mask is {first_ids.shape[1]}x{first_ids.shape[0]} but the "
-                         f"frames are {first.shape[-1]}x{first.shape[-2]}")
+        raise ArgumentError("first_mask", f"{source} is {first_ids.shape[1]}x{first_ids.shape[0]} but the frames "
+                                          f"are {first.shape[-1]}x{first.shape[-2]}")
     yield first_ids
     for result in track(tracker, itertools.chain([first], frames), torch.from_numpy(lookup[first_ids])):
         yield ids[result.labels().cpu().numpy()]

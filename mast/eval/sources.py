@@ -18,7 +18,7 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -39,14 +39,14 @@ def _named_frames(source: VideoSource, stems: list[str] | None = None):
     return frames
 
 
-def parse_box(text: str) -> tuple[int, int, int, int]:
-    """``"x,y,w,h"`` (pixels) -> integers; width and height must be positive."""
+def parse_box(box: str | Sequence[float]) -> tuple[int, int, int, int]:
+    """``"x,y,w,h"`` or 4 numbers (pixels) -> whole pixels; width and height must be positive."""
     try:
-        x, y, w, h = (int(round(float(v))) for v in text.split(","))
-    except (ValueError, OverflowError):  # not 4 numbers, or inf / nan
-        raise ArgumentError("first_box", f"must be 'x,y,w,h' in pixels, got {text!r}") from None
+        x, y, w, h = (int(round(float(v))) for v in (box.split(",") if isinstance(box, str) else box))
+    except (TypeError, ValueError, OverflowError):  # not 4 numbers, or inf / nan
+        x = y = w = h = 0
     if w <= 0 or h <= 0:
-        raise ArgumentError("first_box", f"width and height must be > 0, got {text!r}")
+        raise ArgumentError("first_box", f"must be 'x,y,w,h': 4 finite numbers in pixels with w, h > 0; got {box!r}")
     return x, y, w, h
 
 
@@ -130,14 +130,6 @@ def _checked_mask(ids: np.ndarray, path: str, size: tuple[int, int]) -> np.ndarr
     return ids
 
 
-def _first_mask_ids(path: str | os.PathLike) -> np.ndarray:
-    """Object ids ``(H, W)`` of a first-mask PNG, void (255) made background."""
-    try:
-        return first_frame_ids(read_mask(path), str(path))
-    except ValueError as error:
-        raise ArgumentError("first_mask", str(error)) from None
-
-
 def video_input(
     video: str | os.PathLike, first_mask: str | os.PathLike | None = None, first_box: str | None = None
 ) -> PropagationInput:
@@ -156,7 +148,8 @@ def video_input(
     if first_box is not None:
         ids, mask_source = box_to_ids(parse_box(first_box), height, width), f"first box {first_box}"
     else:
-        ids, mask_source = _checked_mask(_first_mask_ids(first_mask), str(first_mask), (height, width)), str(first_mask)
+        mask_source = str(first_mask)
+        ids = _checked_mask(first_frame_ids(read_mask(first_mask), mask_source), mask_source, (height, width))
     return PropagationInput(stream.name, stream.frames, ids, mask_source, stream.num_frames)
 
 
