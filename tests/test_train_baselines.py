@@ -191,3 +191,17 @@ def test_masks_of_the_other_year_are_refused_up_front_with_the_year_to_give(name
         assert error.startswith("mast train-baseline: error: --year: ") and error.endswith(hint)
         assert str(data / "Annotations" / "480p" / "v" / "00000.png") in error and not out.exists()
 
+
+@pytest.mark.parametrize("command, size", [(["pretrain"], "99999"), (["train-baseline", "ranet"], "[99999,256]"),
+                                           (["train-baseline", "ranet"], "[256,4096]")])
+def test_an_impossible_crop_size_is_one_line_naming_the_key(command, size, tmp_path, capsys):
+    """Not an allocation of hundreds of GB (a traceback, or the machine's memory) at the first step."""
+    data, out = tmp_path / "data", tmp_path / "run"
+    data.mkdir()
+    assert main([*command, "--data", str(data), "--out", str(out), "--set", f"data.size={size}"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith(f"mast {command[0]}: error: data.size must be ") and "2048" in error
+    assert len(error.splitlines()) == 1 and not out.exists()
+    from mast.train.config import MAX_CROP_SIZE, DataConfig
+
+    assert DataConfig(size=MAX_CROP_SIZE).size == 2048
