@@ -379,8 +379,11 @@ def test_cli_bad_input_is_one_line(davis, tmp_path, capsys):
     assert error.startswith("mast train-baseline: error: ") and "Annotations" in error
     sets = [item for override in TINY for item in ("--set", override)]
     assert main(["train-baseline", "ranet", "--data", str(davis), "--year", "2016", "--out", str(tmp_path / "y"),
-                 *sets]) == 2  # palette ids 1, 2 read as 0/255 masks: no object anywhere
-    assert "(year 2016 reads 0/255 masks" in capsys.readouterr().err.strip().splitlines()[-1]
+                 *sets]) == 2  # palette ids 1, 2 read as 0/255 masks: no object anywhere, found up front
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(
+        "holds object ids 1 and no value above 127, in which DAVIS-2016 finds no object; DAVIS-2017 masks "
+        "(object ids) need --year 2017")
+    assert not (tmp_path / "y").exists()
     assert main(["propagate", "--model", "ranet", "--davis", str(davis), "--sequences", "one",
                  "--out", str(tmp_path / "p")]) == 2
     assert "--checkpoint: --model ranet needs the model.pt" in capsys.readouterr().err

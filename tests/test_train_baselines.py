@@ -158,3 +158,50 @@ def test_a_missing_init_is_shown_under_its_flag(tmp_path, capsys):
     assert main(["train-baseline", "ranet", "--data", str(data), "--init", str(tmp_path / "none.pt"),
                  "--out", str(tmp_path / "run")]) == 2
     assert "mast train-baseline: error: --init: checkpoint not found: " in capsys.readouterr().err
+
+
+def _masked_videos(root: Path, mask_values: int) -> Path:
+    """A DAVIS-layout folder of one 3-frame video whose object is ``mask_values`` in its masks
+    (1: a DAVIS-2017 palette mask of object ids, 255: a DAVIS-2016 0/255 mask)."""
+    import numpy as np
+    from PIL import Image
+
+    from mast.data.synthetic import translating_video
+
+    frames, masks = translating_video(num_frames=3, height=32, width=32, seed=0)
+    for t, (frame, mask) in enumerate(zip(frames, masks)):
+        for top, suffix in (("JPEGImages", ".jpg"), ("Annotations", ".png")):
+            (root / top / "480p" / "v").mkdir(parents=True, exist_ok=True)
+        Image.fromarray((frame.permute(1, 2, 0).numpy() * 255).astype(np.uint8)).save(
+            root / "JPEGImages" / "480p" / "v" / f"{t:05d}.jpg")
+        Image.fromarray((mask.numpy() > 0).astype(np.uint8) * mask_values, mode="L").save(
+            root / "Annotations" / "480p" / "v" / f"{t:05d}.png")
+    return root
+
+
+@pytest.mark.parametrize("name", ("siammask", "ranet"))
+def test_masks_of_the_other_year_are_refused_up_front_with_the_year_to_give(name, tmp_path, capsys):
+    """Before any write, with the hint ``mast propagate`` gives, rather than training on no object."""
+    cases = ((_masked_videos(tmp_path / "ids", 1), ["--year", "2016"], "need --year 2017"),
+             (_masked_videos(tmp_path / "binary", 255), [], "need --year 2016"))
+    for data, year, hint in cases:
+        out = tmp_path / f"run-{data.name}"
+        assert main(["train-baseline", name, "--data", str(data), *year, "--out", str(out)]) == 2
+        error = capsys.readouterr().err.strip().splitlines()[-1]
+        assert error.startswith("mast train-baseline: error: --year: ") and error.endswith(hint)
+        assert str(data / "Annotations" / "480p" / "v" / "00000.png") in error and not out.exists()
+
+
+@pytest.mark.parametrize("command, size", [(["pretrain"], "99999"), (["train-baseline", "ranet"], "[99999,256]"),
+                                           (["train-baseline", "ranet"], "[256,4096]")])
+def test_an_impossible_crop_size_is_one_line_naming_the_key(command, size, tmp_path, capsys):
+    """Not an allocation of hundreds of GB (a traceback, or the machine's memory) at the first step."""
+    data, out = tmp_path / "data", tmp_path / "run"
+    data.mkdir()
+    assert main([*command, "--data", str(data), "--out", str(out), "--set", f"data.size={size}"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith(f"mast {command[0]}: error: data.size must be ") and "2048" in error
+    assert len(error.splitlines()) == 1 and not out.exists()
+    from mast.train.config import MAX_CROP_SIZE, DataConfig
+
+    assert DataConfig(size=MAX_CROP_SIZE).size == 2048

@@ -148,3 +148,54 @@ def test_bad_patience_is_refused(davis):
         Validator(davis, "val", 2017, patience=0)
     with pytest.raises(ValueError, match="patience"):
         tiny_config("validation.patience=0")
+
+
+def _damaged_copy(davis, tmp_path, damage):
+    """A copy of ``davis`` with ``damage(root)`` done to it; returns ``(root, the damaged file)``."""
+    import shutil
+
+    root = tmp_path / "davis"
+    shutil.copytree(davis, root)
+    return root, damage(root)
+
+
+def _empty_first_mask(root):
+    path = root / "Annotations" / "480p" / "b" / "00000.png"
+    write_palette_png(path, np.zeros((64, 64), np.uint8))
+    return path
+
+
+def _truncated_frame(root):
+    path = root / "JPEGImages" / "480p" / "b" / "00004.png"
+    path.write_bytes(path.read_bytes()[:300])
+    return path
+
+
+def _small_mask(root):
+    path = root / "Annotations" / "480p" / "a" / "00003.png"
+    write_palette_png(path, np.ones((32, 32), np.uint8))
+    return path
+
+
+@pytest.mark.parametrize("damage, message", [(_empty_first_mask, "holds no object"),
+                                             (_truncated_frame, "truncated PNG"),
+                                             (_small_mask, "mask is 32x32 but its frame is 64x64")])
+def test_damaged_validation_data_is_refused_before_training(davis, tmp_path, capsys, damage, message):
+    """Found when the validator is made, not at the first validation after training (nor again on resume)."""
+    from mast.common.errors import ArgumentError
+
+    root, damaged = _damaged_copy(davis, tmp_path, damage)
+    with pytest.raises(ArgumentError, match=message) as caught:
+        Validator(root, "val", 2017, max_frames=5)
+    assert caught.value.argument == "root" and str(damaged) in caught.value.message
+    Validator(root, "val", 2017, ["b" if damage is _small_mask else "a"], max_frames=5)  # the other one is fine
+    run = tmp_path / "run"
+    assert main(["pretrain", "--data", str(davis), "--out", str(run), "--validate", str(root)]) == 2
+    assert capsys.readouterr().err.strip().endswith(f"error: --validate: {caught.value.message}")
+    assert not run.exists()
+
+
+def test_frames_past_max_frames_are_neither_checked_nor_read(davis, tmp_path):
+    root, _ = _damaged_copy(davis, tmp_path, lambda root: _truncated_frame(root))
+    validator = Validator(root, "val", 2017, ["b"], max_frames=4)  # frame 4 is the fifth
+    assert validator.score(Oracle(root)).JF == 1.0

@@ -14,8 +14,12 @@ dataset's year rule: 2016 masks are 0/255 with ``> 127`` the one object
 
 Everything that can be checked without decoding every frame is checked by
 :func:`discover_annotated`, before a run writes anything: the folders, the
-requested sequences, that masks exist, and the first mask's size against its
-frame. A mask of another size found later is a ``ValueError`` naming it.
+requested sequences, that masks exist, that each video's first mask is in the
+format of the year given (else the year hint of
+:meth:`~mast.data.davis.DavisDataset.read_first_ids`), and the first mask's size
+against its frame. A frame or mask found damaged later (:meth:`AnnotatedVideo.read`) is a
+:class:`~mast.data.samples.DamagedFile` naming it, which the training datasets
+replace (:mod:`mast.data.samples`).
 """
 from __future__ import annotations
 
@@ -31,6 +35,7 @@ import torch
 from mast.common.errors import ArgumentError, MissingPathError
 from mast.data.davis import YEARS, DavisDataset
 from mast.data.frames import image_files
+from mast.data.samples import DamagedFile, read_checked
 from mast.data.video import read_image
 
 logger = logging.getLogger(__name__)
@@ -58,19 +63,26 @@ class AnnotatedVideo:
         return len(self.frame_paths)
 
     def read_mask(self, index: int) -> torch.Tensor:
-        """``(H, W)`` long object ids of annotated frame ``index`` (0 = background)."""
-        return torch.from_numpy(self.dataset.read_ids(self.mask_paths[index]).astype(np.int64))
+        """``(H, W)`` long object ids of annotated frame ``index`` (0 = background).
+
+        Raises:
+            DamagedFile: the mask is missing or does not read.
+        """
+        ids = read_checked(self.mask_paths[index], self.dataset.read_ids)
+        return torch.from_numpy(ids.astype(np.int64))
 
     def read(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Annotated frame ``index``: ``(3, H, W)`` RGB in ``[0, 1]`` and its ``(H, W)`` long ids.
 
         Raises:
-            ValueError: the frame does not decode, or its mask has another size (names the file).
+            DamagedFile: (a ``ValueError`` naming the file) the frame does not decode or is cut
+                short, or its mask does not read or has another size.
         """
-        frame, ids = read_image(self.frame_paths[index]), self.read_mask(index)
+        frame, ids = read_checked(self.frame_paths[index], read_image), self.read_mask(index)
         if tuple(ids.shape) != tuple(frame.shape[-2:]):
-            raise ValueError(f"{self.mask_paths[index]}: mask is {ids.shape[1]}x{ids.shape[0]} but its frame "
-                             f"{self.frame_paths[index].name} is {frame.shape[-1]}x{frame.shape[-2]}")
+            raise DamagedFile(self.mask_paths[index], f"mask is {ids.shape[1]}x{ids.shape[0]} but its frame "
+                                                      f"{self.frame_paths[index].name} is "
+                                                      f"{frame.shape[-1]}x{frame.shape[-2]}")
         return frame, ids
 
 
@@ -82,8 +94,11 @@ def discover_annotated(root: PathLike, sequences: list[str] | None = None, year:
 
     Raises:
         FileNotFoundError: ``root`` or a requested sequence does not exist.
+        ArgumentError: (of ``year``) a first mask in the other year's format (2016: object
+            ids and nothing above 127; 2017: only 0 and 255), with the year to give.
         ValueError: one line naming the folder or file: no ``JPEGImages``/``Annotations``,
-            no masks, a first mask of another size than its frame, no usable video.
+            no masks, a first frame that does not decode or a first mask of another size
+            than its frame, no usable video.
     """
     if year not in YEARS:
         raise ArgumentError("year", f"must be 2016 or 2017, got {year}")
@@ -146,8 +161,15 @@ def _annotated_video(dataset: DavisDataset, name: str, requested: bool) -> Annot
         return None
     video = AnnotatedVideo(name, tuple(frame_paths[s] for s in stems),
                            tuple(dataset.mask_path(name, s) for s in stems), dataset)
+    dataset.read_first_ids(video.mask_paths[0])  # masks of the other year's format: the year hint, now
     video.read(0)  # the first frame decodes and its mask has its size
     return video
+
+
+def masks_hint(videos: list[AnnotatedVideo]) -> str:
+    """What to check when no training sample can be drawn from ``videos`` (the end of a message)."""
+    return f"check the frames and masks under {videos[0].dataset.root} (year 2016 reads 0/255 masks, " \
+           "2017 object ids)"
 
 
 def draw_frames(videos: list[AnnotatedVideo], count: int, max_gap: int,

@@ -29,6 +29,14 @@ from mast.models.protocol import COSINE, DOT, PRESETS, PropagationKnobs
 OBJECTIVES = ("lab-huber", "kmeans-ce", "mask-ce")
 T = TypeVar("T")
 
+#: The largest side of a training crop, in pixels (``data.size``). A crop is cut from a frame
+#: and resized to this side, so a side larger than the frame only upsamples it (no detail is
+#: gained) while memory grows with its square: the clip alone is ``batch x frames x 3 x size^2``
+#: floats (2.4 GB at 2048 for 24 pairs), the backbone's activations many times that. 2048 is
+#: above the longer side of full-HD video (1920), the largest footage training usually reads,
+#: so no crop at a frame's own resolution is refused; the recipes train at 256.
+MAX_CROP_SIZE = 2048
+
 
 @dataclass(frozen=True)
 class ObjectiveConfig:
@@ -67,7 +75,7 @@ class DataConfig:
     """Clips: their size, augmentation and loading.
 
     Attributes:
-        size: side of the square training crops, in pixels.
+        size: side of the square training crops, in pixels (at most :data:`MAX_CROP_SIZE`).
         frame_stride: use every n-th frame of a video.
         scale: ``(low, high)`` area fractions of the random crops.
         hflip: probability of a horizontal flip.
@@ -83,7 +91,8 @@ class DataConfig:
     workers: int = 2
 
     def __post_init__(self) -> None:
-        require(self.size >= 1, "size", "must be an integer >= 1 (pixels)", self.size)
+        require(1 <= self.size <= MAX_CROP_SIZE, "size", f"must be an integer of pixels in 1..{MAX_CROP_SIZE} "
+                "(a larger crop only upsamples the frames, at a memory cost that grows with its square)", self.size)
         require(self.frame_stride >= 1, "frame_stride", "must be an integer >= 1", self.frame_stride)
         require(len(self.scale) == 2 and 0 < self.scale[0] <= self.scale[1] <= 1, "scale",
                 "must be [low, high] with 0 < low <= high <= 1", self.scale)

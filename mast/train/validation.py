@@ -9,16 +9,21 @@ product or cosine similarity, docs/algorithm.md §5); each is scored and the
 best one is what the saved model is meant to be used with.
 
 Frames are read from disk at every validation; the ground truth is read once.
+Everything a validation reads is checked when the validator is made, before
+training: a first mask with no object, a frame that does not decode whole or a
+mask of another size would otherwise be found only at the first validation.
 """
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mast.common.errors import ArgumentError
+from mast.common.errors import ArgumentError, MissingPathError
 from mast.data.davis import DavisDataset
 from mast.eval.davis import evaluate_sequence, global_statistics, present_ids, scored_ids
 from mast.eval.propagate import PropagationInput, track_ids
@@ -67,8 +72,11 @@ class Validator:
         min_delta: a smaller gain is noise: not a new best, and no reason to go on.
 
     Raises:
-        FileNotFoundError / ValueError: a missing split, sequence or mask (named), a
-            sequence with fewer than 3 frames to score.
+        ArgumentError: (of ``root``, ``split``, ``year``, ``sequences``; a ``ValueError``, and a
+            ``FileNotFoundError`` for a missing path) one line naming the file: a missing split,
+            sequence or mask, a sequence with fewer than 3 frames to score, a first mask with no
+            object, a frame that does not decode whole, a mask of another size than its frame.
+            Every frame and mask a validation reads is checked here, before training starts.
     """
 
     def __init__(self, root: str | os.PathLike, split: str = "val", year: int = 2017,
@@ -83,7 +91,9 @@ class Validator:
                              f"got {patience} and {min_delta}")
         self.dataset, self.every, self.max_frames = DavisDataset.at(root, year), every, max_frames
         self.patience, self.min_delta = patience, min_delta
-        self.sequences = [self._load(item) for item in davis_inputs(root, split, year, sequences)]
+        with _as_root_errors():
+            inputs = davis_inputs(root, split, year, sequences)
+        self.sequences = [self._load(item) for item in inputs]
         self.names = [sequence.item.name for sequence in self.sequences]
 
     @classmethod
@@ -95,16 +105,32 @@ class Validator:
                    settings.patience, settings.min_delta)
 
     def _load(self, item: PropagationInput) -> _Sequence:
+        """One sequence, checked whole now rather than at the first validation, after training:
+        its first mask holds an object, and every frame it scores decodes and has its mask's size."""
         stems = [path.stem for path in self.dataset.frame_paths(item.name)][:self.max_frames]
         if len(stems) < 3:
-            raise ValueError(f"validation sequence {item.name} has {len(stems)} frames; 3 or more are needed")
-        truth = []
-        for stem in stems:
-            path = self.dataset.mask_path(item.name, stem)
-            if not path.is_file():
-                raise FileNotFoundError(f"validation ground truth missing: {path}")
-            truth.append(self.dataset.read_ids(path))
+            raise ArgumentError("sequences", f"validation sequence {item.name} has {len(stems)} frames; "
+                                             "3 or more are needed")
+        if not item.first_ids.any():
+            raise ArgumentError("root", f"{item.first_source}: the first mask of validation sequence {item.name} "
+                                        "holds no object (all background)")
+        truth = [self._ground_truth(item.name, stem) for stem in stems]
+        with _as_root_errors():
+            # The project's frame reader, each frame decoded whole: a cut-short file fails here, not mid-run.
+            for ids, (stem, frame) in zip(truth, item.frames()):  # truth first: no frame past the last is read
+                if ids.shape != tuple(frame.shape[-2:]):
+                    raise ArgumentError("root", f"{self.dataset.mask_path(item.name, stem)}: mask is "
+                                                f"{ids.shape[1]}x{ids.shape[0]} but its frame is "
+                                                f"{frame.shape[-1]}x{frame.shape[-2]}")
         return _Sequence(item, stems, truth)
+
+    def _ground_truth(self, name: str, stem: str) -> np.ndarray:
+        """``(H, W)`` object ids of the mask of frame ``stem``."""
+        path = self.dataset.mask_path(name, stem)
+        if not path.is_file():
+            raise MissingPathError("root", f"validation ground truth missing: {path}")
+        with _as_root_errors():
+            return self.dataset.read_ids(path)
 
     def score(self, tracker: Tracker) -> Score:
         """``tracker`` on every sequence: J and F as ``mast evaluate``'s global table has them
@@ -122,7 +148,21 @@ class Validator:
 
     def _score_sequence(self, tracker: Tracker, sequence: _Sequence) -> dict[str, np.ndarray]:
         """``{"J": (K, T), "F": (K, T)}`` of one sequence's K objects, from the writer's own masks."""
-        frames = (frame for (_, frame), _ in zip(sequence.item.frames(), sequence.stems))
+        frames = (frame for _, (_, frame) in zip(sequence.stems, sequence.item.frames()))
         predictions = list(track_ids(tracker, frames, sequence.item.first_ids, sequence.item.first_source))
         return evaluate_sequence(sequence.ground_truth, predictions, object_ids=self._objects(sequence))
 
+
+
+@contextlib.contextmanager
+def _as_root_errors() -> Iterator[None]:
+    """A damaged or missing file of the validation data as an error of ``root`` (the folder given);
+    errors that already name their argument pass unchanged."""
+    try:
+        yield
+    except ArgumentError:
+        raise
+    except FileNotFoundError as error:
+        raise MissingPathError("root", str(error)) from None
+    except ValueError as error:
+        raise ArgumentError("root", str(error)) from None

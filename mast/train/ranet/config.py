@@ -10,14 +10,15 @@ from dataclasses import dataclass, field
 from mast.common.config import require
 from mast.models.backbone import BackboneConfig
 from mast.models.ranet.model import RANetConfig
-from mast.train.config import PhaseConfig, RunConfig
+from mast.train.config import MAX_CROP_SIZE, PhaseConfig, RunConfig
 from mast.train.ranet.losses import MASK_LOSSES
 
 
 @dataclass(frozen=True)
 class RANetDataConfig:
     """Attributes:
-        size: ``(height, width)`` of the training samples, in pixels.
+        size: ``(height, width)`` of the training samples, in pixels (each at most
+            :data:`~mast.train.config.MAX_CROP_SIZE`).
         frames: 3: ``M_{t-1}`` is the mask of an annotated frame between template and current
             frame; 2: the current frame's own mask (both perturbed).
         max_gap: the frames of a sample are at most this many annotated frames apart.
@@ -40,8 +41,9 @@ class RANetDataConfig:
     workers: int = 2
 
     def __post_init__(self) -> None:
-        require(len(self.size) == 2 and min(self.size) >= 16, "size", "must be [height, width], each >= 16 pixels",
-                self.size)
+        require(len(self.size) == 2 and 16 <= min(self.size) and max(self.size) <= MAX_CROP_SIZE, "size",
+                f"must be [height, width], each in 16..{MAX_CROP_SIZE} pixels (a larger sample only upsamples "
+                "the frames, at a memory cost that grows with its area)", self.size)
         require(self.frames in (2, 3), "frames", "must be 2 or 3", self.frames)
         require(self.max_gap >= 1, "max_gap", "must be an integer >= 1", self.max_gap)
         require(len(self.scale) == 2 and 0 < self.scale[0] <= self.scale[1] <= 1, "scale",

@@ -13,20 +13,19 @@ No static images: every sample is a real video's frames.
 All frames of a sample share one random crop (``scale``: its area fraction of
 the largest crop of ``size``'s aspect) and flip, resized to ``size``
 (bilinear for frames, nearest for masks). Item ``i`` of a phase depends only
-on ``(seed, phase, i)``; a frame that does not decode (or a mask of the wrong
-size) is skipped with a warning naming it and the item is drawn again
-(``skipped_clips`` counts that).
+on ``(seed, phase, i)``; a sample that reads a damaged frame or mask is
+replaced by another, counted in ``skipped_clips`` (:mod:`mast.data.samples`).
 """
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from mast.data.annotated import AnnotatedVideo, draw_frames
+from mast.data.annotated import AnnotatedVideo, draw_frames, masks_hint
 from mast.data.clips import item_generator
+from mast.data.samples import Redraw, SampleDrawer
 from mast.train.ranet.config import RANetDataConfig
 
 #: Draws of one item before giving up (frames that do not decode, templates without an object).
@@ -82,6 +81,7 @@ class RANetDataset(torch.utils.data.Dataset):
     def __init__(self, videos: list[AnnotatedVideo], samples: int, config: RANetDataConfig, seed: int,
                  phase: int) -> None:
         self.videos, self.samples, self.config, self.seed, self.phase = videos, samples, config, seed, phase
+        self.drawer = SampleDrawer(MAX_DRAWS, masks_hint(videos))
 
     def __len__(self) -> int:
         return self.samples
@@ -89,26 +89,20 @@ class RANetDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         if not 0 <= index < self.samples:
             raise IndexError(f"sample index {index} out of range for {self.samples} samples")
-        skipped, problems = 0, []
-        for attempt in range(MAX_DRAWS):
-            generator = item_generator(self.seed, self.phase, index, attempt)
-            video_index, indices = draw_frames(self.videos, self.config.frames, self.config.max_gap, generator)
-            video = self.videos[video_index]
-            try:
-                frames, ids = zip(*(video.read(i) for i in indices))
-            except (ValueError, FileNotFoundError) as error:
-                warnings.warn(f"skipping a sample of {video.name}: {error}; drawing another", RuntimeWarning,
-                              stacklevel=2)
-                skipped += 1
-                problems.append(str(error))
-                continue
-            item = self._sample(torch.stack(frames), torch.stack(ids), generator)
-            if item is not None:
-                item.update(video=video.name, skipped_clips=skipped)
-                return item
-            problems.append(f"{video.name}: no object in the template crop")
-        raise ValueError(f"{MAX_DRAWS} draws of training sample {index} in a row failed (the last: {problems[-1]}); "
-                         "check the training masks (year 2016 reads 0/255 masks, 2017 object ids)")
+        item, skipped = self.drawer.draw(index, lambda attempt: self._draw(index, attempt))
+        return {**item, "skipped_clips": skipped}
+
+    def _draw(self, index: int, attempt: int) -> dict[str, Any]:
+        """The sample of draw ``attempt`` of item ``index``. Raises DamagedFile, or Redraw when the
+        template crop holds no object."""
+        generator = item_generator(self.seed, self.phase, index, attempt)
+        video_index, indices = draw_frames(self.videos, self.config.frames, self.config.max_gap, generator)
+        video = self.videos[video_index]
+        frames, ids = zip(*(video.read(i) for i in indices))
+        item = self._sample(torch.stack(frames), torch.stack(ids), generator)
+        if item is None:
+            raise Redraw(f"{video.name}: no object in the template crop")
+        return {**item, "video": video.name}
 
     def _sample(self, frames: torch.Tensor, ids: torch.Tensor, generator: torch.Generator) -> dict[str, Any] | None:
         """Frames ``(N, 3, H, W)`` and ids ``(N, H, W)`` -> an item, or None when the template crop has no object."""

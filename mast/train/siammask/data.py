@@ -4,7 +4,10 @@ A pair is two annotated frames of one video (at most ``data.max_gap`` annotated
 frames apart) and one object visible in both: the exemplar is cropped around
 the object in the first frame, the search region around it in the second
 (context rule, 127 / 255 pixels, mean padding, through
-:func:`mast.ops.crops.square_crop`), each jittered as in the paper.
+:func:`mast.ops.crops.square_crop`), each jittered as in the paper. Item ``i``
+of a phase depends only on ``(seed, phase, i)``; a pair that reads a damaged
+frame or mask is replaced by another, counted in ``skipped_clips``
+(:mod:`mast.data.samples`).
 """
 from __future__ import annotations
 
@@ -12,13 +15,14 @@ from typing import Any
 
 import torch
 
-from mast.data.annotated import AnnotatedVideo, draw_frames
+from mast.data.annotated import AnnotatedVideo, draw_frames, masks_hint
 from mast.data.clips import item_generator
+from mast.data.samples import Redraw, SampleDrawer
 from mast.models.siammask.geometry import EXEMPLAR_SIZE, SEARCH_SIZE, exemplar_side, minmax_box, search_side
 from mast.ops.crops import square_crop
 from mast.train.siammask.config import SiamMaskDataConfig
 
-#: Draws of a training pair before a sample gives up finding an object visible in both frames.
+#: Draws of a training pair in a row (damaged files, no object visible in both frames) before a sample gives up.
 MAX_DRAWS = 50
 
 
@@ -56,35 +60,43 @@ class PairDataset(torch.utils.data.Dataset):
     def __init__(self, videos: list[AnnotatedVideo], samples: int, seed: int, phase: int,
                  data: SiamMaskDataConfig) -> None:
         self.videos, self.samples, self.seed, self.phase, self.data = videos, samples, seed, phase, data
+        self.drawer = SampleDrawer(MAX_DRAWS, masks_hint(videos))
 
     def __len__(self) -> int:
         return self.samples
 
     def __getitem__(self, index: int) -> dict[str, Any]:
+        """Item ``index``; a pair that reads a damaged file is replaced (:mod:`mast.data.samples`),
+        ``skipped_clips`` counts the replaced pairs."""
+        if not 0 <= index < self.samples:
+            raise IndexError(f"sample index {index} out of range for {self.samples} samples")
+        item, skipped = self.drawer.draw(index, lambda attempt: self._pair(index, attempt))
+        return {**item, "skipped_clips": skipped}
+
+    def _pair(self, index: int, attempt: int) -> dict[str, torch.Tensor]:
+        """The pair of draw ``attempt`` of item ``index``. Raises DamagedFile, or Redraw when no
+        object has ``min_pixels`` in both frames."""
         data = self.data
-        for draw in range(MAX_DRAWS):
-            generator = item_generator(self.seed, self.phase, index, draw)
-            number, (first, second) = draw_frames(self.videos, 2, data.max_gap, generator)
-            video = self.videos[number]
-            (frame_a, ids_a), (frame_b, ids_b) = video.read(first), video.read(second)
-            common = [int(i) for i in torch.unique(ids_a) if i != 0
-                      and int((ids_a == i).sum()) >= data.min_pixels and int((ids_b == i).sum()) >= data.min_pixels]
-            if not common:
-                continue
-            target = common[int(torch.randint(len(common), (1,), generator=generator))]
-            box_a, box_b = minmax_box(ids_a == target), minmax_box(ids_b == target)
-            exemplar, _, _ = jittered_crop(frame_a, box_a, float(exemplar_side(box_a[2], box_a[3])), EXEMPLAR_SIZE,
-                                           data.exemplar_shift, data.exemplar_scale, generator)
-            search, box, mask = jittered_crop(frame_b, box_b, float(search_side(box_b[2], box_b[3])), SEARCH_SIZE,
-                                              data.search_shift, data.search_scale, generator, mask=ids_b == target)
-            return {"exemplar": exemplar, "search": search, "search_mask": mask, "box": box}
-        raise ValueError(f"no object with {data.min_pixels}+ mask pixels in two frames of a pair after "
-                         f"{MAX_DRAWS} draws (last: {self.videos[number].name}); check the masks under "
-                         f"{self.videos[number].mask_paths[0].parent.parent}")
+        generator = item_generator(self.seed, self.phase, index, attempt)
+        number, (first, second) = draw_frames(self.videos, 2, data.max_gap, generator)
+        video = self.videos[number]
+        (frame_a, ids_a), (frame_b, ids_b) = video.read(first), video.read(second)
+        common = [int(i) for i in torch.unique(ids_a) if i != 0
+                  and int((ids_a == i).sum()) >= data.min_pixels and int((ids_b == i).sum()) >= data.min_pixels]
+        if not common:
+            raise Redraw(f"{video.name}: no object with {data.min_pixels}+ mask pixels in both frames of a pair")
+        target = common[int(torch.randint(len(common), (1,), generator=generator))]
+        box_a, box_b = minmax_box(ids_a == target), minmax_box(ids_b == target)
+        exemplar, _, _ = jittered_crop(frame_a, box_a, float(exemplar_side(box_a[2], box_a[3])), EXEMPLAR_SIZE,
+                                       data.exemplar_shift, data.exemplar_scale, generator)
+        search, box, mask = jittered_crop(frame_b, box_b, float(search_side(box_b[2], box_b[3])), SEARCH_SIZE,
+                                          data.search_shift, data.search_scale, generator, mask=ids_b == target)
+        return {"exemplar": exemplar, "search": search, "search_mask": mask, "box": box}
 
 
 def collate_pairs(items: list[dict[str, Any]]) -> dict[str, Any]:
-    """A batch of :class:`PairDataset` items (no item is ever replaced: ``skipped_clips`` 0)."""
-    batch = {key: torch.stack([item[key] for item in items]) for key in items[0]}
-    batch["skipped_clips"] = 0
+    """A batch of :class:`PairDataset` items: the tensors stacked, ``skipped_clips`` their sum."""
+    batch: dict[str, Any] = {key: torch.stack([item[key] for item in items]) for key in items[0]
+                             if key != "skipped_clips"}
+    batch["skipped_clips"] = sum(item["skipped_clips"] for item in items)
     return batch
