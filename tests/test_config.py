@@ -34,7 +34,7 @@ def _knobs(**set_knobs) -> dict:
     return {**dict.fromkeys(KNOB_NAMES), **set_knobs}
 
 
-NEW_KEYS = {"model": {"in_channels": 3},
+NEW_KEYS = {"model": {"in_channels": 3, "stem_pool": False, "padding_mode": "zeros", "stages": 4, "head": True},
             "engine": {"max_dilation": 4, "roi_localisation": True, "tile_elements": None},
             "propagation": _knobs(),
             "validation": {"every": 500, "max_frames": 40, "preset": "quick",

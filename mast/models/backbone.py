@@ -3,8 +3,11 @@
 MAST's configuration (docs/algorithm.md §1): conv1 7x7 stride 2 without max-pool,
 layer2 stride 2, layers 3-4 stride 1 -> output stride 4, 256 channels, then a
 3x3 conv to 64-d features. ``output_stride=8`` strides layer3 as well (the
-Siamese baselines and the CRW protocol). Every model of the library builds on
-this module, so comparisons between them are like for like.
+Siamese baselines). The published networks read by :mod:`mast.models.published`
+(docs/models.md) are this module under other settings: CRW's is a torchvision
+ResNet-18 (max-pool after conv1, reflect padding, no layer4, no 3x3 head). Every
+model of the library builds on this module, so comparisons between them are like
+for like.
 """
 from __future__ import annotations
 
@@ -23,18 +26,27 @@ from mast.models.protocol import PropagationKnobs
 
 RGB_MEAN = (0.485, 0.456, 0.406)
 RGB_STD = (0.229, 0.224, 0.225)
+#: The colour spaces :meth:`ResNetBackbone.prepare` converts RGB frames to.
+COLOUR_SPACES = ("lab", "rgb", "rgb01")
 
 
 @dataclass(frozen=True)
 class BackboneConfig:
     """Attributes:
-    colour_space: "lab" (MAST: normalised LAB) or "rgb" (ImageNet-style normalised RGB);
-        :meth:`ResNetBackbone.prepare` converts RGB frames accordingly.
+    colour_space: "lab" (MAST: normalised LAB), "rgb" (ImageNet-style normalised RGB) or
+        "rgb01" (RGB in [0, 1] as it is: CorrFlow); :meth:`ResNetBackbone.prepare` converts
+        RGB frames accordingly.
     in_channels: 3 for LAB or RGB frames.
-    output_stride: 4 (MAST) or 8.
-    feature_dim: channels of the output features (64 in MAST).
+    output_stride: 4 (MAST) or 8; with ``stem_pool`` 8 or 16.
+    feature_dim: channels of the output features (64 in MAST); without ``head`` it must be
+        the width of the last stage used.
     widths: channels of layer1..layer4.
     blocks: basic blocks per layer (2, 2, 2, 2 is ResNet-18).
+    stem_pool: a 3x3 stride-2 max-pool after conv1, as in torchvision's ResNet (CRW).
+    padding_mode: "zeros" or "reflect" (CRW), for every padded convolution.
+    stages: how many of layer1..layer4 run (3: layer4 dropped, as CRW's evaluation does).
+    head: the 3x3 convolution to ``feature_dim`` channels after the last stage (MAST's
+        ``post_convolution``); without it the features are the last stage's output.
     """
 
     colour_space: str = "lab"
@@ -43,11 +55,21 @@ class BackboneConfig:
     feature_dim: int = 64
     widths: tuple[int, int, int, int] = (64, 128, 256, 256)
     blocks: tuple[int, int, int, int] = (2, 2, 2, 2)
+    stem_pool: bool = False
+    padding_mode: str = "zeros"
+    stages: int = 4
+    head: bool = True
 
     def __post_init__(self) -> None:
         # FieldError (a ValueError) names the field, so a config file's error names model.widths.
-        require(self.colour_space in ("lab", "rgb"), "colour_space", "must be lab or rgb", self.colour_space)
-        require(self.output_stride in (4, 8), "output_stride", "must be 4 or 8", self.output_stride)
+        require(self.colour_space in COLOUR_SPACES, "colour_space", f"must be {' or '.join(COLOUR_SPACES)}",
+                self.colour_space)
+        base = self.stem_stride * 2  # layer2 strides by 2
+        require(self.output_stride in (base, 2 * base), "output_stride", f"must be {base} or {2 * base}",
+                self.output_stride)
+        require(self.padding_mode in ("zeros", "reflect"), "padding_mode", "must be zeros or reflect",
+                self.padding_mode)
+        require(self.stages in (3, 4), "stages", "must be 3 or 4 (layer1..layer3 or ..layer4)", self.stages)
         require(self.feature_dim >= 1, "feature_dim", "must be >= 1", self.feature_dim)
         require(self.in_channels >= 1, "in_channels", "must be >= 1", self.in_channels)
         # zip() over four layers would silently drop a fifth width; a 0-block layer would still build one block.
@@ -56,16 +78,30 @@ class BackboneConfig:
                     values)
         object.__setattr__(self, "widths", tuple(self.widths))
         object.__setattr__(self, "blocks", tuple(self.blocks))
+        if not self.head:
+            require(self.feature_dim == self.widths[self.stages - 1], "feature_dim",
+                    f"must be the width of layer{self.stages} without a head", self.feature_dim)
+
+    @property
+    def stem_stride(self) -> int:
+        """The stride after conv1 (and the max-pool, if any)."""
+        return 4 if self.stem_pool else 2
+
+    @property
+    def layer_strides(self) -> tuple[int, ...]:
+        """The strides of the layers that run (layer3 strides when ``output_stride`` asks for it)."""
+        layer3 = self.output_stride // (self.stem_stride * 2)
+        return (1, 2, layer3, 1)[: self.stages]
 
 
 class BasicBlock(nn.Module):
     """Two 3x3 convs with a residual connection (ResNet-18/34 block)."""
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int = 1) -> None:
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1, padding_mode: str = "zeros") -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False)
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False, padding_mode=padding_mode)
         self.bn1 = nn.BatchNorm2d(out_channels)
-        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False, padding_mode=padding_mode)
         self.bn2 = nn.BatchNorm2d(out_channels)
         self.relu = nn.ReLU(inplace=True)
         self.shortcut = nn.Identity()
@@ -92,20 +128,19 @@ class ResNetBackbone(nn.Module):
         super().__init__()
         self.config = config or BackboneConfig()
         cfg = self.config
-        self.stem = nn.Sequential(
-            nn.Conv2d(cfg.in_channels, cfg.widths[0], 7, 2, 3, bias=False),
-            nn.BatchNorm2d(cfg.widths[0]),
-            nn.ReLU(inplace=True),
-        )
-        strides = (1, 2, 2 if cfg.output_stride == 8 else 1, 1)
+        pad = cfg.padding_mode
+        stem = [nn.Conv2d(cfg.in_channels, cfg.widths[0], 7, 2, 3, bias=False, padding_mode=pad),
+                nn.BatchNorm2d(cfg.widths[0]), nn.ReLU(inplace=True)]
+        # The max-pool holds no weights, so the stem's state-dict keys are the same with or without it.
+        self.stem = nn.Sequential(*stem, *([nn.MaxPool2d(3, 2, 1)] if cfg.stem_pool else []))
         layers, in_channels = [], cfg.widths[0]
-        for width, count, stride in zip(cfg.widths, cfg.blocks, strides):
-            blocks = [BasicBlock(in_channels, width, stride)]
-            blocks += [BasicBlock(width, width) for _ in range(count - 1)]
+        for width, count, stride in zip(cfg.widths, cfg.blocks, cfg.layer_strides):
+            blocks = [BasicBlock(in_channels, width, stride, pad)]
+            blocks += [BasicBlock(width, width, padding_mode=pad) for _ in range(count - 1)]
             layers.append(nn.Sequential(*blocks))
             in_channels = width
         self.layers = nn.ModuleList(layers)
-        self.head = nn.Conv2d(in_channels, cfg.feature_dim, 3, 1, 1)
+        self.head = nn.Conv2d(in_channels, cfg.feature_dim, 3, 1, 1, padding_mode=pad) if cfg.head else nn.Identity()
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -119,7 +154,8 @@ class ResNetBackbone(nn.Module):
                 nn.init.zeros_(module.bias)
 
     def stages(self, frames: torch.Tensor) -> list[torch.Tensor]:
-        """Outputs of layer1..layer4: strides 2, 4, 4 (8), 4 (8)."""
+        """Outputs of the layers that run (layer1..layer4): strides 2, 4, 4 (8), 4 (8), each
+        doubled with ``stem_pool``."""
         x = self.stem(frames)
         outputs = []
         for layer in self.layers:
@@ -131,6 +167,8 @@ class ResNetBackbone(nn.Module):
         """RGB frames ``(B, 3, H, W)`` in ``[0, 1]`` -> the normalised input this backbone expects."""
         if self.config.colour_space == "lab":
             return normalize_lab(rgb_to_lab(rgb))
+        if self.config.colour_space == "rgb01":
+            return rgb
         mean = torch.tensor(RGB_MEAN, device=rgb.device, dtype=rgb.dtype).view(1, 3, 1, 1)
         std = torch.tensor(RGB_STD, device=rgb.device, dtype=rgb.dtype).view(1, 3, 1, 1)
         return (rgb - mean) / std
@@ -187,14 +225,21 @@ class ResNetBackbone(nn.Module):
     @classmethod
     def from_payload(cls, payload: Any, path: str | os.PathLike) -> "ResNetBackbone":
         """The backbone of a loaded :meth:`save` payload (``path`` names it in errors)."""
-        if not isinstance(payload, dict) or "state_dict" not in payload or "backbone_config" not in payload:
-            raise ValueError(f"{path} is not a mast backbone checkpoint (no backbone_config/state_dict)")
-        if "format" in payload:  # a supervised baseline's model.pt, which holds a backbone among its weights
-            name = str(payload["format"]).removeprefix("mast-")
-            raise ValueError(f"{path} is the model.pt of a {name} run, not a backbone; track it as model {name}")
-        model = cls(saved_backbone_config(payload["backbone_config"], path))
-        load_weights(model, payload["state_dict"], path)
+        config, state = backbone_payload(payload, path)
+        model = cls(config)
+        load_weights(model, state, path)
         return model
+
+
+def backbone_payload(payload: Any, path: str | os.PathLike) -> tuple[BackboneConfig, Any]:
+    """The config and weights of a loaded :meth:`ResNetBackbone.save` payload, or a one-line
+    ValueError naming ``path`` when it is not one."""
+    if not isinstance(payload, dict) or "state_dict" not in payload or "backbone_config" not in payload:
+        raise ValueError(f"{path} is not a mast backbone checkpoint (no backbone_config/state_dict)")
+    if "format" in payload:  # a supervised baseline's model.pt, which holds a backbone among its weights
+        name = str(payload["format"]).removeprefix("mast-")
+        raise ValueError(f"{path} is the model.pt of a {name} run, not a backbone; track it as model {name}")
+    return saved_backbone_config(payload["backbone_config"], path), payload["state_dict"]
 
 
 def load_weights(model: nn.Module, state: Any, path: str | os.PathLike) -> None:

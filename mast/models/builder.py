@@ -21,6 +21,7 @@ from mast.models.backbone import ResNetBackbone
 from mast.models.extractors import BackboneExtractor
 from mast.models.propagation import Propagator
 from mast.models.protocol import KNOB_NAMES, PropagationConfig, PropagationKnobs
+from mast.models.published import load_any
 from mast.models.ranet.tracker import RANetTracker
 from mast.models.siammask.tracker import SiamMaskTracker
 from mast.models.tracker import Tracker
@@ -104,7 +105,9 @@ def load_tracker(model: str = "mast", checkpoint: Checkpoint = None, preset: str
 
 
 def load_backbone(path: str | os.PathLike, device: str | torch.device = "cpu") -> ResNetBackbone:
-    """The backbone of a ``backbone.pt``, in eval mode: ``.extract(frame)`` turns an RGB uint8
-    ``(H, W, 3)`` frame into ``(C, ceil(H/s), ceil(W/s))`` features, ``.stride`` is ``s`` and
-    ``.channels`` is ``C``."""
-    return ResNetBackbone.from_checkpoint(path, resolve_device(device)).eval()
+    """The backbone of a ``backbone.pt`` or of a published checkpoint (MAST, CorrFlow, CRW, a
+    torchvision ResNet-18/34: docs/models.md), in eval mode: ``.extract(frame)`` turns an RGB
+    uint8 ``(H, W, 3)`` frame into ``(C, ceil(H/s), ceil(W/s))`` features after the
+    checkpoint's own colour conversion, ``.stride`` is ``s`` and ``.channels`` is ``C``."""
+    device = resolve_device(device)
+    return load_any(path, device).backbone(path).to(device).eval()

@@ -11,11 +11,11 @@ from typing import Protocol
 
 import torch
 
-from mast.common.checkpoints import load_checkpoint
 from mast.common.outputs import file_sha256
 from mast.models.backbone import ResNetBackbone
 from mast.models.pixel import lab_pixel_features, squared_distance_embedding
 from mast.models.protocol import PropagationKnobs
+from mast.models.published import load_any
 
 
 class FeatureExtractor(Protocol):
@@ -65,11 +65,11 @@ class BackboneExtractor:
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, device: torch.device | str = "cpu") -> "BackboneExtractor":
-        """A ``backbone.pt``, with the propagation knobs saved in it (if any) as :attr:`knobs`."""
-        payload = load_checkpoint(path, "backbone checkpoint", device)
-        backbone = ResNetBackbone.from_payload(payload, path).to(device)
+        """A ``backbone.pt`` or a published checkpoint (:mod:`mast.models.published`), with the
+        propagation knobs saved in it (a published one: its paper's protocol) as :attr:`knobs`."""
+        converted = load_any(path, device)
         # Named by content: results folders compare it to tell runs apart.
-        return cls(backbone, saved_knobs(payload, path), f"backbone:sha256:{file_sha256(path)}")
+        return cls(converted.backbone(path).to(device), converted.knobs, f"backbone:sha256:{file_sha256(path)}")
 
     @torch.no_grad()
     def __call__(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -80,11 +80,3 @@ class BackboneExtractor:
         self.backbone = self.backbone.to(device)
         return self
 
-
-def saved_knobs(payload: dict, path: str | os.PathLike) -> PropagationKnobs:
-    """The propagation knobs a ``backbone.pt`` payload was saved with (none: all unset)."""
-    saved = payload.get("propagation") or {}
-    try:
-        return PropagationKnobs.from_settings(dict(saved), str(path))
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"{path} holds invalid propagation settings {saved!r}: {error}") from error

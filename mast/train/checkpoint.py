@@ -24,6 +24,7 @@ from mast.common.files import atomic_write_text
 from mast.common.checkpoints import load_checkpoint, save_checkpoint
 from mast.common.errors import ArgumentError, MissingPathError
 from mast.models.backbone import BackboneConfig, ResNetBackbone, saved_backbone_config
+from mast.models.published import as_mast_payload
 
 CHECKPOINT_DIR = "checkpoints"
 LAST = "last.pt"
@@ -109,10 +110,11 @@ def read_resume_checkpoint(out_dir: Path) -> tuple[Path, dict[str, Any]]:
 
 
 def _read_init(path: Path) -> Any:
-    """The payload of checkpoint ``path`` given as a task's ``init``; a missing or unreadable
-    file is an :class:`~mast.common.errors.ArgumentError` of ``init``."""
+    """The payload of checkpoint ``path`` given as a task's ``init`` (a published one as the
+    ``backbone.pt`` payload it converts to); a missing or unreadable file is an
+    :class:`~mast.common.errors.ArgumentError` of ``init``."""
     try:
-        return load_checkpoint(path, "checkpoint")
+        return as_mast_payload(load_checkpoint(path, "checkpoint"), path)
     except FileNotFoundError as error:
         raise MissingPathError("init", str(error)) from error
     except ValueError as error:
