@@ -88,7 +88,7 @@ def test_two_models_give_evaluates_numbers_a_plot_and_a_page(workspace, one_thre
     assert plot.shape == (600, 900, 3) and (plot != 255).any()
     page = (out / "index.html").read_text()
     links = re.findall(r"src='([^']+)'", page)
-    assert "compare.png" in links and sum(link.endswith(tuple(".mp4 .webm".split())) for link in links) == 4
+    assert "compare.png" in links and sum(link.endswith((".mp4", ".webm")) for link in links) == 4
     assert all((out / link).is_file() for link in links) and "http" not in page
     assert all(f"<h2>{sequence}</h2>" in page for sequence in SEQUENCES) and "<table>" in page
 
@@ -145,6 +145,12 @@ def test_a_bad_models_file_is_one_line_and_nothing_is_written(workspace, capsys,
     error = capsys.readouterr().err
     assert error.startswith(f"mast compare: error: --models: {workspace / 'models.yaml'}") and message in error
     assert error.count("\n") == 1 and not (workspace / "out").exists()
+
+
+def test_help_shows_an_example_models_file(capsys):
+    with pytest.raises(SystemExit) as stopped:
+        main(["compare", "--help"])
+    assert stopped.value.code == 0 and "- name: pixels" in capsys.readouterr().out
 
 
 def test_supervision_comes_from_the_model_and_the_checkpoint(tmp_path):

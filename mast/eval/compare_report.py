@@ -80,7 +80,7 @@ def page_html(rows: list[dict], videos: dict[str, list[tuple[str, str | None, st
     """The page: the table, the plot, then per sequence the models' overlay videos side by side."""
     parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
              "<style>body{font-family:sans-serif;margin:1em}table{border-collapse:collapse;font-size:90%}"
-             "td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}tr.failed{color:#a00}"
+             "td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}td:nth-child(-n+4),td:last-child{text-align:left}tr.failed{color:#a00}"
              "tr.partial{color:#a60}.videos{display:flex;flex-wrap:wrap;gap:8px}figure{margin:0}"
              "video{height:200px}figcaption{text-align:center}.error{color:#a00;max-width:320px}</style>",
              f"</head><body><h1>{html.escape(title)}</h1>", "<h2>Table</h2>", _html_table(rows),
