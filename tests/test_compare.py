@@ -66,6 +66,8 @@ def test_two_models_give_evaluates_numbers_a_plot_and_a_page(workspace, one_thre
     rows = table(out)
     assert set(rows) == {(m, s) for m in ("pixels", "tiny") for s in (*SEQUENCES, "(all)")}
     for name in ("pixels", "tiny"):
+        record = json.loads((out / name / "run.json").read_text())  # a results folder as mast propagate makes
+        assert record["command"] == "propagate" and record["history"][-1]["argv"][:2] == ["mast", "compare"]
         assert main(["evaluate", "--davis", str(workspace / "DAVIS"), "--results", str(out / name),
                      "--processes", "1"]) == 0
         with open(out / name / "global_results-val.csv", newline="") as handle:

@@ -195,9 +195,10 @@ def reusable(row: Any, settings: Any, results: OutputFolder, overlays: OutputFol
 
 
 def run_model(comparison: Comparison, run: ModelRun, model: dict, save: Callable[[], None],
-              advance: Callable[[str], None]) -> None:
+              advance: Callable[[str], None], argv: list[str] | None = None) -> None:
     """Fills ``model`` (``{"settings", "supervision", "sequences": {name: row}}``) with a row per
-    sequence, reusing the rows that stand; ``save()`` after each new row, ``advance(label)`` after each."""
+    sequence, reusing the rows that stand; ``save()`` after each new row, ``advance(label)`` after
+    each; ``argv``: the command line the model's folders record (default ``sys.argv``)."""
     results, overlays = comparison.results(run), comparison.overlays(run)
     old_settings, rows = model.get("settings"), model.get("sequences")
     rows = rows if isinstance(rows, dict) else {}
@@ -206,9 +207,9 @@ def run_model(comparison: Comparison, run: ModelRun, model: dict, save: Callable
     for item in comparison.inputs:
         if not reusable(rows.get(item.name), old_settings, results, overlays, item.name):
             if not started:  # a model folder is written only when one of its rows is not reused
-                results.start({"sequences": [i.name for i in comparison.inputs]})
+                results.start({"argv": argv, "sequences": [i.name for i in comparison.inputs]})
                 overlays = comparison.overlays(run)  # the results folder may just have been cleared
-                overlays.start()
+                overlays.start({"argv": argv})
                 started = True
             rows[item.name] = run_row(comparison, run, item, results, overlays)
             save()
@@ -234,7 +235,7 @@ def run_comparison(comparison: Comparison, argv: list[str] | None = None,
     for run in comparison.runs:
         model = record.get(run.entry.name)
         record[run.entry.name] = model if isinstance(model, dict) else {}
-        run_model(comparison, run, record[run.entry.name], save, on_row or (lambda label: None))
+        run_model(comparison, run, record[run.entry.name], save, on_row or (lambda label: None), argv)
     save()
     rows = [row for run in comparison.runs for row in model_rows(comparison, run, record[run.entry.name])]
     write_reports(folder, rows, overlay_videos(comparison, record))
