@@ -16,7 +16,8 @@ from collections.abc import Iterator
 
 from mast._version import __version__
 
-SUBCOMMANDS = ("demo", "train", "centroids", "propagate", "evaluate", "visualize", "config", "info", "convert")
+SUBCOMMANDS = ("demo", "train", "centroids", "propagate", "evaluate", "visualize", "config", "info", "convert",
+               "compare")
 
 
 def build_parser() -> argparse.ArgumentParser:
