@@ -110,14 +110,14 @@ class FrameStream:
         name: sequence name (folder name or file stem).
         frames: callable returning a fresh iterator of ``(stem, (3, H, W) frame)`` pairs.
         num_frames: frame count as far as known.
-        location: the video file or frame folder.
+        frames_source: the video file or frame folder.
         identity: what identifies the files (see the module docstring), JSON-native values.
     """
 
     name: str
     frames: Callable[[], Iterator[tuple[str, torch.Tensor]]]
     num_frames: int
-    location: str = ""
+    frames_source: str = ""
     identity: dict = field(default_factory=dict)
 
     def size(self) -> tuple[int, int]:
@@ -194,7 +194,8 @@ def video_input(
 
 def _input(stream: FrameStream, ids: np.ndarray, mask_source: str) -> PropagationInput:
     identity = {**stream.identity, **_annotation_identity(ids)}
-    return PropagationInput(stream.name, stream.frames, ids, mask_source, stream.num_frames, identity, stream.location)
+    return PropagationInput(stream.name, stream.frames, ids, mask_source, stream.num_frames, identity,
+                            stream.frames_source)
 
 
 def davis_inputs(
