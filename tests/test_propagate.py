@@ -1,6 +1,8 @@
 """Label propagation: synthetic videos with known motion, inputs, bad input."""
 from __future__ import annotations
 
+import json
+import struct
 from pathlib import Path
 
 import cv2
@@ -110,13 +112,17 @@ def test_box_parsing_and_errors():
         box_to_ids((50, 50, 5, 5), 10, 10)
 
 
-def test_video_file_input(tmp_path):
-    frames, masks = translating_video(num_frames=6, height=96, width=96)
-    path = tmp_path / "clip.avi"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (96, 96))
+def write_video(path: Path, frames: torch.Tensor, fourcc: str) -> None:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), 10, (frames.shape[-1], frames.shape[-2]))
     for frame in frames:
         writer.write((frame.permute(1, 2, 0).numpy()[:, :, ::-1] * 255).round().astype(np.uint8))
     writer.release()
+
+
+def test_video_file_input(tmp_path):
+    frames, masks = translating_video(num_frames=6, height=96, width=96)
+    path = tmp_path / "clip.avi"
+    write_video(path, frames, "MJPG")
     write_palette_png(tmp_path / "first.png", masks[0].numpy().astype(np.uint8))
     item = video_input(path, first_mask=tmp_path / "first.png")
     config = PropagationConfig.preset("mast", PIXEL)
@@ -194,3 +200,69 @@ def test_streaming_memory_is_bounded_on_a_long_video():
             rss[t] = rss_mib()
     assert max(bank_sizes) <= config.policy.capacity
     assert rss[499] - rss[100] < 30, rss  # keeping 400 more frames' 192x192 labels would take > 110 MiB
+
+
+def write_mp4_promising_more(path: Path, frames: torch.Tensor, keep: float) -> None:
+    """An MP4 whose header lists every frame but whose data ends after about ``keep`` of them:
+    OpenCV writes the header (``moov``) after the data, so it is moved before it (its chunk
+    offsets shifted) and the file's tail cut off, as in an interrupted download."""
+    write_video(path, frames, "mp4v")
+    data, boxes, at = path.read_bytes(), {}, 0
+    while at < len(data):
+        size, kind = struct.unpack(">I4s", data[at:at + 8])
+        boxes[kind], at = data[at:at + size], at + size
+    header = bytearray(boxes.pop(b"moov"))
+    table = header.find(b"stco")
+    for entry in range(struct.unpack(">I", header[table + 8:table + 12])[0]):
+        offset = table + 12 + 4 * entry
+        header[offset:offset + 4] = struct.pack(">I", struct.unpack(">I", header[offset:offset + 4])[0] + len(header))
+    ftyp = boxes.pop(b"ftyp")
+    moved = ftyp + bytes(header) + b"".join(boxes.values())
+    path.write_bytes(moved[:int(len(moved) * keep)])
+
+
+def test_an_mp4_promising_more_frames_warns_and_records_both_counts(tmp_path, capsys):
+    from mast.cli.main import main
+
+    frames, _ = translating_video(num_frames=12, height=64, width=64)
+    video = tmp_path / "clip.mp4"
+    write_mp4_promising_more(video, frames, keep=0.6)
+    capture = cv2.VideoCapture(str(video))
+    promised, decoded = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)), 0
+    while capture.grab():
+        decoded += 1
+    capture.release()
+    assert promised == 12 and 2 <= decoded < promised
+
+    out = tmp_path / "out"
+    flags = ["propagate", "--video", str(video), "--first-box", "8,8,16,16", "--out", str(out), "--preset", "quick"]
+    assert main(flags) == 0
+    captured = capsys.readouterr()
+    assert (f"mast propagate: warning: {video}: the container's frame count promised 12 frames but only "
+            f"{decoded} decode") in captured.err
+    assert f"{decoded - 1}/{decoded - 1}" in captured.err  # the progress total is the real count
+    entry = json.loads((out / "run.json").read_text())["entries"]["clip"]
+    assert (entry["frames_promised"], entry["frames_decoded"], entry["frames"]) == (12, decoded, decoded)
+    assert len(list((out / "clip").glob("*.png"))) == decoded
+
+    assert main(flags) == 0  # the same file again: skipped, not decoded again
+    assert "skipped 1 sequence(s)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("damage", ["cut short", "other size"])
+def test_a_bad_frame_in_the_last_sequence_is_found_before_anything_is_written(tmp_path, capsys, damage):
+    from mast.cli.main import main
+
+    make_davis(tmp_path / "davis", {"a": translating_video(4, 48, 48), "b": translating_video(4, 48, 48, seed=1)})
+    frame = tmp_path / "davis" / "JPEGImages" / "480p" / "b" / "00002.jpg"
+    if damage == "cut short":
+        frame.write_bytes(frame.read_bytes()[:frame.stat().st_size // 2])
+        expected = str(frame)
+    else:
+        cv2.imwrite(str(frame), np.zeros((32, 40, 3), np.uint8))
+        expected = f"{frame.parent}: frame 00002 is 40x32"
+    out = tmp_path / "out"
+    assert main(["propagate", "--davis", str(tmp_path / "davis"), "--out", str(out), "--preset", "quick"]) == 2
+    error = capsys.readouterr().err
+    assert expected in error and error.count("\n") == 1, error
+    assert not out.exists()  # a, listed first, was not written either

@@ -22,12 +22,28 @@ works out of the box. Results are DAVIS palette PNGs named like the input
 frames, in OUT/<sequence>/; score them with `mast evaluate`.
 
 OUT/run.json records the settings (features by checkpoint hash, protocol,
-inputs), every command line and every file written. OUT must be a new or
-empty folder or one holding results of the same settings (their sequences
-are replaced, others kept); results of other settings are replaced only with
---overwrite, which removes the files the earlier run wrote and nothing else.
-OUT may not be, contain or lie inside an input folder. Every input is checked
-before the first file is written.
+inputs), every command line, every file written and, per sequence, what
+identifies its input (frame files by name, size and time, a video file by
+path, size and time, the first annotation by content). OUT must be a new or
+empty folder or one holding results of the same settings; results of other
+settings are replaced only with --overwrite, which removes the files the
+earlier run wrote and nothing else. OUT may not be, contain or lie inside an
+input folder.
+
+Resuming: each sequence is written whole (under a temporary name, then
+renamed) and recorded as soon as it is done, so a run stopped by a crash,
+Ctrl-C or a kill keeps the sequences it finished. Run the same command
+again: sequences already in OUT under the same settings and from the same
+input are skipped (it says how many), changed or unfinished ones are
+written, sequences of earlier runs not in this one are kept. --overwrite
+redoes every sequence. --overlay draws every sequence, skipped ones too.
+
+Every input is checked before the first file is written: frames present
+and numbered without gaps, every frame decoded (a damaged or cut-short file
+is an error naming it), all of one size, the first mask readable, holding an
+object and of the frames' size. A video file whose container promises more
+frames than decode is propagated over the frames that decode, with a warning;
+its sequence's record in run.json gives both counts.
 """
 from __future__ import annotations
 
@@ -105,7 +121,8 @@ def register(subparsers) -> None:
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     parser.add_argument("--out", type=Path, required=True, help="output folder (OUT/<sequence>/<frame>.png, OUT/run.json)")
     parser.add_argument("--overwrite", action="store_true",
-                        help="replace results of other settings in OUT (only files mast wrote there are removed)")
+                        help="redo the sequences already in OUT, and replace results of other settings "
+                             "(only files mast wrote there are removed)")
     parser.add_argument("--overlay", action="store_true",
                         help="also write overlays, an MP4 per sequence and OUT/overlays/index.html")
     parser.set_defaults(func=run)
@@ -184,43 +201,65 @@ def _prepare(args: argparse.Namespace):
     return inputs, tracker, *_open_outputs(args, tracker, inputs)
 
 
+def _remaining(inputs: list[PropagationInput], folder: OutputFolder,
+               overwrite: bool) -> list[tuple[PropagationInput, dict]]:
+    """The inputs not already in ``folder`` from the same input under the same settings (all with
+    ``overwrite``), each with what :func:`~mast.eval.propagate.check_frames` found decoding its
+    frames (the check before anything is written)."""
+    from tqdm import tqdm
+
+    from mast.eval.propagate import check_frames, is_finished
+
+    remaining = [item for item in inputs if overwrite or not is_finished(item, folder)]
+    progress = tqdm(remaining, unit="sequence", desc="checking frames", dynamic_ncols=True, leave=False,
+                    disable=not remaining)
+    return [(item, check_frames(item)) for item in progress]
+
+
 def run(args: argparse.Namespace) -> int:
     from mast.eval.visualize import visualize
 
     try:
         inputs, tracker, folder, pictures = _prepare(args)
+        remaining = _remaining(inputs, folder, args.overwrite)
     except (ValueError, OSError) as error:
         print(f"mast propagate: error: {error_text(error, FLAGS)}", file=sys.stderr)
         return 2
     print(f"model: {args.model} | {tracker.name} | device: {getattr(tracker, 'device', args.device)} | {tracker.settings()}")
+    if len(remaining) < len(inputs):
+        print(f"skipped {len(inputs) - len(remaining)} sequence(s) already in {args.out} (same settings and inputs); "
+              f"use --overwrite to redo them")
     try:
-        frames, rate = _propagate_all(inputs, tracker, folder, args.command_line)
+        frames, rate = _propagate_all(inputs, remaining, tracker, folder, args.command_line) if remaining else (0, 0.0)
         if pictures is not None:
             pictures.start({"argv": args.command_line})
             print(f"pictures: {visualize(((item.name, item.frames()) for item in inputs), args.out, pictures)}")
     except (ValueError, OSError) as error:
         print(f"mast propagate: error: {error_text(error, FLAGS)}", file=sys.stderr)
         return 2
-    print(f"wrote {len(inputs)} sequence(s), {frames} frames, to {args.out} ({rate:.1f} frames/s); "
+    print(f"wrote {len(remaining)} sequence(s), {frames} frames, to {args.out} ({rate:.1f} frames/s); "
           f"settings in {args.out / 'run.json'}")
     return 0
 
 
-def _propagate_all(inputs: list[PropagationInput], tracker: Tracker, folder: OutputFolder,
-                   command_line: list[str]) -> tuple[int, float]:
-    """Writes every sequence; returns the frame count and frames/s."""
+def _propagate_all(inputs: list[PropagationInput], remaining: list[tuple[PropagationInput, dict]],
+                   tracker: Tracker, folder: OutputFolder, command_line: list[str]) -> tuple[int, float]:
+    """Writes the ``remaining`` sequences of ``inputs``, each recorded once written (a run killed
+    between sequences keeps those it finished); returns the frame count and frames/s."""
     from tqdm import tqdm
 
     from mast.eval.propagate import propagate_to_folder
 
-    folder.start({"argv": command_line, "sequences": [item.name for item in inputs]})
-    total = sum(item.num_frames - 1 for item in inputs if item.num_frames) or None
+    names = {item.name for item, _ in remaining}
+    skipped = [item.name for item in inputs if item.name not in names]
+    folder.start({"argv": command_line, "sequences": [item.name for item in inputs], "skipped": skipped or None})
     start = time.perf_counter()
+    total = sum(item.num_frames - 1 for item, _ in remaining)  # exact: check_frames counted them
     with tqdm(total=total, unit="frame", desc="propagating", dynamic_ncols=True) as progress:
-        for item in inputs:
+        for item, checked in remaining:
             progress.set_postfix_str(item.name)
             try:
-                propagate_to_folder(item, tracker, folder, on_frame=lambda: progress.update(1))
+                propagate_to_folder(item, tracker, folder, on_frame=lambda: progress.update(1), details=checked)
             except (ValueError, OSError) as error:
                 raise ValueError(f"in {item.name}: {error}") from error
         frames = progress.n

@@ -157,6 +157,7 @@ class OutputFolder:
         self.previous: dict | None = None
         self.replace_previous = False
         self.files: set[str] = set()
+        self.entries: dict[str, dict] = {}
         self.record: dict = {}
 
     # -- checks (nothing written) -------------------------------------------
@@ -182,6 +183,8 @@ class OutputFolder:
                     f"{', ...' if len(foreign) > 3 else ''}) and no {RECORD_NAME}; choose an empty or new folder")
             return self
         self.files = set(self.previous.get("files", []))
+        entries = self.previous.get("entries")
+        self.entries = entries if isinstance(entries, dict) else {}
         difference = settings_difference(self.settings, self.previous.get("settings", {}))
         if difference and not self.overwrite:
             raise OutputConflict(
@@ -254,7 +257,7 @@ class OutputFolder:
         self.path.mkdir(parents=True, exist_ok=True)
         if self.replace_previous:
             remove_recorded_files(self.path)
-            self.files = set()
+            self.files, self.entries = set(), {}
         for name in self.previous.get("derived", []) if self.previous and not self.replace_previous else []:
             (self.path / name).unlink(missing_ok=True)  # about results about to change
         history = list(self.previous.get("history", [])) if self.previous and not self.replace_previous else []
@@ -268,13 +271,28 @@ class OutputFolder:
         self._save()
 
     @contextlib.contextmanager
-    def entry(self, name: str) -> Iterator[Path]:
-        """Yields a staging folder that replaces ``path/name`` (and its record) on success."""
+    def entry(self, name: str, details: dict | None = None) -> Iterator[Path]:
+        """Yields a staging folder that replaces ``path/name`` (and its record) on success.
+
+        ``details`` (JSON-able: what the entry was made from) are recorded with it, for
+        :meth:`entry_details`; the entry and its details are saved together, after its files.
+        """
         with atomic_directory(self.path / name) as staging:
             yield staging
             written = [f"{name}/{rel}" for rel in _files_under(staging, staging)]
         self.files = {f for f in self.files if not f.startswith(f"{name}/")} | set(written)
+        self.entries[name] = _normalised(details or {})
         self._save()
+
+    def entry_details(self, name: str) -> dict | None:
+        """The details recorded with entry ``name`` (:meth:`entry`) when it is complete: written
+        under these settings, and every file recorded for it still there. None otherwise (never
+        written, written before entries were recorded, about to be replaced, or files gone)."""
+        details = self.entries.get(name) if not self.replace_previous else None
+        files = [f for f in self.files if f.startswith(f"{name}/")]
+        if not isinstance(details, dict) or not files or not all((self.path / f).is_file() for f in files):
+            return None
+        return details
 
     def write_file(self, name: str, write: Callable[[Path], None]) -> Path:
         """Writes one file atomically through ``write(temporary_path)`` and records it."""
@@ -290,6 +308,7 @@ class OutputFolder:
 
     def _save(self) -> None:
         self.record["files"] = sorted(self.files)
+        self.record["entries"] = dict(sorted(self.entries.items()))
         atomic_write_text(self.path / RECORD_NAME, json.dumps(self.record, indent=1) + "\n")
 
 

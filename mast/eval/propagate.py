@@ -5,11 +5,17 @@ is stepped through the video, and every frame's most probable labels are
 written back as object ids in DAVIS palette PNGs named like the frames, in a
 recorded results folder (:mod:`mast.common.outputs`) that ``mast evaluate``
 scores. The self-supervised propagator and every baseline go through here.
+
+Resuming: each sequence's entry in the folder's record holds its input's
+identity (:attr:`PropagationInput.identity`), so a rerun under the same
+settings can skip the sequences already written from the same input
+(:func:`is_finished`) and redo those whose input changed.
 """
 from __future__ import annotations
 
 import itertools
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -32,7 +38,13 @@ class PropagationInput:
             the output file stem and the ``(3, H, W)`` RGB frame in ``[0, 1]``.
         first_ids: ``(H, W)`` uint8 object ids of the first frame (0 = background).
         first_source: where ``first_ids`` came from, for error messages.
-        num_frames: frame count if known (progress bars), else None.
+        num_frames: frame count if known (progress bars), else None; for a video file the
+            count its container promises, made exact by :func:`check_frames`.
+        identity: JSON-native values (str, int, lists) identifying the input (its files' sizes
+            and modification times, the annotation's hash), compared with what a results
+            folder's record reads back: a sequence is skipped only when they are equal
+            (None: never skipped).
+        frames_source: the video file or frame folder, for messages (default: ``name``).
     """
 
     name: str
@@ -40,6 +52,8 @@ class PropagationInput:
     first_ids: np.ndarray
     first_source: str
     num_frames: int | None = None
+    identity: dict | None = None
+    frames_source: str | None = None
 
 
 def label_lookup(first_ids: np.ndarray, source: str) -> tuple[np.ndarray, np.ndarray]:
@@ -93,6 +107,45 @@ def first_frame_ids(ids: np.ndarray, source: str) -> np.ndarray:
     return remove_void(ids)
 
 
+def check_frames(item: PropagationInput) -> dict:
+    """Decodes every frame of ``item`` (before anything is written) and sets ``item.num_frames``
+    to the count.
+
+    Returns:
+        What a results folder records about the frames beyond :attr:`PropagationInput.identity`:
+        ``{}``, or ``{"frames_promised": n, "frames_decoded": m}`` when a video's container
+        promised another count than decodes (with a ``RuntimeWarning`` saying so).
+
+    Raises:
+        ValueError: naming the file or frame: a frame that does not decode (the frame reader's
+            rules: a cut-short file is refused), a frame of another size than the first
+            annotation, fewer than 2 frames.
+    """
+    source = item.frames_source or item.name
+    height, width = item.first_ids.shape
+    count = 0
+    for stem, frame in item.frames():
+        if tuple(frame.shape[-2:]) != (height, width):
+            raise ValueError(f"{source}: frame {stem} is {frame.shape[-1]}x{frame.shape[-2]} but the first frame "
+                             f"and its annotation are {width}x{height}")
+        count += 1
+    if count < 2:
+        raise ValueError(f"{source}: needs at least 2 frames, found {count}")
+    promised, item.num_frames = item.num_frames, count
+    if promised is None or promised == count:
+        return {}
+    warnings.warn(f"{source}: the container's frame count promised {promised} frames but only {count} decode; "
+                  f"propagating those {count}", RuntimeWarning, stacklevel=2)
+    return {"frames_promised": promised, "frames_decoded": count}
+
+
+def is_finished(item: PropagationInput, folder: OutputFolder) -> bool:
+    """Whether the checked ``folder`` holds ``item``'s sequence complete, written from the same
+    input (equal :attr:`PropagationInput.identity`) under its settings."""
+    details = folder.entry_details(item.name)
+    return item.identity is not None and details is not None and details.get("input") == item.identity
+
+
 def track_ids(tracker: Tracker, frames: Iterable[torch.Tensor], first_ids: np.ndarray,
               source: str) -> Iterator[np.ndarray]:
     """Object ids ``(H, W)`` uint8 of every frame: ``first_ids`` (the first frame's annotation,
@@ -116,7 +169,7 @@ def track_ids(tracker: Tracker, frames: Iterable[torch.Tensor], first_ids: np.nd
 
 def propagate_to_folder(
     item: PropagationInput, tracker: Tracker, folder: OutputFolder | str | os.PathLike,
-    on_frame: Callable[[], None] | None = None,
+    on_frame: Callable[[], None] | None = None, details: dict | None = None,
 ) -> Path:
     """Tracks one video and writes ``<folder>/<name>/<stem>.png`` palette PNGs.
 
@@ -125,7 +178,9 @@ def propagate_to_folder(
     so an error never leaves a half-written sequence behind; ``folder``
     refuses to replace a sequence folder holding files mast did not write.
     ``folder`` is a started :class:`OutputFolder` or a path (checked and
-    started here with :func:`results_folder`).
+    started here with :func:`results_folder`). The folder's record keeps,
+    with the sequence, ``item.identity`` (for :func:`is_finished`), the
+    number of frames written and ``details`` (e.g. :func:`check_frames`'s).
     """
     label_lookup(item.first_ids, item.first_source)  # no object: refused before anything is written
     if not isinstance(folder, OutputFolder):
@@ -133,8 +188,9 @@ def propagate_to_folder(
         folder.check_entry(item.name)
         folder.start({"sequences": [item.name]})
     folder.check_entry(item.name)
-    with folder.entry(item.name) as staging:
-        stems: list[str] = []
+    stems: list[str] = []
+    record = {"input": item.identity, **(details or {})}
+    with folder.entry(item.name, record) as staging:
 
         def frames_only() -> Iterator[torch.Tensor]:
             for stem, frame in item.frames():
@@ -147,4 +203,5 @@ def propagate_to_folder(
                 on_frame()
         if len(stems) < 2:
             raise ValueError(f"{item.name}: needs at least 2 frames, found {len(stems)}")
+        record["frames"] = len(stems)  # the entry records its details when it closes, after this
     return folder.path / item.name

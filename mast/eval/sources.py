@@ -11,12 +11,19 @@ error: for a DAVIS folder it suggests year 2016 (DAVIS-2016 masks are 0/255
 with 255 = the object, read as ``> 127``); for a mask PNG it asks for the
 object as id 1. A first box reaching outside the frame is clipped to it, with
 a warning giving the clipped box.
+
+Every input carries an identity (:attr:`mast.eval.propagate.PropagationInput.identity`)
+that changes when its files do: frame files by name, size and modification
+time, a video file by path, size and modification time, and the first-frame
+annotation by content. A rerun of ``mast propagate`` skips a sequence only
+when it is equal.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -37,6 +44,28 @@ def _named_frames(source: VideoSource, stems: list[str] | None = None):
             yield (stems[index] if stems else f"{index:05d}"), frame
 
     return frames
+
+
+def _frame_files_identity(folder: Path, paths: Sequence[Path]) -> dict:
+    """A frame folder by path, and its frame files by name, size and modification time: any frame
+    changed, added or removed changes the hash."""
+    digest = hashlib.sha256()
+    for path in paths:
+        stat = path.stat()
+        digest.update(f"{path.name}/{stat.st_size}/{stat.st_mtime_ns}\n".encode())
+    return {"frame_folder": str(folder.resolve()), "frame_files": len(paths), "frame_files_sha256": digest.hexdigest()}
+
+
+def _video_file_identity(path: Path) -> dict:
+    stat = path.stat()
+    return {"video_file": str(path.resolve()), "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def _annotation_identity(ids: np.ndarray) -> dict:
+    """A first-frame annotation by content (as read, so the year rule and a box count too)."""
+    digest = hashlib.sha256(f"{ids.shape}".encode())
+    digest.update(np.ascontiguousarray(ids, dtype=np.uint8).tobytes())
+    return {"annotation_sha256": digest.hexdigest()}
 
 
 def parse_box(box: str | Sequence[float]) -> tuple[int, int, int, int]:
@@ -81,11 +110,15 @@ class FrameStream:
         name: sequence name (folder name or file stem).
         frames: callable returning a fresh iterator of ``(stem, (3, H, W) frame)`` pairs.
         num_frames: frame count as far as known.
+        frames_source: the video file or frame folder.
+        identity: what identifies the files (see the module docstring), JSON-native values.
     """
 
     name: str
     frames: Callable[[], Iterator[tuple[str, torch.Tensor]]]
     num_frames: int
+    frames_source: str = ""
+    identity: dict = field(default_factory=dict)
 
     def size(self) -> tuple[int, int]:
         """``(H, W)`` of the first frame."""
@@ -103,10 +136,11 @@ def video_stream(video: str | os.PathLike) -> FrameStream:
         # DAVIS-like sample folders (<seq>/JPEGImages/, <seq>/JPEGImages/480p/) are named after <seq>.
         named = video.parent if video.name in ("JPEGImages", "480p") else video
         named = named.parent if named.name == "JPEGImages" else named
-        return FrameStream(named.name, _named_frames(source, [p.stem for p in source.frame_paths]), source.num_frames)
+        return _folder_stream(named.name, source, video)
     if video.is_file() and video.suffix.lower() in VIDEO_EXTENSIONS:
         source = VideoFileSource.open(video)
-        return FrameStream(video.stem, _named_frames(source), source.num_frames)
+        return FrameStream(video.stem, _named_frames(source), source.num_frames, str(video),
+                           _video_file_identity(video))
     if video.exists():
         raise ArgumentError("video", f"{video}: not a frame folder or a {'/'.join(sorted(VIDEO_EXTENSIONS))} file")
     raise MissingPathError("video", f"{video} does not exist")
@@ -120,8 +154,13 @@ def davis_streams(
     streams = []
     for name in sequences or dataset.sequences(split):
         source = FrameFolderSource(name, tuple(dataset.frame_paths(name)))
-        streams.append(FrameStream(name, _named_frames(source, [p.stem for p in source.frame_paths]), source.num_frames))
+        streams.append(_folder_stream(name, source, dataset.frames_dir(name)))
     return streams
+
+
+def _folder_stream(name: str, source: FrameFolderSource, folder: Path) -> FrameStream:
+    return FrameStream(name, _named_frames(source, [p.stem for p in source.frame_paths]), source.num_frames,
+                       str(folder), _frame_files_identity(folder, source.frame_paths))
 
 
 def _checked_mask(ids: np.ndarray, path: str, size: tuple[int, int]) -> np.ndarray:
@@ -150,7 +189,13 @@ def video_input(
     else:
         mask_source = str(first_mask)
         ids = _checked_mask(first_frame_ids(read_mask(first_mask), mask_source), mask_source, (height, width))
-    return PropagationInput(stream.name, stream.frames, ids, mask_source, stream.num_frames)
+    return _input(stream, ids, mask_source)
+
+
+def _input(stream: FrameStream, ids: np.ndarray, mask_source: str) -> PropagationInput:
+    identity = {**stream.identity, **_annotation_identity(ids)}
+    return PropagationInput(stream.name, stream.frames, ids, mask_source, stream.num_frames, identity,
+                            stream.frames_source)
 
 
 def davis_inputs(
@@ -167,5 +212,5 @@ def davis_inputs(
         if not mask_path.is_file():
             raise FileNotFoundError(f"first-frame annotation missing: {mask_path}")
         ids = _checked_mask(dataset.read_first_ids(mask_path), str(mask_path), stream.size())
-        inputs.append(PropagationInput(stream.name, stream.frames, ids, str(mask_path), stream.num_frames))
+        inputs.append(_input(stream, ids, str(mask_path)))
     return inputs
