@@ -107,7 +107,7 @@ def register(subparsers) -> None:
     parser.add_argument("--overwrite", action="store_true",
                         help="replace results of other settings in OUT (only files mast wrote there are removed)")
     parser.add_argument("--overlay", action="store_true",
-                        help="also write overlays, an MP4 per sequence and OUT/overlays/index.html")
+                        help="also write overlays, a WebM video per sequence and OUT/overlays/index.html")
     parser.set_defaults(func=run)
 
 
