@@ -159,3 +159,11 @@ def test_cli_draws_every_sequence(tmp_path, capsys):
     assert main(["visualize", "--davis", str(davis), "--results", str(results)]) == 0
     assert _read_all(results / "overlays" / "b.webm") == (5, "VP90")
     assert "b.webm" in (results / "overlays" / "index.html").read_text()
+
+
+def test_demo_without_vp9_stops_before_training(tmp_path, capsys, monkeypatch):
+    """The demo draws its pictures last: the probe runs before its first write, not after training."""
+    monkeypatch.setattr(visualize_module, "_VIDEO_CODEC", "XVID")
+    assert main(["demo", "--out", str(tmp_path / "demo")]) == 2
+    assert "cannot write VP9 WebM videos" in capsys.readouterr().err
+    assert not (tmp_path / "demo").exists()
