@@ -130,6 +130,7 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from mast.cli import error_text
+    from mast.eval.visualize import check_video_writer
     from mast.models.builder import load_tracker
     from mast.train.config import load_config
     from mast.train.loop import Trainer
@@ -137,6 +138,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:  # every argument checked before the first write
         check_arguments(args)
+        check_video_writer()  # the pictures come last, after training
         config = load_config(DEMO_CONFIG, [f"phases.0.steps={args.steps}"])
         folder = demo_folder(args)
     except (ValueError, OSError) as error:

@@ -124,7 +124,7 @@ def register(subparsers) -> None:
                         help="redo the sequences already in OUT, and replace results of other settings "
                              "(only files mast wrote there are removed)")
     parser.add_argument("--overlay", action="store_true",
-                        help="also write overlays, an MP4 per sequence and OUT/overlays/index.html")
+                        help="also write overlays, a WebM video per sequence and OUT/overlays/index.html")
     parser.set_defaults(func=run)
 
 

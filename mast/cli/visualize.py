@@ -2,9 +2,15 @@
 
 Writes, for every sequence of RESULTS (palette PNGs as `mast propagate`
 writes them), the frames with their masks blended in and outlined
-(OUT/<sequence>/<frame>.jpg), an MP4 per sequence (OUT/<sequence>.mp4) and
-OUT/index.html showing them all, and OUT/run.json recording what it wrote
-(see `mast propagate --help` for the rules every output folder follows).
+(OUT/<sequence>/<frame>.jpg), a VP9 WebM video per sequence
+(OUT/<sequence>.webm, which browsers play) and OUT/index.html showing them
+all, and OUT/run.json recording what it wrote (see `mast propagate --help`
+for the rules every output folder follows).
+
+Every frame needs its result, RESULTS/<sequence>/<frame>.png, of the frame's
+size: all are read and checked before anything is written, and the first
+missing, unreadable or wrong-size one is named. OpenCV must be able to write
+VP9 (checked first with a tiny probe video in a temporary folder).
 
 Examples:
   mast visualize --results r/ --davis DAVIS --split val --out r/overlays
@@ -41,7 +47,7 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from mast.eval.sources import davis_streams, video_stream
-    from mast.eval.visualize import overlay_folder, visualize
+    from mast.eval.visualize import VIDEO_SUFFIX, check_results, overlay_folder, visualize
 
     try:
         if (args.davis is None) == (args.video is None):
@@ -58,9 +64,10 @@ def run(args: argparse.Namespace) -> int:
         folder.check()
         for stream in streams:
             folder.check_entry(stream.name)
-            folder.check_entry(f"{stream.name}.mp4")
+            folder.check_entry(f"{stream.name}{VIDEO_SUFFIX}")
+        check_results(_counted(streams, "checking"), args.results)
         folder.start({"argv": args.command_line, "sequences": [s.name for s in streams]})
-        index = visualize(_counted(streams), args.results, folder)
+        index = visualize(_counted(streams, "drawing"), args.results, folder)
     except (ValueError, OSError) as error:
         print(f"mast visualize: error: {error_text(error)}", file=sys.stderr)
         return 2
@@ -68,11 +75,11 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _counted(streams: list) -> Iterator[tuple[str, Iterator]]:
-    """``(name, frames)`` per stream under a bar on stderr that counts the sequences drawn."""
+def _counted(streams: list, doing: str) -> Iterator[tuple[str, Iterator]]:
+    """``(name, frames)`` per stream under a bar on stderr that counts the sequences done."""
     from tqdm import tqdm
 
-    with tqdm(streams, unit="sequence", desc="drawing", dynamic_ncols=True, disable=None) as bar:  # quiet off a terminal
+    with tqdm(streams, unit="sequence", desc=doing, dynamic_ncols=True, disable=None) as bar:  # quiet off a terminal
         for stream in bar:
             bar.set_postfix_str(stream.name)
             yield stream.name, stream.frames()
