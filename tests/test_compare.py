@@ -158,10 +158,10 @@ def test_a_changed_frame_is_redone_for_every_model_by_the_writers_rule(workspace
     after, rows = table(out), json.loads((out / "compare.json").read_text())["models"]
     assert after["pixels", "alpha"]["J&F-Mean"] != before["pixels", "alpha"]["J&F-Mean"]  # scored anew
     for model in ("pixels", "tiny"):
-        assert after[model, "beta"] == before[model, "beta"] and rows[model]["sequences"]["beta"] == \
-            made_from[model]["sequences"]["beta"]
+        now, then = rows[model]["sequences"], made_from[model]["sequences"]
+        assert after[model, "beta"] == before[model, "beta"] and now["beta"] == then["beta"]
         entry = json.loads((out / model / "run.json").read_text())["entries"]["alpha"]  # the writer's record
-        assert entry["input"] == rows[model]["sequences"]["alpha"]["input"] != made_from[model]["sequences"]["alpha"]["input"]
+        assert entry["input"] == now["alpha"]["input"] != then["alpha"]["input"]
     calls.clear()
     assert run_compare(workspace) == 0 and calls == []  # nothing changed: every row reused
 

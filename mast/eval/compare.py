@@ -167,9 +167,10 @@ def run_row(comparison: Comparison, run: ModelRun, item: PropagationInput, resul
     """Tracks, times, scores and draws one sequence of one model.
 
     Returns:
-        ``{"frames", "timed_frames", "seconds", "peak_bytes", "memory", "scores", "overlay"}`` or
+        ``{"input", "frames", "timed_frames", "seconds", "peak_bytes", "memory", "scores", "overlay"}`` or
         ``{"error"}``: ``frames`` tracked (all but the first), of which the last ``timed_frames`` took
-        ``seconds`` (tracking, reading frames and writing PNGs); ``peak_bytes`` of :func:`peak_memory`.
+        ``seconds`` (tracking, reading frames and writing PNGs); ``peak_bytes`` of :func:`peak_memory`;
+        ``input``: the identity of the input it was made from.
     """
     written: list[float] = []  # when each tracked frame was written
 
@@ -185,8 +186,8 @@ def run_row(comparison: Comparison, run: ModelRun, item: PropagationInput, resul
     except Exception as error:  # a model failing on one sequence (any error) is a failed row; the others run on
         return {"error": one_line(error)}
     # Timed from the first tracked frame on: the first step also pays for warming up (allocations, kernels).
-    return {"input": item.identity, "frames": len(written), "timed_frames": len(written) - 1, "seconds": written[-1] - written[0],
-            "peak_bytes": peak, "memory": memory,
+    return {"input": item.identity, "frames": len(written), "timed_frames": len(written) - 1,
+            "seconds": written[-1] - written[0], "peak_bytes": peak, "memory": memory,
             "scores": {name: table[name] for name in SCORES}, "overlay": overlay}
 
 
