@@ -1,5 +1,6 @@
-"""The overlay page in a real browser: headless Chromium loads it without errors and plays
-every video (a duration, then time advancing).
+"""The overlay page of ``mast visualize`` and the page of ``mast compare`` in a real browser:
+headless Chromium loads each without errors, shows its images (and the comparison's table) and
+plays every video (a duration, then time advancing).
 
 Chromium is not a dependency: without a ``chromium`` (``chromium-browser``, ``google-chrome``)
 binary on PATH the test skips (``scripts/setup_browser.sh`` installs Debian's package).
@@ -21,6 +22,7 @@ import torch
 
 from mast.common.masks import write_palette_png
 from mast.eval.visualize import visualize
+from tests.test_compare import SEQUENCES, run_compare, table, workspace  # noqa: F401 (workspace: a fixture)
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 BROWSER = next((path for path in map(shutil.which, BROWSERS) if path), None)
@@ -28,7 +30,8 @@ pytestmark = pytest.mark.skipif(BROWSER is None, reason=f"no headless browser on
                                                          f"scripts/setup_browser.sh installs Debian's chromium")
 
 # Runs first in the copy: records every error (uncaught exceptions, resources that fail to load,
-# console errors), then plays each video and writes what it measured into <pre id=probe>.
+# console errors), then plays each video and writes what it measured into <pre id=probe>: the videos,
+# whether each image decoded (naturalWidth > 0), each table's rows and rendered height, the errors.
 PROBE = """<script>
 const errors = [], failed = new Set();
 addEventListener('error', e => {
@@ -54,9 +57,11 @@ addEventListener('DOMContentLoaded', async () => {
   const videos = await Promise.all([...document.querySelectorAll('video')].map(measure));
   await loaded;
   const images = [...document.images].map(image => image.complete && image.naturalWidth > 0);
+  const tables = [...document.querySelectorAll('table')].map(table => ({rows: table.rows.length,
+                                                                        height: table.offsetHeight}));
   const probe = document.createElement('pre');
   probe.id = 'probe';
-  probe.textContent = JSON.stringify({videos, images, errors});
+  probe.textContent = JSON.stringify({videos, images, tables, errors});
   document.body.append(probe);
 });
 </script>
@@ -104,3 +109,23 @@ def test_overlay_page_plays_in_chromium(tmp_path):
         assert video["duration"] == pytest.approx(frames / 12, abs=0.1), video
         assert video["currentTime"] > 0 and video["readyState"] >= 2, video
     assert not any(scratch.glob("*.webm")) and "probe" not in page.read_text()  # the page itself untouched
+
+
+def test_compare_page_shows_the_table_and_plot_and_plays_in_chromium(workspace, one_thread):
+    """``mast compare``'s ``DIR/index.html`` for two models on two 5-frame sequences."""
+    assert run_compare(workspace) == 0
+    page = workspace / "out" / "index.html"
+    scratch = workspace / "browser"
+    scratch.mkdir()
+    measured = _measured(page, scratch)
+    assert measured["errors"] == []
+    assert measured["images"] == [True]  # the plot, decoded
+    [shown] = measured["tables"]  # its head, then a row per model and sequence and per model
+    assert shown["rows"] == 1 + len(table(workspace / "out")) == 1 + 2 * (len(SEQUENCES) + 1)
+    assert shown["height"] > 0
+    assert len(measured["videos"]) == 2 * len(SEQUENCES)
+    for video in measured["videos"]:
+        assert video["how"] == "played" and video["error"] is None, video
+        assert video["duration"] == pytest.approx(5 / 12, abs=0.1), video  # 5 frames at 12 fps
+        assert video["currentTime"] > 0 and video["readyState"] >= 2, video
+    assert "probe" not in page.read_text()

@@ -99,11 +99,11 @@ def test_a_failing_model_is_a_failed_row_and_a_rerun_reuses_the_rest(workspace, 
     real = compare.propagate_to_folder
     calls, broken = [], [True]
 
-    def fails_on_beta(item, tracker, folder, on_frame=None):
+    def fails_on_beta(item, tracker, folder, **kwargs):
         calls.append(f"{folder.path.name}/{item.name}")
         if broken[0] and folder.path.name == "tiny" and item.name == "beta":
             raise RuntimeError("out of memory\nsecond line")
-        return real(item, tracker, folder, on_frame)
+        return real(item, tracker, folder, **kwargs)
 
     monkeypatch.setattr(compare, "propagate_to_folder", fails_on_beta)
     assert run_compare(workspace) == 0
@@ -127,6 +127,52 @@ def test_a_failing_model_is_a_failed_row_and_a_rerun_reuses_the_rest(workspace, 
     assert run_compare(workspace) == 2 and calls == []  # other settings of tiny: refused without overwrite
     assert run_compare(workspace, "--overwrite") == 0
     assert calls == ["tiny/alpha", "tiny/beta"] and table(out)["pixels", "alpha"] == first
+
+
+def test_a_changed_frame_is_redone_for_every_model_by_the_writers_rule(workspace, monkeypatch, one_thread):
+    """compare reuses a row only while the writer counts its sequence finished (same input), and only
+    a row made from that input: a run stopped after the writer but before the row was saved redoes it."""
+    assert run_compare(workspace) == 0
+    out, before = workspace / "out", table(workspace / "out")
+    made_from = json.loads((out / "compare.json").read_text())["models"]
+    frame = workspace / "DAVIS" / "JPEGImages" / "480p" / "alpha" / "00002.jpg"
+    cv2.imwrite(str(frame), 255 - cv2.imread(str(frame)))  # another picture: another size and time
+    real_propagate, real_pictures, calls = compare.propagate_to_folder, compare.write_sequence_pictures, []
+
+    def recorded(item, tracker, folder, **kwargs):
+        calls.append(f"{folder.path.name}/{item.name}")
+        return real_propagate(item, tracker, folder, **kwargs)
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt  # Ctrl-C after the writer finished pixels/alpha, before its row is saved
+
+    monkeypatch.setattr(compare, "propagate_to_folder", recorded)
+    monkeypatch.setattr(compare, "write_sequence_pictures", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        run_compare(workspace)
+    assert calls == ["pixels/alpha"]
+    monkeypatch.setattr(compare, "write_sequence_pictures", real_pictures)
+    calls.clear()
+    assert run_compare(workspace) == 0
+    assert calls == ["pixels/alpha", "tiny/alpha"]  # every model redoes alpha; beta is reused
+    after, rows = table(out), json.loads((out / "compare.json").read_text())["models"]
+    assert after["pixels", "alpha"]["J&F-Mean"] != before["pixels", "alpha"]["J&F-Mean"]  # scored anew
+    for model in ("pixels", "tiny"):
+        now, then = rows[model]["sequences"], made_from[model]["sequences"]
+        assert after[model, "beta"] == before[model, "beta"] and now["beta"] == then["beta"]
+        entry = json.loads((out / model / "run.json").read_text())["entries"]["alpha"]  # the writer's record
+        assert entry["input"] == now["alpha"]["input"] != then["alpha"]["input"]
+    calls.clear()
+    assert run_compare(workspace) == 0 and calls == []  # nothing changed: every row reused
+
+
+def test_a_frame_that_does_not_decode_is_refused_before_anything_is_written(workspace, capsys):
+    frame = workspace / "DAVIS" / "JPEGImages" / "480p" / "beta" / "00003.jpg"
+    frame.write_bytes(frame.read_bytes()[:200])
+    assert run_compare(workspace) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("mast compare: error: ") and str(frame) in error and error.count("\n") == 1
+    assert not (workspace / "out").exists()
 
 
 @pytest.mark.parametrize("text, message", [

@@ -177,9 +177,18 @@ def _small_mask(root):
     return path
 
 
+def _small_frame_and_mask(root):
+    """A frame and its mask of another size than the first frame: they agree, but cannot be tracked."""
+    frame = root / "JPEGImages" / "480p" / "b" / "00002.png"
+    cv2.imwrite(str(frame), cv2.resize(cv2.imread(str(frame)), (32, 32)))
+    write_palette_png(root / "Annotations" / "480p" / "b" / "00002.png", np.ones((32, 32), np.uint8))
+    return frame.parent
+
+
 @pytest.mark.parametrize("damage, message", [(_empty_first_mask, "holds no object"),
                                              (_truncated_frame, "truncated PNG"),
-                                             (_small_mask, "mask is 32x32 but its frame is 64x64")])
+                                             (_small_mask, "mask is 32x32 but its frame is 64x64"),
+                                             (_small_frame_and_mask, "frame 00002 is 32x32 but the first frame")])
 def test_damaged_validation_data_is_refused_before_training(davis, tmp_path, capsys, damage, message):
     """Found when the validator is made, not at the first validation after training (nor again on resume)."""
     from mast.common.errors import ArgumentError

@@ -49,9 +49,12 @@ memory is the CPU's peak resident set above its level before the sequence
 (or CUDA's peak allocated memory on a GPU), as the Memory-Measured column says.
 
 A model that fails on a sequence is a row marked failed with its error; the
-others still run. A rerun reuses every finished row whose settings match
-(DIR/compare.json keeps them) and reruns the rest. The whole models file,
-every checkpoint and every setting are checked before anything is written.
+others still run. A rerun resumes as `mast propagate` does: it reuses a row
+while DIR/<name>/run.json records its sequence as finished under the same
+settings from the same input (a changed frame or first mask is redone for
+every model), and reruns the rest; DIR/compare.json keeps the rows' scores
+and timings. The whole models file, every checkpoint and setting, and every
+frame of the sequences to redo are checked before anything is written.
 """
 
 

@@ -4,16 +4,23 @@ Each model runs through the one writer (:func:`mast.eval.propagate.propagate_to_
 into its own recorded results folder ``DIR/<name>/`` (so ``mast evaluate`` scores it
 too), each sequence is scored by the one evaluator (:func:`mast.eval.davis.score_davis`)
 and drawn by the one overlay writer (:mod:`mast.eval.visualize`) into
-``DIR/<name>/overlays/``. ``DIR/compare.json`` keeps every row (timings, peak memory,
-scores, errors) under the model's settings, so a rerun reuses the finished rows whose
-settings match and reruns the rest. The table, the plot and the page
+``DIR/<name>/overlays/``.
+
+Resuming follows the writer's rule (:func:`mast.eval.propagate.is_finished`): a row is reused
+only while its sequence is finished in the model's results folder, written from the same input
+(a changed frame or annotation is redone, for every model) under the same settings.
+``DIR/compare.json`` keeps only what the writer does not know: each row's scores, timings,
+peak memory, overlay and errors, and the input it was made from (so a row whose sequence was
+rewritten after it, e.g. by a run stopped before saving its row, is redone too). Every
+sequence some model will redo is decoded whole (:func:`mast.eval.propagate.check_frames`)
+before anything is written. The table, the plot and the page
 (:mod:`mast.eval.compare_report`) are rewritten at the end of every run.
 """
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -24,7 +31,7 @@ from mast.common.outputs import OutputFolder, check_separate
 from mast.eval.compare_models import ModelEntry, load_entry, read_models, supervision
 from mast.eval.compare_report import ALL_SEQUENCES, PAGE, PLOT, TABLE_CSV, TABLE_MD, write_reports
 from mast.eval.davis import score_davis
-from mast.eval.propagate import PropagationInput, propagate_to_folder, results_folder
+from mast.eval.propagate import PropagationInput, check_frames, is_finished, propagate_to_folder, results_folder
 from mast.eval.sources import davis_inputs
 from mast.eval.visualize import overlay_folder, write_sequence_pictures
 from mast.models.tracker import Tracker
@@ -37,7 +44,7 @@ OWN_FILES = (RECORD, TABLE_CSV, TABLE_MD, PLOT, PAGE)
 SCORES = ("J&F-Mean", "J-Mean", "F-Mean", "J-Decay")
 OVERLAYS = "overlays"
 #: What a finished row of ``compare.json`` holds (:func:`run_row`).
-ROW_KEYS = frozenset({"frames", "timed_frames", "seconds", "peak_bytes", "memory", "scores", "overlay"})
+ROW_KEYS = frozenset({"input", "frames", "timed_frames", "seconds", "peak_bytes", "memory", "scores", "overlay"})
 
 
 @dataclass
@@ -54,6 +61,10 @@ class Comparison:
     """Everything ``mast compare`` checked before writing: the inputs, the models and ``DIR``.
 
     ``source``: the settings every results folder shares (the DAVIS root and year).
+    ``record``: the models' rows of the previous run (:func:`previous_rows`).
+    ``redo``: per model name, the sequences whose rows do not stand (:func:`to_redo`).
+    ``checked``: per sequence some model redoes, what :func:`~mast.eval.propagate.check_frames`
+    found decoding it (recorded with the sequence by the writer).
     """
 
     inputs: list[PropagationInput]
@@ -64,6 +75,9 @@ class Comparison:
     source: dict
     overwrite: bool
     device: torch.device
+    record: dict = field(default_factory=dict)
+    redo: dict[str, set[str]] = field(default_factory=dict)
+    checked: dict[str, dict] = field(default_factory=dict)
 
     def results(self, run: ModelRun) -> OutputFolder:
         """The checked results folder of a model (``DIR/<name>``)."""
@@ -87,7 +101,8 @@ def prepare(models: str | Path, davis: str | Path, out: str | Path, split: str =
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``, for every model.
 
     Raises:
-        ArgumentError / ValueError / OSError: one line naming the file, entry or argument.
+        ArgumentError / ValueError / OSError: one line naming the file, entry or argument (a frame
+            that does not decode, or of another size, in a sequence some model will redo).
     """
     entries = read_models(models, frozenset(OWN_FILES))
     device = resolve_device(device)
@@ -106,6 +121,10 @@ def prepare(models: str | Path, davis: str | Path, out: str | Path, split: str =
         for name in [item.name for item in inputs] + [OVERLAYS]:
             results.check_entry(name)
         comparison.overlays(run)
+    comparison.record = previous_rows(comparison)
+    comparison.redo = {run.entry.name: to_redo(comparison, run) for run in runs}
+    redone = set().union(*comparison.redo.values())
+    comparison.checked = {item.name: check_frames(item) for item in inputs if item.name in redone}
     return comparison
 
 
@@ -148,14 +167,16 @@ def run_row(comparison: Comparison, run: ModelRun, item: PropagationInput, resul
     """Tracks, times, scores and draws one sequence of one model.
 
     Returns:
-        ``{"frames", "timed_frames", "seconds", "peak_bytes", "memory", "scores", "overlay"}`` or
+        ``{"input", "frames", "timed_frames", "seconds", "peak_bytes", "memory", "scores", "overlay"}`` or
         ``{"error"}``: ``frames`` tracked (all but the first), of which the last ``timed_frames`` took
-        ``seconds`` (tracking, reading frames and writing PNGs); ``peak_bytes`` of :func:`peak_memory`.
+        ``seconds`` (tracking, reading frames and writing PNGs); ``peak_bytes`` of :func:`peak_memory`;
+        ``input``: the identity of the input it was made from.
     """
     written: list[float] = []  # when each tracked frame was written
 
     def propagate() -> None:
-        propagate_to_folder(item, run.tracker, results, on_frame=lambda: written.append(time.perf_counter()))
+        propagate_to_folder(item, run.tracker, results, on_frame=lambda: written.append(time.perf_counter()),
+                            details=comparison.checked[item.name])
 
     try:
         peak, memory = peak_memory(comparison.device, propagate)
@@ -165,8 +186,8 @@ def run_row(comparison: Comparison, run: ModelRun, item: PropagationInput, resul
     except Exception as error:  # a model failing on one sequence (any error) is a failed row; the others run on
         return {"error": one_line(error)}
     # Timed from the first tracked frame on: the first step also pays for warming up (allocations, kernels).
-    return {"frames": len(written), "timed_frames": len(written) - 1, "seconds": written[-1] - written[0],
-            "peak_bytes": peak, "memory": memory,
+    return {"input": item.identity, "frames": len(written), "timed_frames": len(written) - 1,
+            "seconds": written[-1] - written[0], "peak_bytes": peak, "memory": memory,
             "scores": {name: table[name] for name in SCORES}, "overlay": overlay}
 
 
@@ -183,29 +204,38 @@ def previous_rows(comparison: Comparison) -> dict:
     return models if isinstance(models, dict) else {}
 
 
-def reusable(row: Any, settings: Any, results: OutputFolder, overlays: OutputFolder, name: str) -> bool:
-    """Whether a finished row stands: complete (no error), made under the results folder's settings, which
-    is kept, with its sequence's masks and overlay video still there."""
-    if (not isinstance(row, dict) or not ROW_KEYS <= row.keys() or settings != results.settings
-            or results.replace_previous):
+def reusable(row: Any, item: PropagationInput, results: OutputFolder, overlays: OutputFolder) -> bool:
+    """Whether a recorded row stands: its sequence is finished by the writer's rule (:func:`is_finished`:
+    same settings, same input, every file there), and the row is complete (no error), made from that
+    same input, with its overlay video still there."""
+    if not isinstance(row, dict) or not ROW_KEYS <= row.keys() or not is_finished(item, results):
         return False
     video = (row.get("overlay") or {}).get("video")
-    return (any(file.startswith(f"{name}/") for file in results.files) and (results.path / name).is_dir()
-            and isinstance(video, str) and (overlays.path / video).is_file())
+    return row["input"] == item.identity and isinstance(video, str) and (overlays.path / video).is_file()
 
 
-def run_model(comparison: Comparison, run: ModelRun, model: dict, save: Callable[[], None],
-              advance: Callable[[str], None], argv: list[str] | None = None) -> None:
-    """Fills ``model`` (``{"settings", "supervision", "sequences": {name: row}}``) with a row per
-    sequence, reusing the rows that stand; ``save()`` after each new row, ``advance(label)`` after
-    each; ``argv``: the command line the model's folders record (default ``sys.argv``)."""
+def _sequence_rows(model: Any) -> dict:
+    """The ``{sequence: row}`` of a model's entry in ``compare.json`` (empty when it has none)."""
+    rows = model.get("sequences") if isinstance(model, dict) else None
+    return rows if isinstance(rows, dict) else {}
+
+
+def to_redo(comparison: Comparison, run: ModelRun) -> set[str]:
+    """The names of the sequences whose previous row of ``run`` does not stand (:func:`reusable`)."""
     results, overlays = comparison.results(run), comparison.overlays(run)
-    old_settings, rows = model.get("settings"), model.get("sequences")
-    rows = rows if isinstance(rows, dict) else {}
-    model.update(settings=results.settings, supervision=run.supervision, sequences=rows)
+    rows = _sequence_rows(comparison.record.get(run.entry.name))
+    return {item.name for item in comparison.inputs if not reusable(rows.get(item.name), item, results, overlays)}
+
+
+def run_model(comparison: Comparison, run: ModelRun, rows: dict, save: Callable[[], None],
+              advance: Callable[[str], None], argv: list[str] | None = None) -> None:
+    """Fills ``rows`` (``{sequence: row}``) with a row per sequence, redoing those of
+    ``comparison.redo`` and keeping the others; ``save()`` after each new row, ``advance(label)``
+    after each; ``argv``: the command line the model's folders record (default ``sys.argv``)."""
+    results, overlays = comparison.results(run), comparison.overlays(run)
     started = False
     for item in comparison.inputs:
-        if not reusable(rows.get(item.name), old_settings, results, overlays, item.name):
+        if item.name in comparison.redo[run.entry.name]:
             if not started:  # a model folder is written only when one of its rows is not reused
                 results.start({"argv": argv, "sequences": [i.name for i in comparison.inputs]})
                 overlays = comparison.overlays(run)  # the results folder may just have been cleared
@@ -224,7 +254,7 @@ def run_comparison(comparison: Comparison, argv: list[str] | None = None,
     ``on_row(label)`` is called after each model and sequence (``label``: ``<model>/<sequence>``),
     e.g. to advance a progress bar over ``len(runs) * len(inputs)`` rows.
     """
-    record = previous_rows(comparison)
+    record = comparison.record
     folder = comparison.folder
     folder.start({"argv": argv, "models": [run.entry.name for run in comparison.runs],
                   "sequences": [item.name for item in comparison.inputs]})
@@ -232,10 +262,10 @@ def run_comparison(comparison: Comparison, argv: list[str] | None = None,
     def save() -> None:
         folder.write_file(RECORD, lambda path: path.write_text(json.dumps({"models": record}, indent=1) + "\n"))
 
-    for run in comparison.runs:
-        model = record.get(run.entry.name)
-        record[run.entry.name] = model if isinstance(model, dict) else {}
-        run_model(comparison, run, record[run.entry.name], save, on_row or (lambda label: None), argv)
+    for run in comparison.runs:  # the settings are not kept here: the writer's run.json has them
+        rows = _sequence_rows(record.get(run.entry.name))
+        record[run.entry.name] = {"supervision": run.supervision, "sequences": rows}
+        run_model(comparison, run, rows, save, on_row or (lambda label: None), argv)
     save()
     rows = [row for run in comparison.runs for row in model_rows(comparison, run, record[run.entry.name])]
     write_reports(folder, rows, overlay_videos(comparison, record))

@@ -12,12 +12,17 @@ Frames are read from disk at every validation; the ground truth is read once.
 Everything a validation reads is checked when the validator is made, before
 training: a first mask with no object, a frame that does not decode whole or a
 mask of another size would otherwise be found only at the first validation.
+The frames are checked by the propagation writer's own check
+(:func:`mast.eval.propagate.check_frames`); the masks of later frames, which
+only validation reads, are checked here.
 """
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import itertools
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -26,11 +31,13 @@ import numpy as np
 from mast.common.errors import ArgumentError, MissingPathError
 from mast.data.davis import DavisDataset
 from mast.eval.davis import evaluate_sequence, global_statistics, present_ids, scored_ids
-from mast.eval.propagate import PropagationInput, track_ids
+from mast.eval.propagate import PropagationInput, check_frames, track_ids
 from mast.eval.sources import davis_inputs
 from mast.models.tracker import Tracker
 
 if TYPE_CHECKING:
+    import torch
+
     from mast.train.config import ValidationConfig
 
 
@@ -51,6 +58,8 @@ class Score:
 
 @dataclass
 class _Sequence:
+    """A validation sequence: ``item`` gives only the scored frames (``stems``), ``ground_truth`` their masks."""
+
     item: PropagationInput
     stems: list[str]
     ground_truth: list[np.ndarray]
@@ -106,7 +115,9 @@ class Validator:
 
     def _load(self, item: PropagationInput) -> _Sequence:
         """One sequence, checked whole now rather than at the first validation, after training:
-        its first mask holds an object, and every frame it scores decodes and has its mask's size."""
+        its first mask holds an object, every frame it scores decodes whole and has the first
+        frame's size (:func:`~mast.eval.propagate.check_frames`, as ``mast propagate`` checks
+        its inputs) and every mask has that size too."""
         stems = [path.stem for path in self.dataset.frame_paths(item.name)][:self.max_frames]
         if len(stems) < 3:
             raise ArgumentError("sequences", f"validation sequence {item.name} has {len(stems)} frames; "
@@ -114,15 +125,16 @@ class Validator:
         if not item.first_ids.any():
             raise ArgumentError("root", f"{item.first_source}: the first mask of validation sequence {item.name} "
                                         "holds no object (all background)")
-        truth = [self._ground_truth(item.name, stem) for stem in stems]
+        scored = dataclasses.replace(item, frames=_first_frames(item.frames, len(stems)), num_frames=len(stems))
         with _as_root_errors():
-            # The project's frame reader, each frame decoded whole: a cut-short file fails here, not mid-run.
-            for ids, (stem, frame) in zip(truth, item.frames()):  # truth first: no frame past the last is read
-                if ids.shape != tuple(frame.shape[-2:]):
-                    raise ArgumentError("root", f"{self.dataset.mask_path(item.name, stem)}: mask is "
-                                                f"{ids.shape[1]}x{ids.shape[0]} but its frame is "
-                                                f"{frame.shape[-1]}x{frame.shape[-2]}")
-        return _Sequence(item, stems, truth)
+            check_frames(scored)  # a cut-short file fails here, not mid-run; no frame past the last scored is read
+        height, width = item.first_ids.shape  # every frame's size now
+        truth = [self._ground_truth(item.name, stem) for stem in stems]
+        for stem, ids in zip(stems, truth):
+            if ids.shape != (height, width):
+                raise ArgumentError("root", f"{self.dataset.mask_path(item.name, stem)}: mask is "
+                                            f"{ids.shape[1]}x{ids.shape[0]} but its frame is {width}x{height}")
+        return _Sequence(scored, stems, truth)
 
     def _ground_truth(self, name: str, stem: str) -> np.ndarray:
         """``(H, W)`` object ids of the mask of frame ``stem``."""
@@ -148,10 +160,16 @@ class Validator:
 
     def _score_sequence(self, tracker: Tracker, sequence: _Sequence) -> dict[str, np.ndarray]:
         """``{"J": (K, T), "F": (K, T)}`` of one sequence's K objects, from the writer's own masks."""
-        frames = (frame for _, (_, frame) in zip(sequence.stems, sequence.item.frames()))
+        frames = (frame for _, frame in sequence.item.frames())
         predictions = list(track_ids(tracker, frames, sequence.item.first_ids, sequence.item.first_source))
         return evaluate_sequence(sequence.ground_truth, predictions, object_ids=self._objects(sequence))
 
+
+
+def _first_frames(frames: Callable[[], Iterator[tuple[str, torch.Tensor]]],
+                  count: int) -> Callable[[], Iterator[tuple[str, torch.Tensor]]]:
+    """``frames`` (a :attr:`PropagationInput.frames`) cut to its first ``count`` pairs, decoding no more."""
+    return lambda: itertools.islice(frames(), count)
 
 
 @contextlib.contextmanager
