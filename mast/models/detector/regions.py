@@ -11,6 +11,8 @@ as :mod:`mast.models.siammask.geometry`'s, a box spanning ``[cx - w/2, cx + w/2]
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 from mast.models.siammask.geometry import box_iou
@@ -50,17 +52,19 @@ def pool_regions(level: torch.Tensor, boxes: torch.Tensor, batch_index: torch.Te
 
 def paste_box_masks(masks: torch.Tensor, boxes: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """Region masks ``(N, M, M)`` (bin grid of :func:`bin_points` over ``boxes`` ``(N, 4)``) back into a
-    ``(N, height, width)`` frame, bilinearly; zero outside each box."""
+    ``(N, height, width)`` frame, bilinearly: the pixels whose centres lie in a box read its mask
+    (beyond the outer bin centres, the edge bins' values), the others are zero."""
     out = masks.new_zeros(len(masks), height, width)
     size = masks.shape[-1]
     for n, (mask, box) in enumerate(zip(masks, boxes.tolist())):
         cx, cy, w, h = box
-        x0, x1 = max(0, int(cx - w / 2)), min(width, int(cx + w / 2) + 2)
-        y0, y1 = max(0, int(cy - h / 2)), min(height, int(cy + h / 2) + 2)
+        x0, x1 = max(0, math.ceil(cx - w / 2)), min(width, math.ceil(cx + w / 2))
+        y0, y1 = max(0, math.ceil(cy - h / 2)), min(height, math.ceil(cy + h / 2))
         if x1 <= x0 or y1 <= y0:
             continue
         xs = (torch.arange(x0, x1, device=masks.device, dtype=masks.dtype) - (cx - w / 2)) * size / w - 0.5
         ys = (torch.arange(y0, y1, device=masks.device, dtype=masks.dtype) - (cy - h / 2)) * size / h - 0.5
+        xs, ys = xs.clamp(0, size - 1), ys.clamp(0, size - 1)
         grid = torch.stack([xs.view(1, -1).expand(len(ys), -1), ys.view(-1, 1).expand(-1, len(xs))], dim=-1)
         out[n, y0:y1, x0:x1] = sample_points(mask[None], grid)[..., 0]
     return out
