@@ -350,3 +350,10 @@ def test_cli_train_propagate_evaluate(trained, davis, tmp_path, capsys):
     assert float(table[1].split(",")[0]) > 0.5, table
     assert main(["propagate", "--model", "detector", "--davis", str(davis), "--out", str(tmp_path / "none")]) == 2
     assert "--checkpoint: --model detector needs the model.pt" in capsys.readouterr().err
+    video = davis / "JPEGImages" / "480p" / "seq0"
+    for box in ("10,10,0,5", "500,10,8,8"):  # zero area; outside the frame
+        assert main(["propagate", "--model", "detector", "--checkpoint", str(trained[0] / "model.pt"),
+                     "--video", str(video), "--first-box", box, "--out", str(tmp_path / "bad")]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "--first-box" in err[0], err
+    assert not (tmp_path / "bad").exists()

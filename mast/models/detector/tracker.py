@@ -113,8 +113,8 @@ class TemporalSmoothing:
 
 def mask_ious(masks: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """IoU of each ``(K, H, W)`` bool mask with the ``(H, W)`` bool ``mask`` -> ``(K,)`` (0 when both empty)."""
-    inter = (masks & mask).flatten(1).sum(1).float()
-    union = (masks | mask).flatten(1).sum(1).float()
+    inter = torch.count_nonzero((masks & mask).flatten(1), dim=1).float()
+    union = torch.count_nonzero((masks | mask).flatten(1), dim=1).float()
     return inter / union.clamp_min(1)
 
 
@@ -152,10 +152,8 @@ class DetectorTracker:
 
     def _pyramid(self, frame: torch.Tensor) -> list[torch.Tensor]:
         """The pyramid ``(1, C, ., .)`` per level of ``frame`` ``(3, H, W)`` at the tracker's scale."""
-        size = (max(1, round(self.height * self.scale)), max(1, round(self.width * self.scale)))
-        resized = F.interpolate(frame.to(self.device)[None], size=size, mode="bilinear", align_corners=False,
-                                antialias=self.scale < 1).clamp(0, 1)
-        self.input_shape = size
+        resized = F.interpolate(frame.to(self.device)[None], size=self.input_shape, mode="bilinear",
+                                align_corners=False, antialias=self.scale < 1).clamp(0, 1)
         return self.model.pyramid(resized)
 
     def _to_input(self, boxes: torch.Tensor) -> torch.Tensor:
@@ -180,12 +178,15 @@ class DetectorTracker:
             boxes.append(box)
         self.boxes = torch.stack(boxes).to(self.device)
         self.scale = self.config.input_size / min(self.height, self.width)
+        self.input_shape = (max(1, round(self.height * self.scale)), max(1, round(self.width * self.scale)))
         count = len(self.boxes)
         self.templates = None
         if self.model.config.attention:
             pyramid = [level.expand(count, -1, -1, -1) for level in self._pyramid(frame)]
             self.templates = self.model.templates(pyramid, self._to_input(self.boxes))
-        self.masks = torch.stack([labels == label for label in range(1, count + 1)])
+        objects = torch.stack([labels == label for label in range(1, count + 1)]).float()
+        # The last selected masks, at the tracker's scale: the temporal re-scoring compares candidates with them.
+        self.masks = F.interpolate(objects[None], size=self.input_shape, mode="nearest")[0] > 0.5
         self.scores = torch.ones(count, device=self.device)
         self.smoothing = [TemporalSmoothing(self.config) for _ in range(count)]
 
@@ -199,32 +200,37 @@ class DetectorTracker:
         batch_index = torch.cat([torch.full((len(r),), n, dtype=torch.long, device=self.device)
                                  for n, r in enumerate(rois)])
         heads = model.detect(pyramid, torch.cat(rois), batch_index)
-        boxes = self._to_frame(clip_boxes(heads["boxes"], self.input_shape))
+        input_boxes = clip_boxes(heads["boxes"], self.input_shape)
+        boxes = self._to_frame(input_boxes)
         scores, probabilities = heads["score"].sigmoid(), heads["masks"].sigmoid()
         masks = torch.zeros(count, self.height, self.width, device=self.device)
         best_scores = torch.zeros(count, device=self.device)
         for n in range(count):
             chosen = batch_index == n
-            mask, best_scores[n] = self._select(n, boxes[chosen], scores[chosen], probabilities[chosen])
+            mask, best_scores[n] = self._select(n, boxes[chosen], input_boxes[chosen], scores[chosen],
+                                                probabilities[chosen])
             masks[n] = mask
         self.scores = best_scores
         out = torch.cat([self.boxes[:, :2] - (self.boxes[:, 2:] - 1) / 2, self.boxes[:, 2:]], dim=1)  # (x, y, w, h)
         return TrackerStep(merge_objects(masks, best_scores, self.config.mask_threshold), out)
 
-    def _select(self, n: int, boxes: torch.Tensor, scores: torch.Tensor,
+    def _select(self, n: int, boxes: torch.Tensor, input_boxes: torch.Tensor, scores: torch.Tensor,
                 probabilities: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Object ``n``'s detection among its candidates: updates its box, mask and smoothing state;
-        returns its mask probabilities ``(H, W)`` (empty when lost) and its raw score."""
+        """Object ``n``'s detection among its candidates (``boxes`` in the frame's pixels and in the
+        resized frame's): updates its box, mask and smoothing state; returns its mask probabilities
+        ``(H, W)`` (empty when lost) and its raw score."""
         config, smoothing = self.config, self.smoothing[n]
         ranked = scores
         if config.temporal and smoothing.active:
-            pasted = paste_box_masks(probabilities, boxes, self.height, self.width)
-            ranked = smoothing.rescore(scores, mask_ious(pasted > config.mask_threshold, self.masks[n]))
+            pasted = paste_box_masks(probabilities, input_boxes, *self.input_shape) > config.mask_threshold
+            ranked = smoothing.rescore(scores, mask_ious(pasted, self.masks[n]))
         best = int(ranked.argmax())
         if float(scores[best]) < config.lost_score:
             return torch.zeros(self.height, self.width, device=self.device), scores[best]
         mask = paste_box_masks(probabilities[best:best + 1], boxes[best:best + 1], self.height, self.width)[0]
         if config.temporal:
             smoothing.update(float(box_iou(self.boxes[n], boxes[best])))
-        self.boxes[n], self.masks[n] = boxes[best], mask > config.mask_threshold
+            self.masks[n] = paste_box_masks(probabilities[best:best + 1], input_boxes[best:best + 1],
+                                            *self.input_shape)[0] > config.mask_threshold
+        self.boxes[n] = boxes[best]
         return mask, scores[best]
