@@ -16,14 +16,15 @@ import math
 import torch
 
 from mast.models.siammask.geometry import box_iou
-from mast.ops.sampling import window_sample
+from mast.ops.sampling import centers_dtype, window_sample
 
 
 def sample_points(features: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
     """``features`` ``(C, H, W)`` read bilinearly at ``points`` ``(..., 2)`` ``(x, y)`` feature coordinates
     -> ``(..., C)`` (zero outside the map)."""
     shape = points.shape[:-1]
-    centers = points.reshape(1, -1, 1, 2).permute(0, 3, 1, 2).to(features.dtype)  # (1, 2, N, 1)
+    # Half-precision features keep float32 coordinates (mast.ops.sampling.centers_dtype).
+    centers = points.reshape(1, -1, 1, 2).permute(0, 3, 1, 2).to(centers_dtype(features.dtype))  # (1, 2, N, 1)
     samples, _ = window_sample(features[None], centers, 1)  # (1, C, 1, N, 1)
     return samples[0, :, 0, :, 0].t().reshape(*shape, features.shape[0])
 
@@ -43,7 +44,7 @@ def pool_regions(level: torch.Tensor, boxes: torch.Tensor, batch_index: torch.Te
     in image pixels, ``batch_index`` ``(N,)`` the image of each -> ``(N, C, size, size)``.
     Differentiable with respect to ``level``."""
     out = level.new_zeros(len(boxes), level.shape[1], size, size)
-    points = bin_points(boxes.to(level.dtype), size) / stride
+    points = bin_points(boxes.to(centers_dtype(level.dtype)), size) / stride
     for b in torch.unique(batch_index).tolist():
         chosen = batch_index == b
         out[chosen] = sample_points(level[b], points[chosen]).permute(0, 3, 1, 2)

@@ -47,8 +47,11 @@ def check_box(box: torch.Tensor, height: int, width: int, argument: str = "box")
 def ridge_template(matrix: torch.Tensor, ridge: float) -> torch.Tensor:
     """``T_d = (A^T A + ridge I)^-1 A^T y`` for ``A`` = ``matrix`` ``(1 + q, D)`` (its first row the
     template) and ``y = [1, 0, ..., 0]`` -> ``(D,)``."""
-    gram = matrix.t() @ matrix + ridge * torch.eye(matrix.shape[1], dtype=matrix.dtype, device=matrix.device)
-    return torch.linalg.solve(gram, matrix[0])  # A^T y is A's first row
+    if matrix.dtype in (torch.float16, torch.bfloat16):  # no half-precision solver; mixed precision solves in float32
+        matrix = matrix.float()
+    with torch.autocast(matrix.device.type, enabled=False):
+        gram = matrix.t() @ matrix + ridge * torch.eye(matrix.shape[1], dtype=matrix.dtype, device=matrix.device)
+        return torch.linalg.solve(gram, matrix[0])  # A^T y is A's first row
 
 
 def inside_boxes(points: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
