@@ -31,7 +31,6 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from mast.common.checkpoints import load_checkpoint, save_checkpoint
@@ -124,9 +123,9 @@ class Detector(nn.Module):
             nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU(inplace=True),
             nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU(inplace=True),
             nn.ConvTranspose2d(channels, channels, 2, stride=2), nn.ReLU(inplace=True), nn.Conv2d(channels, 1, 1))
-        for layer in (self.box_delta, self.sides):  # start from boxes of the proposal / a few strides
+        for layer in (self.box_delta, self.sides):  # start at the regions' own boxes, and proposals 2 strides wide
             nn.init.zeros_(layer.weight)
-            nn.init.constant_(layer.bias, 0.0)
+            nn.init.zeros_(layer.bias)
 
     def pyramid(self, frames: torch.Tensor) -> list[torch.Tensor]:
         """RGB frames ``(B, 3, H, W)`` -> the levels ``(B, C, ceil(H/s), ceil(W/s))`` for ``s`` = 4, 8, 16."""
