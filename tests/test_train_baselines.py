@@ -26,7 +26,7 @@ def _baseline_choices(parser: argparse.ArgumentParser) -> tuple[str, ...]:
 
 
 def test_the_command_offers_exactly_the_registered_baselines(capsys):
-    assert baselines.names() == ("siammask", "ranet")
+    assert baselines.names() == ("siammask", "ranet", "detector")
     assert _baseline_choices(build_parser()) == baselines.names()
     with pytest.raises(SystemExit):
         main(["train-baseline", "--help"])

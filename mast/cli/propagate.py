@@ -64,7 +64,7 @@ if TYPE_CHECKING:  # the heavy modules (torch) load when the command runs, not f
 #: The names of ``mast.models.protocol.PRESETS`` and ``mast.models.builder.TRACKERS``, restated so
 #: that ``--help`` needs no torch (a test keeps them equal).
 PRESET_NAMES = ("mast", "crw", "quick")
-MODEL_NAMES = ("mast", "siammask", "ranet")
+MODEL_NAMES = ("mast", "siammask", "ranet", "detector")
 
 def _int_tuple(text: str) -> tuple[int, ...]:
     try:
@@ -90,7 +90,7 @@ def register(subparsers) -> None:
     model = parser.add_argument_group("model and protocol")
     model.add_argument("--model", choices=MODEL_NAMES, default="mast",
                        help="which tracker: mast = the self-supervised memory propagator (default); "
-                            "siammask, ranet = the supervised baselines (need --checkpoint RUN/model.pt)")
+                            "siammask, ranet, detector = the supervised baselines (need --checkpoint RUN/model.pt)")
     model.add_argument("--checkpoint", type=Path, help="backbone checkpoint; default: the LAB-pixel baseline. "
                        "The propagation knobs saved in it apply unless flags override them. "
                        "--model siammask: the run's model.pt (required)")

@@ -18,6 +18,7 @@ from mast.common.config import FieldError
 from mast.common.devices import resolve_device
 from mast.common.errors import ArgumentError
 from mast.models.backbone import ResNetBackbone
+from mast.models.detector.tracker import DetectorTracker
 from mast.models.extractors import BackboneExtractor
 from mast.models.propagation import Propagator
 from mast.models.protocol import KNOB_NAMES, PropagationConfig, PropagationKnobs
@@ -73,9 +74,16 @@ def _ranet(checkpoint: Checkpoint, preset: str | None, device: torch.device, set
     return RANetTracker.from_checkpoint(checkpoint, device)
 
 
+def _detector(checkpoint: Checkpoint, preset: str | None, device: torch.device,
+              settings: dict[str, Any]) -> DetectorTracker:
+    """``detector``: a ``model.pt`` of ``mast train-baseline detector``; ``settings`` override its tracker's."""
+    _check_baseline("detector", checkpoint, preset, settings)
+    return DetectorTracker.from_checkpoint(checkpoint, device, **settings)
+
+
 #: Model names and how each becomes a tracker: ``(checkpoint, preset, device, settings) -> Tracker``.
 TRACKERS: dict[str, Callable[[Checkpoint, str | None, torch.device, dict[str, Any]], Tracker]] = {
-    "mast": _memory_propagator, "siammask": _siammask, "ranet": _ranet,
+    "mast": _memory_propagator, "siammask": _siammask, "ranet": _ranet, "detector": _detector,
 }
 
 

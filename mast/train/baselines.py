@@ -85,3 +85,11 @@ def _ranet() -> tuple[type, BaselineTaskFactory]:
     from mast.train.ranet.task import RANetTask
 
     return RANetTrainingConfig, RANetTask
+
+
+@register("detector")
+def _detector() -> tuple[type, BaselineTaskFactory]:
+    from mast.train.detector.config import DetectorTrainingConfig
+    from mast.train.detector.task import DetectorTask
+
+    return DetectorTrainingConfig, DetectorTask
