@@ -323,6 +323,13 @@ class OutputFolder:
             unlock_folder(self.path)
             self.locked = False
 
+    def __del__(self) -> None:
+        # A library call given a path (propagate_to_folder, visualize) drops its folder on return.
+        try:
+            self.release()
+        except Exception:  # at interpreter exit, when the lock module may be gone (release_all ran)
+            pass
+
     def finish(self, details: dict) -> None:
         """Adds ``details`` (JSON-able: counts, speed) to this invocation's history entry."""
         self.record["history"][-1].update(_normalised(details))

@@ -137,17 +137,18 @@ class Trainer:
         self.world = distributed.setup(self.config.train.device)
         if self.world.is_main:
             self.run_folder = RunFolder(self.out_dir, self.command, self.resume, self.overwrite, self.task.final_name)
-            self.run_folder.check()
         try:
-            self._prepare_checked()
+            self._prepare_locked()
         except BaseException:
             self.release()
             raise
         self.prepared = True
         return self
 
-    def _prepare_checked(self) -> None:
-        """:meth:`prepare` once the folder passed its checks."""
+    def _prepare_locked(self) -> None:
+        """:meth:`prepare` from the folder's checks on, which take its lock (main process)."""
+        if self.run_folder is not None:
+            self.run_folder.check()
         self.module = self.task.build(self.world)
         if self.resume:
             self.resume_from = ckpt.read_resume_checkpoint(self.out_dir)
