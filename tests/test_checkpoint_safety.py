@@ -96,9 +96,9 @@ def test_a_crafted_checkpoint_runs_nothing(videos, whole, tmp_path, capsys):
     assert main(fine) == 2
     assert "--init: refusing checkpoint" in _error_line(capsys, "finetune") and not marker.exists()
 
-    out = tmp_path / "resumed"
-    (out / "checkpoints").mkdir(parents=True)
-    save_config(tiny_config(*RUN), out / "config.yaml")
+    out = _copy_run(whole[0], tmp_path)  # a run of mast pretrain whose only checkpoint is the crafted one
+    for path in (out / "checkpoints").iterdir():
+        path.unlink()
     shutil.copy(crafted, out / "checkpoints" / "last.pt")
     assert main(["pretrain", "--data", str(videos), "--out", str(out), "--resume"]) == 2
     error = _error_line(capsys, "pretrain")

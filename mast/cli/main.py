@@ -42,9 +42,14 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    with warnings.catch_warnings(), _library_messages(args.command):
-        warnings.showwarning = _one_line_warning(args.command)
-        return int(args.func(args) or 0)
+    from mast.common.locks import release_all
+
+    try:
+        with warnings.catch_warnings(), _library_messages(args.command):
+            warnings.showwarning = _one_line_warning(args.command)
+            return int(args.func(args) or 0)
+    finally:
+        release_all()  # the output folders' locks last as long as the command
 
 
 def _write_line(text: str) -> None:

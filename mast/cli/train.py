@@ -14,10 +14,14 @@ Examples:
   mast pretrain --config configs/mast.yaml --data videos/ --out runs/mast --resume
   torchrun --nproc_per_node 4 -m mast pretrain --config configs/mast.yaml --data videos/ --out runs/mast
 
-A run folder holds config.yaml (the resolved config), run.json (library
-version, git SHA, command), checkpoints/ (step-N.pt and last.pt, written
-atomically), tensorboard/ (`tensorboard --logdir OUT`), and at the end
-backbone.pt for `mast propagate --checkpoint`.
+A run folder holds config.yaml (the resolved config), run.json (the record:
+command lines, inputs, library version, git SHA, and every file the run
+wrote), checkpoints/ (step-N.pt and last.pt, written atomically),
+tensorboard/ (`tensorboard --logdir OUT`), and at the end backbone.pt for
+`mast propagate --checkpoint`. OUT must be new, empty, or a run of the same
+command: --resume continues it, --overwrite replaces it (removing only the
+files its run.json lists); a folder holding other files is refused, and so
+is one another mast process is writing.
 """
 from __future__ import annotations
 
@@ -49,7 +53,8 @@ Examples:
   mast train-baseline ranet --data DAVIS --out runs/ranet --set train.time_budget_minutes=30
 
 A run folder holds config.yaml, run.json, checkpoints/, tensorboard/ and at
-the end model.pt for `mast propagate --model NAME --checkpoint OUT/model.pt`.
+the end model.pt for `mast propagate --model NAME --checkpoint OUT/model.pt`;
+--resume continues it, --overwrite replaces what its run.json lists.
 """
 
 
@@ -76,6 +81,8 @@ def _add_run_arguments(parser: argparse.ArgumentParser, set_example: str) -> Non
                         help=f"override any config key, e.g. {set_example}")
     parser.add_argument("--resume", action="store_true",
                         help="continue OUT/checkpoints/last.pt exactly (uses OUT/config.yaml)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the run in OUT: remove the files its run.json lists (nothing else), start anew")
     group = parser.add_argument_group(
         "validation", "score the model on annotated sequences during training: TensorBoard val/*, the progress "
         "bar, OUT/validation.json, and OUT/best-backbone.pt (baselines: best-model.pt) for the best J&F")
@@ -106,12 +113,14 @@ def _register_baselines(subparsers) -> None:
 
 def _resolve_config(args: argparse.Namespace, schema=None, default: str | None = None):
     from mast.train.config import TrainingConfig, load_config
+    from mast.train.runs import check_resumable
 
     schema = schema or TrainingConfig
     if args.resume:
+        check_resumable(args.out, args.command)
         saved = args.out / "config.yaml"
         if not saved.is_file():
-            raise FileNotFoundError(f"--resume: {saved} not found (is {args.out} a run folder?)")
+            raise FileNotFoundError(f"--resume: {saved} not found; the run cannot be continued")
         if args.config or args.set:
             print("mast: --resume continues with the run's own config.yaml; --config/--set are ignored", file=sys.stderr)
         return load_config(saved, schema=schema)
@@ -139,13 +148,6 @@ def _validator(args: argparse.Namespace, config):
 #: The flags of the validation set's arguments (:class:`~mast.train.validation.Validator`'s).
 VALIDATE_FLAGS = {"root": "--validate", "split": "--validate-split", "year": "--validate-year",
                   "sequences": "--validate-sequences", "every": "--validate-every"}
-
-
-def _holds_run(out: Path) -> bool:
-    from mast.train import checkpoint as ckpt
-
-    folder = out / ckpt.CHECKPOINT_DIR
-    return (folder / ckpt.LAST).is_file() or bool(ckpt.step_checkpoints(folder))
 
 
 def _one_line(error: BaseException) -> str:
@@ -182,16 +184,17 @@ def run_baseline(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace, inputs: list[str], resolve_config, make_task) -> int:
     """Checks the run folder, resolves the config, builds the task and runs it; errors are one line."""
-    from mast.train.loop import Trainer, TrainingAborted, check_run_folder
+    from mast.train.loop import Trainer, TrainingAborted
+    from mast.train.runs import check_run_folder
 
     try:
         check_run_folder(args.out, inputs + ([str(args.validate)] if args.validate else []))
         config = resolve_config(args)
-        if not args.resume and _holds_run(args.out):
-            raise ValueError(f"{args.out} already holds a run; use --resume to continue it or choose another --out")
         task = make_task(config)
-        summary = Trainer(task, args.out, resume=args.resume, validator=_validator(args, config)).run()
-    except (ConfigError, ValueError, FileNotFoundError, TrainingAborted) as error:
+        trainer = Trainer(task, args.out, resume=args.resume, validator=_validator(args, config),
+                          overwrite=args.overwrite, command=args.command, command_line=args.command_line)
+        summary = trainer.run()
+    except (ConfigError, ValueError, OSError, TrainingAborted) as error:  # OSError: a full disk, a lost mount
         print(f"mast {args.command}: error: {_one_line(error)}", file=sys.stderr)
         return 2
     print(f"done: {summary['steps']} steps ({summary['skipped']} skipped, {summary['skipped_clips']} unreadable "

@@ -8,6 +8,7 @@ Nothing here imports any other part of mast, so every layer may import it
   process left behind.
 * :mod:`mast.common.outputs` -- output folders that never destroy inputs or
   files mast did not write: ``run.json`` records, ``overwrite``.
+* :mod:`mast.common.locks` -- one writer per output folder (``flock``, the holder's PID).
 * :mod:`mast.common.checkpoints` -- checkpoint files, written atomically and
   loaded as weights only.
 * :mod:`mast.common.config` -- dataclass schemas from YAML, with type checks

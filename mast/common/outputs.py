@@ -18,7 +18,11 @@ checkable before anything is written:
 * a record (or one in a sub-folder) naming a file outside its folder is
   foreign, whatever else it holds: nothing outside the folder is ever removed;
 * temporaries left in the folder by a killed run are removed at the start
-  (:func:`mast.common.files.remove_stale_temporaries`).
+  (:func:`mast.common.files.remove_stale_temporaries`);
+* one process writes a folder at a time: :meth:`OutputFolder.check` (or
+  :meth:`OutputFolder.start`, for a folder made then) takes its lock
+  (:mod:`mast.common.locks`) until the command ends; the lock file is
+  neither a result nor a foreign file.
 """
 from __future__ import annotations
 
@@ -35,6 +39,7 @@ from mast.common.errors import ArgumentError
 from mast.common.files import (
     PathLike, atomic_directory, atomic_write_text, atomic_write_with, is_temporary, remove_stale_temporaries,
 )
+from mast.common.locks import is_lock_file, lock_folder, unlock_folder
 
 RECORD_NAME = "run.json"
 RECORD_FORMAT = 1
@@ -131,7 +136,8 @@ def _normalised(settings: dict) -> dict:
 
 
 def _files_under(folder: Path, root: Path) -> list[str]:
-    return sorted(str(p.relative_to(root)) for p in folder.rglob("*") if p.is_file() or p.is_symlink())
+    return sorted(str(p.relative_to(root)) for p in folder.rglob("*")
+                  if (p.is_file() or p.is_symlink()) and not is_lock_file(p))
 
 
 class OutputFolder:
@@ -159,6 +165,7 @@ class OutputFolder:
         self.files: set[str] = set()
         self.entries: dict[str, dict] = {}
         self.record: dict = {}
+        self.locked = False
 
     # -- checks (nothing written) -------------------------------------------
 
@@ -166,17 +173,26 @@ class OutputFolder:
         return OutputConflict(self.argument, message)
 
     def check(self) -> "OutputFolder":
-        """Validates the folder; removes only stale temporaries of killed runs."""
+        """Validates the folder and, when it exists, takes its lock (released again when it is
+        refused); removes only stale temporaries of killed runs."""
         if self.path.exists() and not self.path.is_dir():
             raise self._conflict(f"{self.path} is an existing file, not a folder")
         self._check_writable()
         if not self.path.is_dir():
             return self
-        self.previous = self._read_record()
+        self._lock()
+        try:
+            return self._check_contents()
+        except BaseException:
+            self.release()
+            raise
+
+    def _check_contents(self) -> "OutputFolder":
+        self.previous = self.read_record()
         self._check_record_entries()
         remove_stale_temporaries(self.path)  # only now: a foreign folder is left as it is
         if self.previous is None:
-            foreign = [p.name for p in sorted(self.path.iterdir()) if not is_temporary(p)]
+            foreign = [p.name for p in sorted(self.path.iterdir()) if not (is_temporary(p) or is_lock_file(p))]
             if foreign:
                 raise self._conflict(
                     f"{self.path} holds files mast did not write ({', '.join(foreign[:3])}"
@@ -212,7 +228,9 @@ class OutputFolder:
         if not os.access(existing, os.W_OK | os.X_OK):
             raise self._conflict(f"{self.path}: {existing} is not writable")
 
-    def _read_record(self) -> dict | None:
+    def read_record(self) -> dict | None:
+        """The folder's record; None without one; :class:`OutputConflict` for a record
+        mast did not write or one of another command."""
         path = self.path / RECORD_NAME
         if not path.exists():
             return None
@@ -255,6 +273,12 @@ class OutputFolder:
         """
         self.replace_previous = self.replace_previous or (start_over and self.previous is not None)
         self.path.mkdir(parents=True, exist_ok=True)
+        if not self.locked:  # made since check(): another writer may have made it too
+            self._lock()
+            if self.previous is None and any(not (is_temporary(p) or is_lock_file(p)) for p in self.path.iterdir()):
+                self.release()
+                raise self._conflict(f"{self.path} was written by another process while this one checked it; "
+                                     f"choose another folder or run again")
         if self.replace_previous:
             remove_recorded_files(self.path)
             self.files, self.entries = set(), {}
@@ -301,6 +325,29 @@ class OutputFolder:
         self._save()
         return self.path / name
 
+    def record_files(self, names: Sequence[str]) -> None:
+        """Records files written in the folder by other means (relative paths, e.g. a training
+        run's checkpoints): they are the run's from now on."""
+        self.files |= set(names)
+        self._save()
+
+    def _lock(self) -> None:
+        lock_folder(self.path, self.argument)
+        self.locked = True
+
+    def release(self) -> None:
+        """Gives back the folder's lock (the command's end releases it anyway)."""
+        if self.locked:
+            unlock_folder(self.path)
+            self.locked = False
+
+    def __del__(self) -> None:
+        # A library call given a path (propagate_to_folder, visualize) drops its folder on return.
+        try:
+            self.release()
+        except Exception:  # at interpreter exit, when the lock module may be gone (release_all ran)
+            pass
+
     def finish(self, details: dict) -> None:
         """Adds ``details`` (JSON-able: counts, speed) to this invocation's history entry."""
         self.record["history"][-1].update(_normalised(details))
@@ -323,9 +370,13 @@ def record_derived_files(folder: PathLike, names: list[str]) -> bool:
     path = Path(folder) / RECORD_NAME
     if _listed(Path(folder)) is None:
         return False
-    record = json.loads(path.read_text())
-    record["derived"] = sorted(set(record.get("derived", [])) | set(names))
-    atomic_write_text(path, json.dumps(record, indent=1) + "\n")
+    lock_folder(folder, "results")  # not while a command writes the folder
+    try:
+        record = json.loads(path.read_text())
+        record["derived"] = sorted(set(record.get("derived", [])) | set(names))
+        atomic_write_text(path, json.dumps(record, indent=1) + "\n")
+    finally:
+        unlock_folder(folder)
     return True
 
 

@@ -6,11 +6,9 @@ from a file never runs code stored in it.
 """
 from __future__ import annotations
 
-import json
 import random
 import re
 import subprocess
-import sys
 import warnings
 from dataclasses import replace
 from pathlib import Path
@@ -19,8 +17,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from mast._version import __version__
-from mast.common.files import atomic_write_text
 from mast.common.checkpoints import load_checkpoint, save_checkpoint
 from mast.common.errors import ArgumentError, MissingPathError
 from mast.models.backbone import BackboneConfig, ResNetBackbone, saved_backbone_config
@@ -226,19 +222,3 @@ def git_info(source: Path) -> dict[str, Any]:
         return {"sha": None, "dirty": None, "diff": ""}
     return {"sha": sha, "dirty": bool(diff.strip()), "diff": diff}
 
-
-def write_run_metadata(out_dir: Path, extra: dict[str, Any]) -> None:
-    """``run.json`` (library version, git SHA, command, environment) and ``git.diff`` when dirty."""
-    info = git_info(Path(__file__).resolve().parent)
-    meta = {
-        "mast_version": __version__,
-        "git_sha": info["sha"],
-        "git_dirty": info["dirty"],
-        "torch": torch.__version__,
-        "python": sys.version.split()[0],
-        "command": sys.argv,
-        **extra,
-    }
-    atomic_write_text(out_dir / "run.json", json.dumps(meta, indent=2, default=str))
-    if info["dirty"]:
-        atomic_write_text(out_dir / "git.diff", info["diff"])

@@ -8,6 +8,8 @@ uninterrupted run would, whatever happened in between.
 
 Every start of a run (fresh or resumed) first removes the temporaries that
 a killed run left in its folder (:func:`mast.common.files.remove_stale_temporaries`).
+The folder is a recorded output folder (:mod:`mast.train.runs`): checked and
+locked before anything is written, its record listing every file the run writes.
 """
 from __future__ import annotations
 
@@ -24,11 +26,11 @@ from tqdm import tqdm
 
 from mast.common.config import to_dict
 from mast.common.files import atomic_write_text, remove_stale_temporaries
-from mast.common.outputs import OutputConflict, check_separate
 from mast.data.clips import make_loader
 from mast.train import checkpoint as ckpt
 from mast.train import distributed
 from mast.train.config import save_config
+from mast.train.runs import RunFolder, check_run_folder, run_inputs, training_command
 from mast.train.tasks import TrainingTask
 from mast.train.validation import Score, Validator
 
@@ -86,6 +88,11 @@ class Trainer:
             ``tensorboard/``, and at the end ``task.final_name``.
         resume: continue from ``out_dir/checkpoints/last.pt`` (or, when that is
             unreadable, the newest readable ``step-*.pt``).
+        overwrite: replace the run in ``out_dir``: only the files its ``run.json`` lists go.
+        command: the command the run belongs to, as its record names it (default:
+            :func:`~mast.train.runs.training_command` of ``task``); ``resume`` continues
+            only a run of the same command.
+        command_line: this invocation's command line for the record (default ``sys.argv``).
         validator: scores the model every ``validator.every`` steps and at the end
             (:mod:`mast.train.validation`): TensorBoard ``val/*``, the progress bar,
             ``validation.json``, and ``best-<final_name>`` for the best score. The time
@@ -93,8 +100,13 @@ class Trainer:
     """
 
     def __init__(self, task: TrainingTask, out_dir: str | Path, resume: bool = False,
-                 validator: Validator | None = None) -> None:
+                 validator: Validator | None = None, overwrite: bool = False, command: str | None = None,
+                 command_line: list[str] | None = None) -> None:
         self.task, self.config, self.out_dir, self.resume = task, task.config, Path(out_dir), resume
+        self.overwrite, self.command = overwrite, command or training_command(task)
+        self.command_line = command_line
+        self.run_folder: RunFolder | None = None  # the main process's
+        self.resume_from: tuple[Path, dict[str, Any]] | None = None
         self.validator = validator
         self.validations: list[dict[str, Any]] = []
         self.last_score: float | None = None
@@ -110,8 +122,10 @@ class Trainer:
         (then wraps it for DDP). Does nothing when called again.
 
         Everything that can be refused is checked before anything in ``out_dir``
-        changes: removing a killed run's temporaries and the task's own outputs
-        (kmeans-ce's centroids) come last.
+        changes (the folder's rules, :mod:`mast.train.runs`, and the checkpoint to
+        resume from): the record, removing a killed run's temporaries and the
+        task's own outputs (kmeans-ce's centroids) come last. The main process
+        holds the folder's lock from here to the end of :meth:`run`.
 
         Raises:
             ValueError / FileNotFoundError: one line each (unusable data, output
@@ -121,17 +135,40 @@ class Trainer:
             return self
         check_run_folder(self.out_dir, self.task.inputs)
         self.world = distributed.setup(self.config.train.device)
-        self.module = self.task.build(self.world)
         if self.world.is_main:
+            self.run_folder = RunFolder(self.out_dir, self.command, self.resume, self.overwrite, self.task.final_name)
+        try:
+            self._prepare_locked()
+        except BaseException:
+            self.release()
+            raise
+        self.prepared = True
+        return self
+
+    def _prepare_locked(self) -> None:
+        """:meth:`prepare` from the folder's checks on, which take its lock (main process)."""
+        if self.run_folder is not None:
+            self.run_folder.check()
+        self.module = self.task.build(self.world)
+        if self.resume:
+            self.resume_from = ckpt.read_resume_checkpoint(self.out_dir)
+        if self.world.is_main:
+            self.run_folder.start(run_inputs(self.task), {"argv": self.command_line, "world_size": self.world.size,
+                                                          "task": type(self.task).__name__, **self.task.describe()})
             for folder in (self.out_dir, self.out_dir / ckpt.CHECKPOINT_DIR):
                 remove_stale_temporaries(folder)
         self.task.setup_outputs(self.out_dir, self.world)
+        if self.world.is_main and (self.out_dir / "centroids.json").is_file():
+            self.run_folder.record(self.out_dir / "centroids.json")  # kmeans-ce's, made or checked here
         self.model = self.module
         if self.world.size > 1:
             device_ids = [self.world.device.index] if self.world.device.type == "cuda" else None
             self.model = DistributedDataParallel(self.module, device_ids=device_ids)
-        self.prepared = True
-        return self
+
+    def release(self) -> None:
+        """Gives back the run folder's lock (:meth:`run` does at its end)."""
+        if self.run_folder is not None:
+            self.run_folder.release()
 
     def _phase_loader(self, phase_index: int, start: int):
         phase, train = self.config.phases[phase_index], self.config.train
@@ -153,19 +190,25 @@ class Trainer:
         """Trains every phase to its end (or for ``stop_after`` global steps, then
         checkpoints, e.g. to split a run across time slots); returns a summary."""
         self.prepare()
+        try:
+            return self._run(stop_after)
+        finally:
+            self.release()
+
+    def _run(self, stop_after: int | None) -> dict[str, Any]:
         self.stop_after = stop_after
-        self.out_dir.mkdir(parents=True, exist_ok=True)
         restored = self._restore() if self.resume else None
         budget = self.config.train.time_budget_minutes
         # A resumed run has only what its earlier parts left of the budget.
         self.deadline = None if budget is None else time.monotonic() + 60 * budget - self.progress.budget_seconds_used
         if self.world.is_main:
             save_config(self.config, self.out_dir / "config.yaml")
-            ckpt.write_run_metadata(self.out_dir, {"world_size": self.world.size, "task": type(self.task).__name__,
-                                                   **self.task.describe()})
+            self.run_folder.record(self.out_dir / "config.yaml")
             from torch.utils.tensorboard import SummaryWriter
 
+            before = self.run_folder.files_under("tensorboard")
             self.writer = SummaryWriter(str(self.out_dir / "tensorboard"))
+            self.run_folder.record(*self.run_folder.files_under("tensorboard") - before)  # its new event file
         try:
             for phase_index in range(self.progress.phase, len(self.config.phases)):
                 finished = self._run_phase(phase_index, restored)
@@ -176,6 +219,7 @@ class Trainer:
             distributed.share_buffers(self.module, self.world)
             if self.world.is_main:
                 self.task.save_final(self.out_dir / self.task.final_name, self.progress.variant or None)
+                self.run_folder.record(self.out_dir / self.task.final_name)
         finally:
             if self.writer is not None:
                 self.writer.close()
@@ -300,11 +344,13 @@ class Trainer:
             self.progress.best_score, self.progress.best_step = scores[best].JF, step
             self.progress.stale_validations = 0
             self.task.save_final(self.out_dir / f"best-{self.task.final_name}", best)
+            self.run_folder.record(self.out_dir / f"best-{self.task.final_name}")
         else:
             self.progress.stale_validations += 1
         atomic_write_text(self.out_dir / "validation.json", json.dumps(
             {"sequences": self.validator.names, "best_step": self.progress.best_step,
              "best_score": self.progress.best_score, "history": self.validations}, indent=2))
+        self.run_folder.record(self.out_dir / "validation.json")
         logger.info("step %d: validation J&F %.3f (J %.3f, F %.3f) with %s; best %.3f at step %d", step,
                     scores[best].JF, scores[best].J, scores[best].F, best, self.progress.best_score,
                     self.progress.best_step)
@@ -387,10 +433,11 @@ class Trainer:
             "losses": self.losses,
             "validations": self.validations,
         }
-        ckpt.write_training_checkpoint(self.out_dir, self.progress.global_step, payload)
+        path = ckpt.write_training_checkpoint(self.out_dir, self.progress.global_step, payload)
+        self.run_folder.record(path, path.with_name(ckpt.LAST))
 
     def _restore(self) -> dict[str, Any] | None:
-        path, payload = ckpt.read_resume_checkpoint(self.out_dir)
+        path, payload = self.resume_from
         self.task.restore(path, payload)
         try:
             self.progress = Progress(**payload["state"])
@@ -409,10 +456,3 @@ class Trainer:
             return None
         return payload
 
-
-def check_run_folder(out_dir: Path, inputs: list[str]) -> None:
-    """Refuses an output folder that is an existing file, or is, contains or lies inside an input:
-    training would write among (and clean temporaries out of) the videos."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise OutputConflict("out", f"{out_dir} is an existing file, not a run folder")
-    check_separate(out_dir, {"data": inputs})
