@@ -23,6 +23,7 @@ from mast._version import __version__
 from mast.common.files import atomic_write_text
 from mast.common.checkpoints import load_checkpoint, save_checkpoint
 from mast.common.errors import ArgumentError, MissingPathError
+from mast.common.threads import threads_in_use
 from mast.models.backbone import BackboneConfig, ResNetBackbone, saved_backbone_config
 
 CHECKPOINT_DIR = "checkpoints"
@@ -234,6 +235,7 @@ def write_run_metadata(out_dir: Path, extra: dict[str, Any]) -> None:
         "git_dirty": info["dirty"],
         "torch": torch.__version__,
         "python": sys.version.split()[0],
+        "threads": threads_in_use(),
         "command": sys.argv,
         **extra,
     }
