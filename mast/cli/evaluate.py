@@ -117,7 +117,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"mast evaluate: error: {error_text(error)}", file=sys.stderr)
         return 2
     sequences = comma_names(args.sequences) or None
-    processes = args.threads if args.processes is None else args.processes  # N threads: N one-thread workers
+    # --threads N: N single-threaded workers (main.py adds the flag: a parser of this module alone lacks it).
+    processes = getattr(args, "threads", None) if args.processes is None else args.processes
     try:
         with _sequence_bar() as progress:
             tables = score_davis(
