@@ -89,11 +89,11 @@ def main(argv: list[str] | None = None) -> int:
     height, width = (int(side) for side in args.size.split("x"))
     base = dict(features=args.features, frames=args.frames, height=height, width=width)
     plan = [(1, args.cores), (1, 1), (args.jobs, args.cores), (args.jobs, args.cores // args.jobs)]
-    rows = []
+    rows, load_before = [], os.getloadavg()  # other work on the machine shifts every row
     for jobs, threads in plan:
         rows.append(side_by_side({**base, "threads": threads}, jobs))
         print(f"  measured {jobs} job(s) x {threads} thread(s)", flush=True)
-    report("threads", "cpu", rows, _table(rows), args.out, load_before=os.getloadavg())
+    report("threads", "cpu", rows, _table(rows), args.out, load_before=load_before, load_after=os.getloadavg())
     return 0
 
 
