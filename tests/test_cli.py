@@ -196,3 +196,19 @@ def test_ctrl_c_during_training_with_loader_workers_is_one_line_and_status_130(v
                                    "--threads", "1"], started=" 1/100000 ")
     assert status == 130 and "Traceback" not in stderr, stderr
     assert stderr.rstrip().endswith("mast pretrain: interrupted")
+
+
+def test_a_reader_that_goes_away_is_no_fault():
+    """`mast config list | head -1`: the pipe closes before mast writes; no traceback, status 141 (SIGPIPE's)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the first line
+    result = subprocess.run([sys.executable, "-m", "mast", "config", "list"], stdout=write, stderr=subprocess.PIPE,
+                            text=True, env=env)
+    os.close(write)
+    assert result.returncode == 141 and result.stderr == ""

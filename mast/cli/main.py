@@ -4,7 +4,8 @@ Each sub-command lives in its own module of this package and exposes
 ``register(subparsers)``, which adds its parser and sets ``func`` (a callable
 taking the parsed arguments and returning an exit code). This module adds
 what every command shares: ``--threads`` on each one that computes, one-line
-warnings and messages, and one line (exit status 130) on Ctrl-C.
+warnings and messages, one line (exit status 130) on Ctrl-C, and no traceback when
+the reader of its output goes away.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import argparse
 import contextlib
 import importlib
 import logging
+import os
 import sys
 import warnings
 from collections.abc import Iterator
@@ -25,8 +27,9 @@ SUBCOMMANDS = ("demo", "train", "centroids", "propagate", "evaluate", "visualize
 #: Commands that only print something quickly; every other command computes, and takes --threads.
 QUICK_COMMANDS = ("config", "info")
 
-#: The exit status of a command ended by Ctrl-C (SIGINT), as shells report it: 128 + 2.
-INTERRUPTED = 130
+#: The exit statuses of a command ended by Ctrl-C (SIGINT) and by a closed output pipe (SIGPIPE),
+#: as shells report them: 128 + the signal's number.
+INTERRUPTED, READER_GONE = 130, 141
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,10 +64,15 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return _run(args)
+        status = _run(args)
+        sys.stdout.flush()  # a reader gone shows here, not as an error at exit
+        return status
     except KeyboardInterrupt:  # Ctrl-C is the user's choice, not a fault: one line, no traceback
         _write_line(f"mast {args.command}: interrupted")
         return INTERRUPTED
+    except BrokenPipeError:  # the reader of our output went away (`mast config list | head -1`)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush at exit
+        return READER_GONE
 
 
 def _run(args: argparse.Namespace) -> int:
