@@ -96,3 +96,24 @@ def test_loader_workers_compute_on_one_thread_and_leave_ctrl_c_to_the_parent(two
     its own traceback and die, and the parent then reports a dead worker instead of the interrupt."""
     assert list(make_loader(_WorkerProbe(), batch_size=1, num_workers=1, collate=lambda items: items[0])) == [True] * 2
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler and torch.get_num_threads() == 2
+
+
+def test_evaluate_with_threads_and_no_processes_scores_with_that_many_workers(tmp_path, monkeypatch):
+    import shutil
+
+    import mast.eval.davis as davis_module
+
+    davis = write_davis(tmp_path / "DAVIS")
+    for kind in ("JPEGImages", "Annotations"):
+        shutil.copytree(davis / kind / "480p" / "bear", davis / kind / "480p" / "bear2")
+    (davis / "ImageSets" / "2017" / "val.txt").write_text("bear\nbear2\n")
+    results = tmp_path / "results"
+    assert main(["propagate", "--davis", str(davis), "--preset", "quick", "--out", str(results)]) == 0
+    pools = []
+    real_pool = davis_module.ProcessPoolExecutor
+    monkeypatch.setattr(davis_module, "ProcessPoolExecutor",
+                        lambda **options: pools.append(options) or real_pool(**options))  # counts, then the real pool
+    assert main(["evaluate", "--davis", str(davis), "--results", str(results), "--threads", "1"]) == 0
+    assert pools == []  # one thread: scored inline
+    assert main(["evaluate", "--davis", str(davis), "--results", str(results), "--threads", "2"]) == 0
+    assert [options["max_workers"] for options in pools] == [2]
