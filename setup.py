@@ -1,4 +1,4 @@
-"""Build script for mast and its C++/CUDA extension ``mast._C``.
+"""Build script of mast's C++/CUDA extension ``mast._C`` (the package's metadata is in pyproject.toml).
 
 The CPU kernels (``kernels/cpu``) always build. Whether the CUDA kernels
 (``kernels/cuda``) build, and for which GPU architectures, is decided by
@@ -13,7 +13,7 @@ import glob
 import os
 import sys
 
-from setuptools import find_packages, setup
+from setuptools import setup
 
 try:
     from torch.utils import cpp_extension
@@ -100,38 +100,8 @@ class BuildExtensionOrFallback(cpp_extension.BuildExtension):
         )
 
 
-def _version() -> str:
-    with open(os.path.join(ROOT, "mast", "_version.py")) as f:
-        scope: dict = {}
-        exec(f.read(), scope)
-        return scope["__version__"]
-
-
+# The metadata (name, version, dependencies, the `mast` command) is in pyproject.toml.
 setup(
-    name="mast",
-    version=_version(),
-    description="Self-supervised dense correspondence learning from raw video (MAST, CorrFlow)",
-    long_description=open(os.path.join(ROOT, "README.md")).read(),
-    long_description_content_type="text/markdown",
-    license="MIT",
-    python_requires=">=3.10",
-    packages=find_packages(include=["mast", "mast.*"]),
-    package_data={"mast": ["configs/*.yaml", "py.typed"]},
     ext_modules=[_extension(cuda=CUDA_PLAN.build)],
     cmdclass={"build_ext": BuildExtensionOrFallback},
-    # torch is deliberately unpinned: a library must not choose the user's torch build.
-    install_requires=[
-        "torch",
-        "numpy",
-        "kornia",
-        "scikit-learn",
-        "scikit-image",
-        "opencv-python-headless",
-        "pillow",
-        "pyyaml",
-        "tqdm",
-        "tensorboard",
-    ],
-    extras_require={"test": ["pytest"]},
-    entry_points={"console_scripts": ["mast=mast.cli.main:main"]},
 )

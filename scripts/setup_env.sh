@@ -17,6 +17,10 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$VENV/bin/python" -m pip install -q --upgrade pip setuptools wheel
 fi
 PY="$VENV/bin/python"
+# pyproject.toml states its licence as an SPDX expression, which setuptools reads from 77 on;
+# --no-build-isolation builds with the venv's own setuptools (Python 3.11's venv brings 65).
+"$PY" -c "import setuptools, sys; sys.exit(int(setuptools.__version__.split('.')[0]) < 77)" 2>/dev/null \
+  || "$PY" -m pip install -q --upgrade "setuptools>=77" wheel
 "$PY" -c "import torch, numpy" 2>/dev/null || "$PY" -m pip install -q "$TORCH_SPEC" numpy
 
 stamp="$VENV/.mast-install-stamp"

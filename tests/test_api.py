@@ -19,6 +19,7 @@ from mast.models.backbone import BackboneConfig, ResNetBackbone
 from tests.test_propagate import write_frames
 
 README = Path(__file__).resolve().parents[1] / "README.md"
+LIBRARY_PAGE = README.parent / "docs" / "library.md"  # the README's Python API continues there
 TINY = BackboneConfig(widths=(8, 8, 8, 8), blocks=(1, 1, 1, 1), feature_dim=8)
 
 
@@ -52,11 +53,11 @@ def python_blocks(text: str) -> list[str]:
 
 
 def test_the_readme_python_blocks_run_as_written(workspace, capsys):
-    blocks = python_blocks(README.read_text())
-    assert len(blocks) >= 5 and any("mast.track(" in block for block in blocks)
+    blocks = [(page, block) for page in (README, LIBRARY_PAGE) for block in python_blocks(page.read_text())]
+    assert len(blocks) >= 5 and any("mast.track(" in block for page, block in blocks if page == README)
     namespace: dict = {}
-    for block in blocks:  # in order, in one namespace, as a reader pasting them into a notebook would
-        exec(compile(block, str(README), "exec"), namespace)
+    for page, block in blocks:  # in order, in one namespace, as a reader pasting them into a notebook would
+        exec(compile(block, str(page), "exec"), namespace)
     printed = capsys.readouterr().out
     assert "J&F" in printed and "(8, 12, 12) 4 8" in printed
 

@@ -3,6 +3,7 @@ import pytest
 
 from mast.cli.main import SUBCOMMANDS, build_parser, main
 from mast.models.backbone import ResNetBackbone
+from tests.test_train import TINY, videos  # noqa: F401 (videos is a fixture)
 
 
 def test_every_subcommand_has_help(capsys):
@@ -149,3 +150,66 @@ def test_info_names_the_versions_and_why_each_device_has_its_backend(capsys):
 def test_demo_arguments_are_checked_before_anything_is_written(tmp_path, capsys, flags, message):
     assert main(["demo", *flags, "--out", str(tmp_path / "demo")]) == 2
     assert f"mast demo: error: {message}" in capsys.readouterr().err and not (tmp_path / "demo").exists()
+
+
+
+def _interrupted(command: list[str], started: str) -> tuple[int, str]:
+    """Runs ``mast COMMAND`` in a process group of its own, presses Ctrl-C once ``started`` is on
+    its stderr (SIGINT to the whole group, as a terminal sends it), and returns its status and stderr."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import threading
+    from pathlib import Path
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    process = subprocess.Popen([sys.executable, "-m", "mast", *command], stderr=subprocess.PIPE,
+                               env=env, start_new_session=True)
+    chunks: list[bytes] = []
+    reader = threading.Thread(target=lambda: chunks.extend(iter(lambda: os.read(process.stderr.fileno(), 4096), b"")))
+    reader.start()
+    while started not in b"".join(chunks).decode(errors="replace") and process.poll() is None:
+        threading.Event().wait(0.02)
+    os.killpg(process.pid, signal.SIGINT)
+    process.wait(timeout=60)
+    reader.join(timeout=60)
+    return process.returncode, b"".join(chunks).decode(errors="replace")
+
+
+def test_ctrl_c_during_propagation_is_one_line_and_status_130_and_no_half_written_sequence(tmp_path):
+    from tests.test_api import write_davis
+
+    davis = write_davis(tmp_path / "DAVIS", num_frames=150, size=96)  # seconds of work at 30 frames/s
+    out = tmp_path / "out"
+    status, stderr = _interrupted(["propagate", "--davis", str(davis), "--threads", "1", "--out", str(out)],
+                                  started="frame/s")
+    assert status == 130 and "Traceback" not in stderr, stderr
+    assert stderr.rstrip().endswith("mast propagate: interrupted")
+    assert [path.name for path in out.iterdir()] == ["run.json"]  # the sequence was not half-written
+
+
+def test_ctrl_c_during_training_with_loader_workers_is_one_line_and_status_130(videos, tmp_path):
+    """The data loader's worker processes get the terminal's SIGINT too: they leave it to mast."""
+    sets = [item for value in [*TINY, "data.workers=2", "phases=[{name: a, mode: pairs, steps: 100000, lr: 0.001}]"]
+            for item in ("--set", value)]
+    status, stderr = _interrupted(["pretrain", "--data", str(videos), "--out", str(tmp_path / "run"), *sets,
+                                   "--threads", "1"], started=" 1/100000 ")
+    assert status == 130 and "Traceback" not in stderr, stderr
+    assert stderr.rstrip().endswith("mast pretrain: interrupted")
+
+
+def test_a_reader_that_goes_away_is_no_fault():
+    """`mast config list | head -1`: the pipe closes before mast writes; no traceback, status 141 (SIGPIPE's)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the first line
+    result = subprocess.run([sys.executable, "-m", "mast", "config", "list"], stdout=write, stderr=subprocess.PIPE,
+                            text=True, env=env)
+    os.close(write)
+    assert result.returncode == 141 and result.stderr == ""

@@ -81,7 +81,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         default=None,
         metavar="N",
         help="worker processes, sequences are scored in parallel; 1 = no pool "
-        "(default: number of CPUs)",
+        "(default: --threads if given, else the number of CPUs)",
     )
     parser.add_argument(
         "--objects",
@@ -117,10 +117,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"mast evaluate: error: {error_text(error)}", file=sys.stderr)
         return 2
     sequences = comma_names(args.sequences) or None
+    # --threads N: N single-threaded workers (main.py adds the flag: a parser of this module alone lacks it).
+    processes = getattr(args, "threads", None) if args.processes is None else args.processes
     try:
         with _sequence_bar() as progress:
             tables = score_davis(
-                args.davis, args.results, split=args.split, year=args.year, processes=args.processes,
+                args.davis, args.results, split=args.split, year=args.year, processes=processes,
                 objects=args.objects, boxes=args.boxes, sequences=sequences, on_sequence=progress,
             )
     except (FileNotFoundError, ValueError) as error:

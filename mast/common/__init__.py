@@ -19,4 +19,6 @@ Nothing here imports any other part of mast, so every layer may import it
 * :mod:`mast.common.colour` -- RGB/LAB conversion, normalisation, channel dropout.
 * :mod:`mast.common.references` -- which past frames a query frame reads.
 * :mod:`mast.common.errors` -- typed errors naming the argument at fault (never a CLI flag).
+* :mod:`mast.common.threads` -- the threads a command computes with (set for a block,
+  recorded in run records), and the one set-up of a worker process of a pool.
 """

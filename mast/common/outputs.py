@@ -40,6 +40,7 @@ from mast.common.files import (
     PathLike, atomic_directory, atomic_write_text, atomic_write_with, is_temporary, remove_stale_temporaries,
 )
 from mast.common.locks import is_lock_file, lock_folder, unlock_folder
+from mast.common.threads import threads_in_use
 
 RECORD_NAME = "run.json"
 RECORD_FORMAT = 1
@@ -287,7 +288,7 @@ class OutputFolder:
         history = list(self.previous.get("history", [])) if self.previous and not self.replace_previous else []
         now = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
         details = {key: value for key, value in (details or {}).items() if value is not None}
-        history.append({"argv": list(sys.argv), "time": now, **_normalised(details)})
+        history.append({"argv": list(sys.argv), "time": now, "threads": threads_in_use(), **_normalised(details)})
         from mast._version import __version__  # the package root only defines the version
 
         self.record = {"format": RECORD_FORMAT, "command": self.command, "mast_version": __version__,

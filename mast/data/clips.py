@@ -59,7 +59,6 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any, Literal
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -67,6 +66,7 @@ from torch.utils.data import DataLoader, Dataset
 from mast.data.augment import ClipAugment
 from mast.data.video import VideoSource
 from mast.common.references import ReferencePolicy
+from mast.common.threads import start_worker_process
 
 ClipMode = Literal["pairs", "memory"]
 Transform = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
@@ -345,10 +345,8 @@ def collate_clips(items: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _init_worker(worker_id: int) -> None:
-    # Each worker decodes one clip at a time: OpenCV's and torch's own thread
-    # pools would only oversubscribe the cores the workers already share.
-    cv2.setNumThreads(1)
-    torch.set_num_threads(1)
+    """A DataLoader worker's set-up (``worker_init_fn`` is given the worker's index)."""
+    start_worker_process()
 
 
 def make_loader(

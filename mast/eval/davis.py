@@ -59,6 +59,7 @@ from mast.eval.boxes import BOX_COLUMNS, box_tables, sequence_box_scores
 from mast.common.files import PathLike, atomic_open
 from mast.common.errors import ArgumentError, MissingPathError
 from mast.common.masks import VOID_ID, read_mask, remove_void
+from mast.common.threads import start_worker_process
 from mast.data.davis import DavisDataset
 from mast.data.frames import frame_order, image_files, missing_frames
 
@@ -364,20 +365,13 @@ def _score_sequence(job: _SequenceJob) -> _SequenceResult:
     return _SequenceResult(present, object_ids, scores)
 
 
-def _init_worker() -> None:
-    """Keeps each worker single-threaded: parallelism is across sequences."""
-    import cv2
-
-    cv2.setNumThreads(1)
-
-
 def _score_all(jobs: list[_SequenceJob], processes: int,
                on_sequence: Callable[[str, int], None]) -> list[_SequenceResult]:
     """Scores the sequences, inline when ``processes == 1``, else in a process pool; calls
     ``on_sequence(name, len(jobs))`` as each result arrives, in the order of ``jobs``."""
     if processes == 1:
         return _reported(jobs, map(_score_sequence, jobs), on_sequence)
-    executor = ProcessPoolExecutor(max_workers=processes, initializer=_init_worker)
+    executor = ProcessPoolExecutor(max_workers=processes, initializer=start_worker_process)
     try:
         # map yields the results in order, each as soon as it and those before it are done.
         return _reported(jobs, executor.map(_score_sequence, jobs), on_sequence)

@@ -72,7 +72,7 @@ def warn_fallback_once(device: torch.device) -> None:
     warnings.warn(
         f"mast: compiled operators unavailable ({backend_reason(device)}); using the pure-PyTorch "
         "implementations (slower, more memory). Rebuild with "
-        "`bash scripts/setup_env.sh` (README, set-up details) to get the kernels.",
+        "`bash scripts/setup_env.sh` (docs/setup.md) to get the kernels.",
         RuntimeWarning,
         stacklevel=3,
     )
