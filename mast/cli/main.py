@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import importlib
 import logging
+import signal
 import os
 import sys
 import warnings
@@ -71,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.flush()  # a reader gone shows here, not as an error at exit
         return status
     except KeyboardInterrupt:  # Ctrl-C is the user's choice, not a fault: one line, no traceback
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not break the clean-up below
         _write_line(f"mast {args.command}: interrupted")
         return INTERRUPTED
     except BrokenPipeError:  # the reader of our output went away (`mast config list | head -1`)

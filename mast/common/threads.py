@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import sys
+import threading
 from collections.abc import Iterator
 
 from mast.common.errors import ArgumentError
@@ -53,7 +54,9 @@ def start_worker_process() -> None:
     One thread each for torch and OpenCV: the workers already share the cores.
     Ctrl-C is left to the parent process, which stops its workers: a worker
     interrupted itself would print a traceback of its own, and the parent would
-    see it die.
+    see it die. For the same reason a broken connection of the thread that hands
+    tensors to the parent (``multiprocessing.resource_sharer``) is not reported:
+    it breaks only when the parent stops listening, which a Ctrl-C does.
     """
     import cv2
 
@@ -62,3 +65,16 @@ def start_worker_process() -> None:
     if torch is not None:
         torch.set_num_threads(1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.excepthook = _parent_gone_is_no_fault(threading.excepthook)
+
+
+def _parent_gone_is_no_fault(report):
+    """``threading.excepthook`` that drops the tensor-sharing thread's lost connections."""
+
+    def hook(args) -> None:
+        sharing = (args.thread is not None and args.thread.name.endswith("(_serve)")
+                   and issubclass(args.exc_type, (ConnectionError, EOFError)))
+        if not sharing:
+            report(args)
+
+    return hook
