@@ -14,7 +14,7 @@ def test_every_subcommand_has_help(capsys):
             main([name, "--help"])
         assert exit_info.value.code == 0
         assert "usage: mast " + name in capsys.readouterr().out
-    assert set(SUBCOMMANDS) == {"demo", "train", "centroids", "propagate", "evaluate", "visualize", "config", "info"}
+    assert set(SUBCOMMANDS) == {"demo", "train", "centroids", "propagate", "evaluate", "visualize", "config", "info", "extract_frames"}
 
 
 def test_demo_pretrains_propagates_scores_and_draws(tmp_path, capsys):

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 from mast._version import __version__
 
-SUBCOMMANDS = ("demo", "train", "centroids", "propagate", "evaluate", "visualize", "config", "info")
+SUBCOMMANDS = ("demo", "train", "centroids", "propagate", "evaluate", "visualize", "config", "info", "extract_frames")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,7 +9,7 @@ that already are).
 * :class:`FrameFolderSource` -- a folder of jpg/jpeg/png/bmp frames in frame
   order (by number, :mod:`mast.data.frames`); 8- or 16-bit, colour, grayscale
   or with alpha (dropped).
-* :class:`VideoFileSource` -- an mp4/avi/mov/mkv file read with OpenCV, with a
+* :class:`VideoFileSource` -- an mp4/avi/mov/mkv/webm file read with OpenCV, with a
   ``frame_stride`` (frame ``i`` of the source is frame ``i * frame_stride`` of
   the file).
 * :func:`discover_videos` -- walks directories and files and returns a
@@ -63,7 +63,7 @@ from mast.data.frames import IMAGE_EXTENSIONS, check_numbering, image_files
 
 PathLike = str | os.PathLike
 
-VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv"})
+VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm"})
 
 #: Directory names that hold labels, never frames (DAVIS, YouTube-VOS).
 _LABEL_DIR_PREFIX = "annotations"
@@ -278,20 +278,7 @@ class VideoFileSource:
 
         Raises ``ValueError`` when a frame fails to decode but a later one does.
         """
-        capture = cv2.VideoCapture(str(self.path))
-        try:
-            if not capture.isOpened():
-                raise ValueError(f"cannot open video file {self.path}")
-            for file_index in itertools.count():
-                wanted = file_index % self.frame_stride == 0
-                ok, image = capture.read() if wanted else (capture.grab(), None)
-                if not ok:
-                    _check_real_end(capture, self.path, file_index)
-                    return
-                if wanted:
-                    yield _to_float_rgb(image, str(self.path))
-        finally:
-            capture.release()
+        return (_to_float_rgb(image, str(self.path)) for image in decode_file_frames(self.path, self.frame_stride))
 
     def _decode(self, file_indices: list[int]) -> list[torch.Tensor]:
         """Decodes ascending file frame indices; stops at the first one past the real end."""
@@ -333,6 +320,29 @@ class VideoFileSource:
             raise ValueError(f"video file {self.path}: cannot decode frames {clamped} (stride {self.frame_stride})")
         frames = dict(zip(clamped, decoded))
         return [frames[min(i, real - 1)] for i in wanted]
+
+
+def decode_file_frames(path: PathLike, frame_stride: int = 1) -> Iterator[np.ndarray]:
+    """Every ``frame_stride``-th frame of a video file in order, as OpenCV decodes it
+    (``(H, W, 3)`` uint8 BGR), to the file's real end.
+
+    Raises ``ValueError`` naming the file when it does not open, or when a frame
+    fails to decode but a later one does (damaged data inside the file).
+    """
+    capture = cv2.VideoCapture(str(path))
+    try:
+        if not capture.isOpened():
+            raise ValueError(f"cannot open video file {path}")
+        for file_index in itertools.count():
+            wanted = file_index % frame_stride == 0
+            ok, image = capture.read() if wanted else (capture.grab(), None)
+            if not ok:
+                _check_real_end(capture, Path(path), file_index)
+                return
+            if wanted:
+                yield image
+    finally:
+        capture.release()
 
 
 def _move_to(capture: cv2.VideoCapture, position: int, target: int, max_decode_gap: int) -> bool:
