@@ -35,7 +35,10 @@ raises ``ValueError`` naming the file when it does not decode or is cut
 short: a JPEG must end with its end-of-image marker (``FF D9``) and a PNG
 with its ``IEND`` chunk, followed by nothing but optional NUL/0xFF padding
 (so data appended after the image, as in some phones' motion photos, is
-refused too).
+refused too). A JPEG with bytes cut from its middle still ends in ``FF D9``;
+when libjpeg runs out of image data before the last block, it fills the rest
+of the frame with grey and only warns on stderr: :func:`read_image` collects
+that warning while it decodes and refuses the frame too.
 
 Missing frames: the one numbering rule of :mod:`mast.data.frames` (a regular
 step: DAVIS's +1, YouTube-VOS's +5). :meth:`FrameFolderSource.from_folder`
@@ -45,9 +48,12 @@ only makes time gaps between frames inexact.
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import os
+import tempfile
+import threading
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -155,10 +161,50 @@ def read_image(path: PathLike) -> torch.Tensor:
         raise ValueError(f"corrupt frame {path}: {damage}")
     # From memory, not cv2.imread: libjpeg's file reader pads a cut-short JPEG with
     # grey and only prints a warning, while the memory reader fails.
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    with _native_stderr(held_back=_JPEG_DATA_RAN_OUT) as printed:
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if image is None:
         raise ValueError(f"cannot decode frame {path} (corrupt or not an image)")
+    short = [line.strip() for line in printed if line.strip().lower().endswith(_JPEG_DATA_RAN_OUT)]
+    if short:
+        raise ValueError(f"corrupt frame {path}: truncated JPEG: its image data ends before the image does, "
+                         f"the rest would be grey (libjpeg: {short[0]})")
     return _to_float_rgb(image, str(path))
+
+
+#: libjpeg's warnings for entropy-coded data that ran out before the last block of the image (bytes
+#: cut from a JPEG that still ends in its end-of-image marker): it fills the rest with grey, goes on.
+_JPEG_DATA_RAN_OUT = ("premature end of data segment", "premature end of jpeg file")
+#: One redirection of file descriptor 2 at a time (the saved descriptor must be the real one).
+_STDERR_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _native_stderr(held_back: tuple[str, ...] = ()) -> Iterator[list[str]]:
+    """Collects the lines native code (libjpeg inside OpenCV) writes to file descriptor 2 meanwhile:
+    libjpeg reports damaged data only as warnings there.
+
+    Yields the list the lines are added to on exit. They go on to stderr too, except those ending
+    (case aside) with one of ``held_back``, which the caller reports in its own words.
+    """
+    lines: list[str] = []
+    with _STDERR_LOCK, tempfile.TemporaryFile() as sink:
+        try:
+            saved = os.dup(2)
+        except OSError:  # no stderr at all: nothing to collect
+            yield lines
+            return
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield lines
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            lines += sink.read().decode(errors="replace").splitlines()
+    shown = "".join(f"{line}\n" for line in lines if not line.strip().lower().endswith(held_back))
+    if shown:
+        os.write(2, shown.encode())
 
 
 def _stack_frames(frames: list[torch.Tensor], name: str) -> torch.Tensor:
