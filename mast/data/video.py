@@ -1,17 +1,17 @@
 """One reading layer for training videos: frame folders, video files, DAVIS / YouTube-VOS roots.
 
 Every source is a :class:`VideoSource`: it has a ``name``, a ``num_frames``
-and ``read(indices)``, which decodes only the requested frames and returns
-them as float RGB in ``[0, 1]``, shape ``(T, 3, H, W)``. Nothing holds a
-whole video in memory (except :class:`TensorVideoSource`, which wraps frames
-that already are).
+and ``read(indices)``, which returns the requested frames as float RGB in
+``[0, 1]``, shape ``(T, 3, H, W)``. Frame folders are read a frame at a time;
+video files are decoded once into a cache bounded in bytes
+(:mod:`mast.data.video_cache`), since seeking in them is slow.
 
 * :class:`FrameFolderSource` -- a folder of jpg/jpeg/png/bmp frames in frame
   order (by number, :mod:`mast.data.frames`); 8- or 16-bit, colour, grayscale
   or with alpha (dropped).
 * :class:`VideoFileSource` -- an mp4/avi/mov/mkv/webm file read with OpenCV, with a
   ``frame_stride`` (frame ``i`` of the source is frame ``i * frame_stride`` of
-  the file).
+  the file), decoded once into a bounded cache (:mod:`mast.data.video_cache`).
 * :func:`discover_videos` -- walks directories and files and returns a
   :class:`DiscoveryReport` (a sequence of sources plus what was skipped).
 
@@ -66,6 +66,7 @@ import torch
 
 from mast.data.davis import DavisDataset, read_ids
 from mast.data.frames import IMAGE_EXTENSIONS, check_numbering, image_files
+from mast.data.video_cache import decoded_videos
 
 PathLike = str | os.PathLike
 
@@ -272,12 +273,16 @@ class VideoFileSource:
     """A video file read with OpenCV; frame ``i`` is frame ``i * frame_stride`` of the file.
 
     ``num_frames`` starts from the container's frame count, which can be wrong
-    (too high) for some files. A read past the real end is clamped to the
-    last decodable frame, with a warning, and ``num_frames`` shrinks to the
-    real count, so later samples stay inside the video.
+    (too high) for some files. The first read that finds the real end (the
+    first read at all, when the file is decoded into the cache) shrinks
+    ``num_frames`` to the real count with a warning, and reads past it are
+    clamped to the last decodable frame, so later samples stay inside the video.
 
-    A capture is opened per :meth:`read` (cheap, and keeps the source
-    picklable for DataLoader workers with no file handles left open).
+    :meth:`read` decodes the whole file once, in order, into a bounded
+    per-process cache (:mod:`mast.data.video_cache`: random clips then cost no
+    seeking) and reads a file too large for the cache by seeking, a capture
+    opened per read (no file handles left open: the source stays picklable
+    for DataLoader workers).
     """
 
     name: str
@@ -310,8 +315,29 @@ class VideoFileSource:
         return cls(name or path.stem, path, math.ceil(file_frames / frame_stride), frame_stride)
 
     def read(self, indices: Sequence[int]) -> torch.Tensor:
-        """``(T, 3, H, W)`` float RGB in ``[0, 1]``; decodes only what the indices need."""
+        """``(T, 3, H, W)`` float RGB in ``[0, 1]``, from the file decoded once into this process's
+        cache (:mod:`mast.data.video_cache`), or by seeking when it does not fit there."""
         indices = _check_indices(indices, self.num_frames, self.name)
+        frames = self._decoded()
+        if frames is None:
+            return self._read_by_seeking(indices)
+        if len(frames) < self.num_frames:
+            self._found_shorter(len(frames))
+        decoded = {i: _to_float_rgb(frames[min(i, len(frames) - 1)], str(self.path)) for i in set(indices)}
+        return _stack_frames([decoded[i] for i in indices], self.name)
+
+    def _decoded(self) -> list[np.ndarray] | None:
+        """Every frame of the file (at the stride) from the cache, or None: too large for it,
+        or damaged inside (seeking then fails only for the clips that need the damaged frames)."""
+        stat = self.path.stat()  # a file rewritten since is decoded anew
+        key = (str(self.path.resolve()), self.frame_stride, stat.st_size, stat.st_mtime_ns)
+        try:
+            return decoded_videos().frames(key, lambda: decode_file_frames(self.path, self.frame_stride))
+        except ValueError:
+            return None
+
+    def _read_by_seeking(self, indices: list[int]) -> torch.Tensor:
+        """``indices`` decoded alone: sequentially across short gaps, seeking across long ones."""
         wanted = sorted(set(indices))
         decoded = self._decode([i * self.frame_stride for i in wanted])
         if len(decoded) < len(wanted):
@@ -346,6 +372,17 @@ class VideoFileSource:
         finally:
             capture.release()
 
+    def _found_shorter(self, real: int) -> None:
+        """The container overstated the frame count and only ``real`` frames (at the stride) decode:
+        shrink ``num_frames`` to them, with a warning."""
+        warnings.warn(
+            f"{self.path}: the container's frame count promised {self.num_frames} frames at stride "
+            f"{self.frame_stride} but only {real} decode; reads past the end are clamped to frame {real - 1}",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+        self.num_frames = real
+
     def _clamp_past_end(self, wanted: list[int]) -> list[torch.Tensor]:
         """Frames ``wanted`` (ascending) when decoding stopped early: if the container
         overstated the frame count, clamp to the real last frame and warn."""
@@ -353,13 +390,7 @@ class VideoFileSource:
         real = math.ceil(file_frames / self.frame_stride)
         if real == 0 or wanted[-1] < real:  # not the end of the video: a broken frame inside it
             raise ValueError(f"video file {self.path}: cannot decode frames {wanted} (stride {self.frame_stride})")
-        warnings.warn(
-            f"{self.path}: the container's frame count promised {self.num_frames} frames at stride "
-            f"{self.frame_stride} but only {real} decode; reads past the end are clamped to frame {real - 1}",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-        self.num_frames = real
+        self._found_shorter(real)
         clamped = sorted({min(i, real - 1) for i in wanted})
         decoded = self._decode([i * self.frame_stride for i in clamped])
         if len(decoded) < len(clamped):
