@@ -159,7 +159,7 @@ def _open_output(args: argparse.Namespace, videos: list[_Video]) -> tuple[Output
         if source == video.identity:
             continue
         if source is not None and source["file"] != video.identity["file"]:
-            raise ValueError(f"{args.out / video.name} holds the frames of {source['file']} (as it was then), "
+            raise ValueError(f"{args.out / video.name} holds the frames of another file, {source['file']}, "
                              f"not of {video.path}; use another folder, or --overwrite to redo it")
         folder.check_entry(video.name)
         todo.append(video)
@@ -171,9 +171,11 @@ def _finished_sources(folder: OutputFolder) -> dict[str, dict]:
     history after the folder was in place; a folder without one is redone)."""
     sources: dict[str, dict] = {}
     for invocation in (folder.previous or {}).get("history", []):
-        sources.update(invocation.get("extracted") or {})
+        extracted = invocation.get("extracted") if isinstance(invocation, dict) else None
+        sources.update(extracted if isinstance(extracted, dict) else {})
     return {name: identity for name, identity in sources.items()
-            if any(file.startswith(f"{name}/") for file in folder.files)}
+            if isinstance(identity, dict) and "file" in identity
+            and any(file.startswith(f"{name}/") for file in folder.files)}
 
 
 def _extract_all(videos: list[_Video], folder: OutputFolder, args: argparse.Namespace) -> int:
