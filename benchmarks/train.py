@@ -151,7 +151,7 @@ def _frame_folders(videos: list[Path], folder: Path) -> list[str]:
 
 
 def _reading_rows(args: argparse.Namespace) -> tuple[list[dict], dict]:
-    """The data part's rows and the mp4 / frames ratio of seconds per step per mode."""
+    """The data part's rows and the mp4 / frames ratios per mode, of seconds per step and of reading."""
     videos = _shared_videos()
     if not videos:
         print("data part skipped: no shared raw videos (set MAST_SHARED to the folder holding data/raw_videos)")
@@ -165,10 +165,15 @@ def _reading_rows(args: argparse.Namespace) -> tuple[list[dict], dict]:
                             batch=args.batch or 2, steps=args.data_steps, size=args.size)
                 rows.append(run_isolated("benchmarks.train", case))
                 print(f"  measured {mode} / {source}", flush=True)
-    per_step = {(row["mode"], row["path"]): row.get("seconds_per_step") for row in rows}
-    ratios = {mode: per_step[mode, "mp4"] / per_step[mode, "frames"] for mode in MODES
-              if per_step[mode, "mp4"] and per_step[mode, "frames"]}
-    return rows, ratios
+    return rows, {"seconds_per_step": _ratios(rows, "seconds_per_step"),
+                  "read_seconds_per_step": _ratios(rows, "read_seconds_per_step")}
+
+
+def _ratios(rows: list[dict], key: str) -> dict[str, float]:
+    """``{mode: mp4 / frames}`` of ``key`` (modes where a case failed left out)."""
+    value = {(row["mode"], row["path"]): row.get(key) for row in rows}
+    return {mode: value[mode, "mp4"] / value[mode, "frames"] for mode in MODES
+            if value[mode, "mp4"] and value[mode, "frames"]}
 
 
 def _table(rows: list[dict]) -> str:
@@ -184,12 +189,13 @@ def _table(rows: list[dict]) -> str:
 
 def _reading_table(rows: list[dict], ratios: dict) -> str:
     lines = [f"{'mode':<7} {'source':<7} {'device':<6} {'batch':>5} {'size':>5} {'open s':>7} {'read s':>7} {'s/step':>7} "
-             f"{'mp4/frames':>10}"]
+             f"{'mp4/frames: read':>16} {'step':>5}"]
     for row in rows:
         if "error" in row:
             lines.append(f"{row['mode']:<7} {row['path']:<7} error: {row['error']}")
             continue
-        ratio = f"{ratios[row['mode']]:>10.2f}" if row["path"] == "mp4" and row["mode"] in ratios else ""
+        reading, step = (ratios[key].get(row["mode"]) for key in ("read_seconds_per_step", "seconds_per_step"))
+        ratio = f"{reading:>16.2f} {step:>5.2f}" if row["path"] == "mp4" and reading and step else ""
         lines.append(f"{row['mode']:<7} {row['path']:<7} {row['device']:<6} {row['batch']:>5} {row['size']:>5} "
                      f"{row['open_seconds']:>7.2f} {row['read_seconds_per_step']:>7.2f} "
                      f"{row['seconds_per_step']:>7.2f} {ratio}")

@@ -14,6 +14,7 @@ from mast.data.synthetic import translating_video
 from mast.data.video import (
     FrameFolderSource,
     VideoFileSource,
+    _native_stderr,
     _to_float_rgb,
     discover_videos,
     read_image,
@@ -79,6 +80,13 @@ def test_jpeg_cut_in_the_middle_that_still_ends_in_its_marker_is_refused(tmp_pat
     assert read_image(intact).shape == (3, 96, 128)
     os.write(2, b"stderr still works\n")
     assert capfd.readouterr().err == "stderr still works\n"  # libjpeg's line became the error, nothing else
+
+
+def test_what_native_code_prints_while_a_frame_decodes_still_reaches_stderr(capfd):
+    with _native_stderr(held_back=("premature end of jpeg file",)) as printed:
+        os.write(2, b"libfoo: a word\nCorrupt JPEG data: Premature end of JPEG file\n")
+    assert printed == ["libfoo: a word", "Corrupt JPEG data: Premature end of JPEG file"]
+    assert capfd.readouterr().err == "libfoo: a word\n"  # the held-back line is the caller's to report
 
 
 def test_data_appended_after_a_jpeg_and_empty_files_are_refused(tmp_path):

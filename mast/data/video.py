@@ -189,10 +189,11 @@ def _native_stderr(held_back: tuple[str, ...] = ()) -> Iterator[list[str]]:
     (case aside) with one of ``held_back``, which the caller reports in its own words.
     """
     lines: list[str] = []
-    with _STDERR_LOCK, tempfile.TemporaryFile() as sink:
+    with _STDERR_LOCK, contextlib.ExitStack() as stack:
         try:
+            sink = stack.enter_context(tempfile.TemporaryFile())
             saved = os.dup(2)
-        except OSError:  # no stderr at all: nothing to collect
+        except OSError:  # no stderr, or no room for a temporary file: decode unwatched rather than fail
             yield lines
             return
         os.dup2(sink.fileno(), 2)
@@ -203,9 +204,9 @@ def _native_stderr(held_back: tuple[str, ...] = ()) -> Iterator[list[str]]:
             os.close(saved)
             sink.seek(0)
             lines += sink.read().decode(errors="replace").splitlines()
-    shown = "".join(f"{line}\n" for line in lines if not line.strip().lower().endswith(held_back))
-    if shown:
-        os.write(2, shown.encode())
+            shown = "".join(f"{line}\n" for line in lines if not line.strip().lower().endswith(held_back))
+            if shown:
+                os.write(2, shown.encode())
 
 
 def _stack_frames(frames: list[torch.Tensor], name: str) -> torch.Tensor:
