@@ -16,7 +16,7 @@ def test_every_subcommand_has_help(capsys):
         assert exit_info.value.code == 0
         assert "usage: mast " + name in capsys.readouterr().out
     assert set(SUBCOMMANDS) == {"demo", "train", "centroids", "propagate", "evaluate", "visualize", "config", "info",
-                                "convert", "compare"}
+                                "convert", "compare", "extract_frames"}
 
 
 def test_demo_pretrains_propagates_scores_and_draws(tmp_path, capsys):

@@ -256,3 +256,17 @@ def test_a_video_of_broken_frames_gives_up_with_a_clear_error(tmp_path):
         warnings.simplefilter("ignore")
         with pytest.raises(ValueError, match=r"6 clips in a row .*a/00\d\.jpg.*check the training videos"):
             dataset[0]
+
+
+def test_a_jpeg_cut_in_the_middle_is_replaced_like_any_unreadable_frame(tmp_path):
+    from tests.test_corrupt_frames import cut_from_the_middle
+
+    folder = tmp_path / "a"
+    folder.mkdir()
+    for i, frame in enumerate(gradient_video(8, 48, 64)):
+        cv2.imwrite(str(folder / f"{i:03d}.jpg"), (frame.permute(1, 2, 0).numpy() * 255).astype(np.uint8))
+    cut_from_the_middle(folder / "004.jpg")  # still ends in FF D9
+    dataset = ClipDataset([FrameFolderSource.from_folder(folder)], samples_per_epoch=16, transform=None, mode="pairs")
+    items, messages = _items(dataset, 16)
+    assert messages and all("a/004.jpg" in message and "truncated JPEG" in message for message in messages)
+    assert all(4 not in item["indices"].tolist() for item in items)

@@ -1,6 +1,7 @@
 """Damaged inputs are refused by name: truncated frame files, lost frames, damaged video files."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import cv2
@@ -13,6 +14,7 @@ from mast.data.synthetic import translating_video
 from mast.data.video import (
     FrameFolderSource,
     VideoFileSource,
+    _native_stderr,
     _to_float_rgb,
     discover_videos,
     read_image,
@@ -54,6 +56,37 @@ def test_jpeg_missing_only_its_end_marker_is_refused(tmp_path):
     path.write_bytes(path.read_bytes()[:-2])  # OpenCV's file reader decodes this with a warning only
     with pytest.raises(ValueError, match=r"frame\.jpg.*truncated JPEG"):
         read_image(path)
+
+
+def cut_from_the_middle(path: Path) -> Path:
+    """``path`` with the middle third of its image data (after the start-of-scan marker) removed:
+    its headers are whole and it still ends with its end-of-image marker."""
+    data = path.read_bytes()
+    scan = data.rindex(b"\xff\xda")
+    third = (len(data) - 2 - scan) // 3
+    path.write_bytes(data[: scan + third] + data[scan + 2 * third :])
+    assert path.read_bytes().endswith(b"\xff\xd9")
+    return path
+
+
+def test_jpeg_cut_in_the_middle_that_still_ends_in_its_marker_is_refused(tmp_path, capfd):
+    intact = written(tmp_path / "intact.jpg", textured(96, 128))
+    path = cut_from_the_middle(written(tmp_path / "00007.jpg", textured(96, 128)))
+    # OpenCV decodes it with most of the frame grey, saying so only on stderr.
+    assert cv2.imdecode(np.frombuffer(path.read_bytes(), np.uint8), cv2.IMREAD_COLOR).shape == (96, 128, 3)
+    capfd.readouterr()
+    with pytest.raises(ValueError, match=r"corrupt frame .*00007\.jpg: truncated JPEG: its image data ends"):
+        read_image(path)
+    assert read_image(intact).shape == (3, 96, 128)
+    os.write(2, b"stderr still works\n")
+    assert capfd.readouterr().err == "stderr still works\n"  # libjpeg's line became the error, nothing else
+
+
+def test_what_native_code_prints_while_a_frame_decodes_still_reaches_stderr(capfd):
+    with _native_stderr(held_back=("premature end of jpeg file",)) as printed:
+        os.write(2, b"libfoo: a word\nCorrupt JPEG data: Premature end of JPEG file\n")
+    assert printed == ["libfoo: a word", "Corrupt JPEG data: Premature end of JPEG file"]
+    assert capfd.readouterr().err == "libfoo: a word\n"  # the held-back line is the caller's to report
 
 
 def test_data_appended_after_a_jpeg_and_empty_files_are_refused(tmp_path):
@@ -171,9 +204,10 @@ def test_propagate_refuses_a_sequence_with_a_missing_frame(tmp_path, capsys):
     assert not (tmp_path / "out" / "blob").exists()
 
 
-def test_propagate_refuses_a_truncated_frame(tmp_path, capsys):
+@pytest.mark.parametrize("damage", [lambda path: cut(path, 0.6), cut_from_the_middle], ids=["end", "middle"])
+def test_propagate_refuses_a_truncated_frame(tmp_path, capsys, damage):
     folder = tiny_davis(tmp_path / "davis")
-    cut(folder / "00003.jpg", 0.6)
+    damage(folder / "00003.jpg")
     assert propagate(tmp_path / "davis", tmp_path / "out") == 2
     error = capsys.readouterr().err
     assert "00003.jpg" in error and "truncated JPEG" in error

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections import Counter
 from pathlib import Path
 
 import cv2
@@ -10,6 +11,8 @@ import numpy as np
 import pytest
 import torch
 
+from mast.data import video_cache
+from tests.test_corrupt_frames import moving_square_mp4
 from mast.data.augment import ClipAugment
 from mast.data.clips import ClipDataset, collate_clips
 from mast.data.video import (
@@ -59,6 +62,12 @@ def write_video(path: Path, num_frames: int, fourcc: str = "mp4v", height: int =
         writer.write(encoded_frame(i, height, width))
     writer.release()
     return path
+
+
+@pytest.fixture(autouse=True)
+def fresh_cache(monkeypatch):
+    """Each test starts from an empty decoded-video cache, dropped after it (no memory kept)."""
+    monkeypatch.setattr(video_cache, "_process_cache", None)
 
 
 def red_values(frames: torch.Tensor) -> list[float]:
@@ -162,6 +171,103 @@ def test_video_file_seeking_matches_decoding_through(tmp_path):
     seeking.max_decode_gap = 0  # every forward jump seeks
     indices = [3, 11, 19]
     assert torch.equal(decoding.read(indices), seeking.read(indices))
+
+
+class CountingCapture:
+    """OpenCV's own VideoCapture, counting how many are opened (how often a file is decoded from its start)."""
+
+    opened = 0
+
+    def __new__(cls, *args):
+        cls.opened += 1
+        return REAL_CAPTURE(*args)
+
+
+REAL_CAPTURE = cv2.VideoCapture
+
+
+def test_a_video_file_is_decoded_once_then_every_clip_comes_from_memory(tmp_path, monkeypatch):
+    path = write_video(tmp_path / "clip.mp4", 22)
+    source = VideoFileSource.open(path)
+    monkeypatch.setattr(cv2, "VideoCapture", CountingCapture)
+    CountingCapture.opened = 0
+    clips = [[20, 3], [0, 5, 15, 17, 19, 20], [21], [18, 2]]
+    frames = [source.read(clip) for clip in clips]
+    assert CountingCapture.opened == 1  # before: one capture (and its seeks) per clip
+    for clip, read in zip(clips, frames):
+        assert red_values(read) == pytest.approx([red_code(i) for i in clip], abs=6)
+    assert video_cache.decoded_videos().bytes == 22 * 48 * 64 * 3
+
+
+def test_cached_reads_equal_reads_by_seeking(tmp_path, monkeypatch):
+    path = moving_square_mp4(tmp_path / "clip.mp4", 40)
+    clips = [[39, 1], [0, 5, 15, 17, 19, 20], [33, 7, 7], [12]]
+    cached = [VideoFileSource.open(path, frame_stride=2).read([i // 2 for i in clip]) for clip in clips]
+    monkeypatch.setenv(video_cache.ENVIRONMENT_VARIABLE, "0")  # no cache: every read seeks
+    monkeypatch.setattr(video_cache, "_process_cache", None)
+    seeking = VideoFileSource.open(path, frame_stride=2)
+    seeking.max_decode_gap = 0
+    for clip, frames in zip(clips, cached):
+        assert torch.equal(frames, seeking.read([i // 2 for i in clip]))
+    assert video_cache.decoded_videos().bytes == 0
+
+
+def test_a_rewritten_video_file_is_decoded_again(tmp_path):
+    path = write_video(tmp_path / "clip.mp4", 10)
+    source = VideoFileSource.open(path)
+    assert red_values(source.read([9])) == pytest.approx([red_code(9)], abs=6)
+    os.replace(write_video(tmp_path / "other.mp4", 10, height=24, width=32), path)
+    assert source.read([9]).shape == (1, 3, 24, 32)
+
+
+def frames_of(count: int, nbytes: int = 10) -> list[np.ndarray]:
+    return [np.zeros(nbytes, np.uint8) for _ in range(count)]
+
+
+def test_the_cache_drops_the_least_recently_used_video_within_its_bound():
+    cache = video_cache.DecodedVideos(bound=50)
+    decodes = Counter()
+
+    def decoder(key: str, count: int):
+        def decode():
+            decodes[key] += 1
+            return frames_of(count)
+        return decode
+
+    assert len(cache.frames("a", decoder("a", 2))) == 2
+    assert len(cache.frames("b", decoder("b", 2))) == 2
+    cache.frames("a", decoder("a", 2))  # a is now the most recent
+    with pytest.warns(RuntimeWarning, match="cache .*is full"):
+        cache.frames("c", decoder("c", 2))  # 60 bytes > 50: b goes
+    assert cache.bytes == 40
+    cache.frames("a", decoder("a", 2))
+    cache.frames("b", decoder("b", 2))  # decoded again; c goes, without a second warning
+    assert decodes == {"a": 1, "b": 2, "c": 1}
+    assert cache.frames("huge", decoder("huge", 6)) is None  # 60 bytes alone: not kept, not retried
+    assert cache.frames("huge", decoder("huge", 6)) is None and decodes["huge"] == 1
+    assert cache.bytes <= 50
+
+
+def test_a_damaged_video_is_not_decoded_whole_again():
+    cache = video_cache.DecodedVideos(bound=1000)
+
+    def damaged():
+        yield from frames_of(2)
+        raise ValueError("damaged data inside the file")
+
+    with pytest.raises(ValueError, match="damaged"):
+        cache.frames("x", damaged)
+    assert cache.frames("x", damaged) is None and cache.bytes == 0
+
+
+def test_the_cache_bound_comes_from_the_environment(monkeypatch):
+    monkeypatch.setenv(video_cache.ENVIRONMENT_VARIABLE, "64")
+    assert video_cache.bound_from_environment() == 64 << 20
+    monkeypatch.setenv(video_cache.ENVIRONMENT_VARIABLE, "lots")
+    with pytest.warns(RuntimeWarning, match="MAST_VIDEO_CACHE_MB='lots' is not a whole number"):
+        assert video_cache.bound_from_environment() == video_cache.DEFAULT_MEGABYTES << 20
+    monkeypatch.delenv(video_cache.ENVIRONMENT_VARIABLE)
+    assert video_cache.bound_from_environment() == video_cache.DEFAULT_MEGABYTES << 20
 
 
 def test_frame_stride_on_a_video_file(tmp_path):

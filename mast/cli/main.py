@@ -24,7 +24,7 @@ from mast.cli import error_text
 from mast.common.errors import ArgumentError
 
 SUBCOMMANDS = ("demo", "train", "centroids", "propagate", "evaluate", "visualize", "config", "info", "convert",
-               "compare")
+               "compare", "extract_frames")
 
 #: Commands that only print something quickly; every other command computes, and takes --threads.
 QUICK_COMMANDS = ("config", "info")

@@ -28,8 +28,9 @@ Determinism: item ``i`` of epoch ``e`` is drawn from a generator seeded with
 ``(seed, e, i)``, so a sample does not depend on the worker that made it,
 on the number of workers or on the order items are asked for. (One
 exception: a video file whose container overstates its frame count is
-re-measured by the first read past its end, in that process only, and the
-clip is drawn again; ``discover_videos(..., verify_frame_counts=True)``
+re-measured by its first read (decoded whole into the cache of
+:mod:`mast.data.video_cache`; a file too large for it, by the first read past
+its end), in that process only, and the clip is drawn again; ``discover_videos(..., verify_frame_counts=True)``
 measures such files up front instead.)
 Unreadable frames: a clip whose frames fail to decode is replaced by the
 clip of the next attempt, ``(seed, e, i, attempt)``, with a warning naming

@@ -1,17 +1,17 @@
 """One reading layer for training videos: frame folders, video files, DAVIS / YouTube-VOS roots.
 
 Every source is a :class:`VideoSource`: it has a ``name``, a ``num_frames``
-and ``read(indices)``, which decodes only the requested frames and returns
-them as float RGB in ``[0, 1]``, shape ``(T, 3, H, W)``. Nothing holds a
-whole video in memory (except :class:`TensorVideoSource`, which wraps frames
-that already are).
+and ``read(indices)``, which returns the requested frames as float RGB in
+``[0, 1]``, shape ``(T, 3, H, W)``. Frame folders are read a frame at a time;
+video files are decoded once into a cache bounded in bytes
+(:mod:`mast.data.video_cache`), since seeking in them is slow.
 
 * :class:`FrameFolderSource` -- a folder of jpg/jpeg/png/bmp frames in frame
   order (by number, :mod:`mast.data.frames`); 8- or 16-bit, colour, grayscale
   or with alpha (dropped).
-* :class:`VideoFileSource` -- an mp4/avi/mov/mkv file read with OpenCV, with a
+* :class:`VideoFileSource` -- an mp4/avi/mov/mkv/webm file read with OpenCV, with a
   ``frame_stride`` (frame ``i`` of the source is frame ``i * frame_stride`` of
-  the file).
+  the file), decoded once into a bounded cache (:mod:`mast.data.video_cache`).
 * :func:`discover_videos` -- walks directories and files and returns a
   :class:`DiscoveryReport` (a sequence of sources plus what was skipped).
 
@@ -35,7 +35,10 @@ raises ``ValueError`` naming the file when it does not decode or is cut
 short: a JPEG must end with its end-of-image marker (``FF D9``) and a PNG
 with its ``IEND`` chunk, followed by nothing but optional NUL/0xFF padding
 (so data appended after the image, as in some phones' motion photos, is
-refused too).
+refused too). A JPEG with bytes cut from its middle still ends in ``FF D9``;
+when libjpeg runs out of image data before the last block, it fills the rest
+of the frame with grey and only warns on stderr: :func:`read_image` collects
+that warning while it decodes and refuses the frame too.
 
 Missing frames: the one numbering rule of :mod:`mast.data.frames` (a regular
 step: DAVIS's +1, YouTube-VOS's +5). :meth:`FrameFolderSource.from_folder`
@@ -45,9 +48,12 @@ only makes time gaps between frames inexact.
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import os
+import tempfile
+import threading
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -60,10 +66,11 @@ import torch
 
 from mast.data.davis import DavisDataset, read_ids
 from mast.data.frames import IMAGE_EXTENSIONS, check_numbering, image_files
+from mast.data.video_cache import decoded_videos
 
 PathLike = str | os.PathLike
 
-VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv"})
+VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm"})
 
 #: Directory names that hold labels, never frames (DAVIS, YouTube-VOS).
 _LABEL_DIR_PREFIX = "annotations"
@@ -155,10 +162,51 @@ def read_image(path: PathLike) -> torch.Tensor:
         raise ValueError(f"corrupt frame {path}: {damage}")
     # From memory, not cv2.imread: libjpeg's file reader pads a cut-short JPEG with
     # grey and only prints a warning, while the memory reader fails.
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    with _native_stderr(held_back=_JPEG_DATA_RAN_OUT) as printed:
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if image is None:
         raise ValueError(f"cannot decode frame {path} (corrupt or not an image)")
+    short = [line.strip() for line in printed if line.strip().lower().endswith(_JPEG_DATA_RAN_OUT)]
+    if short:
+        raise ValueError(f"corrupt frame {path}: truncated JPEG: its image data ends before the image does, "
+                         f"the rest would be grey (libjpeg: {short[0]})")
     return _to_float_rgb(image, str(path))
+
+
+#: libjpeg's warnings for entropy-coded data that ran out before the last block of the image (bytes
+#: cut from a JPEG that still ends in its end-of-image marker): it fills the rest with grey, goes on.
+_JPEG_DATA_RAN_OUT = ("premature end of data segment", "premature end of jpeg file")
+#: One redirection of file descriptor 2 at a time (the saved descriptor must be the real one).
+_STDERR_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _native_stderr(held_back: tuple[str, ...] = ()) -> Iterator[list[str]]:
+    """Collects the lines native code (libjpeg inside OpenCV) writes to file descriptor 2 meanwhile:
+    libjpeg reports damaged data only as warnings there.
+
+    Yields the list the lines are added to on exit. They go on to stderr too, except those ending
+    (case aside) with one of ``held_back``, which the caller reports in its own words.
+    """
+    lines: list[str] = []
+    with _STDERR_LOCK, contextlib.ExitStack() as stack:
+        try:
+            sink = stack.enter_context(tempfile.TemporaryFile())
+            saved = os.dup(2)
+        except OSError:  # no stderr, or no room for a temporary file: decode unwatched rather than fail
+            yield lines
+            return
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield lines
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            lines += sink.read().decode(errors="replace").splitlines()
+            shown = "".join(f"{line}\n" for line in lines if not line.strip().lower().endswith(held_back))
+            if shown:
+                os.write(2, shown.encode())
 
 
 def _stack_frames(frames: list[torch.Tensor], name: str) -> torch.Tensor:
@@ -226,12 +274,16 @@ class VideoFileSource:
     """A video file read with OpenCV; frame ``i`` is frame ``i * frame_stride`` of the file.
 
     ``num_frames`` starts from the container's frame count, which can be wrong
-    (too high) for some files. A read past the real end is clamped to the
-    last decodable frame, with a warning, and ``num_frames`` shrinks to the
-    real count, so later samples stay inside the video.
+    (too high) for some files. The first read that finds the real end (the
+    first read at all, when the file is decoded into the cache) shrinks
+    ``num_frames`` to the real count with a warning, and reads past it are
+    clamped to the last decodable frame, so later samples stay inside the video.
 
-    A capture is opened per :meth:`read` (cheap, and keeps the source
-    picklable for DataLoader workers with no file handles left open).
+    :meth:`read` decodes the whole file once, in order, into a bounded
+    per-process cache (:mod:`mast.data.video_cache`: random clips then cost no
+    seeking) and reads a file too large for the cache by seeking, a capture
+    opened per read (no file handles left open: the source stays picklable
+    for DataLoader workers).
     """
 
     name: str
@@ -264,8 +316,29 @@ class VideoFileSource:
         return cls(name or path.stem, path, math.ceil(file_frames / frame_stride), frame_stride)
 
     def read(self, indices: Sequence[int]) -> torch.Tensor:
-        """``(T, 3, H, W)`` float RGB in ``[0, 1]``; decodes only what the indices need."""
+        """``(T, 3, H, W)`` float RGB in ``[0, 1]``, from the file decoded once into this process's
+        cache (:mod:`mast.data.video_cache`), or by seeking when it does not fit there."""
         indices = _check_indices(indices, self.num_frames, self.name)
+        frames = self._decoded()
+        if frames is None:
+            return self._read_by_seeking(indices)
+        if len(frames) < self.num_frames:
+            self._found_shorter(len(frames))
+        decoded = {i: _to_float_rgb(frames[min(i, len(frames) - 1)], str(self.path)) for i in set(indices)}
+        return _stack_frames([decoded[i] for i in indices], self.name)
+
+    def _decoded(self) -> list[np.ndarray] | None:
+        """Every frame of the file (at the stride) from the cache, or None: too large for it,
+        or damaged inside (seeking then fails only for the clips that need the damaged frames)."""
+        stat = self.path.stat()  # a file rewritten since is decoded anew
+        key = (str(self.path.resolve()), self.frame_stride, stat.st_size, stat.st_mtime_ns)
+        try:
+            return decoded_videos().frames(key, lambda: decode_file_frames(self.path, self.frame_stride))
+        except ValueError:
+            return None
+
+    def _read_by_seeking(self, indices: list[int]) -> torch.Tensor:
+        """``indices`` decoded alone: sequentially across short gaps, seeking across long ones."""
         wanted = sorted(set(indices))
         decoded = self._decode([i * self.frame_stride for i in wanted])
         if len(decoded) < len(wanted):
@@ -278,20 +351,7 @@ class VideoFileSource:
 
         Raises ``ValueError`` when a frame fails to decode but a later one does.
         """
-        capture = cv2.VideoCapture(str(self.path))
-        try:
-            if not capture.isOpened():
-                raise ValueError(f"cannot open video file {self.path}")
-            for file_index in itertools.count():
-                wanted = file_index % self.frame_stride == 0
-                ok, image = capture.read() if wanted else (capture.grab(), None)
-                if not ok:
-                    _check_real_end(capture, self.path, file_index)
-                    return
-                if wanted:
-                    yield _to_float_rgb(image, str(self.path))
-        finally:
-            capture.release()
+        return (_to_float_rgb(image, str(self.path)) for image in decode_file_frames(self.path, self.frame_stride))
 
     def _decode(self, file_indices: list[int]) -> list[torch.Tensor]:
         """Decodes ascending file frame indices; stops at the first one past the real end."""
@@ -313,6 +373,17 @@ class VideoFileSource:
         finally:
             capture.release()
 
+    def _found_shorter(self, real: int) -> None:
+        """The container overstated the frame count and only ``real`` frames (at the stride) decode:
+        shrink ``num_frames`` to them, with a warning."""
+        warnings.warn(
+            f"{self.path}: the container's frame count promised {self.num_frames} frames at stride "
+            f"{self.frame_stride} but only {real} decode; reads past the end are clamped to frame {real - 1}",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+        self.num_frames = real
+
     def _clamp_past_end(self, wanted: list[int]) -> list[torch.Tensor]:
         """Frames ``wanted`` (ascending) when decoding stopped early: if the container
         overstated the frame count, clamp to the real last frame and warn."""
@@ -320,19 +391,36 @@ class VideoFileSource:
         real = math.ceil(file_frames / self.frame_stride)
         if real == 0 or wanted[-1] < real:  # not the end of the video: a broken frame inside it
             raise ValueError(f"video file {self.path}: cannot decode frames {wanted} (stride {self.frame_stride})")
-        warnings.warn(
-            f"{self.path}: the container's frame count promised {self.num_frames} frames at stride "
-            f"{self.frame_stride} but only {real} decode; reads past the end are clamped to frame {real - 1}",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-        self.num_frames = real
+        self._found_shorter(real)
         clamped = sorted({min(i, real - 1) for i in wanted})
         decoded = self._decode([i * self.frame_stride for i in clamped])
         if len(decoded) < len(clamped):
             raise ValueError(f"video file {self.path}: cannot decode frames {clamped} (stride {self.frame_stride})")
         frames = dict(zip(clamped, decoded))
         return [frames[min(i, real - 1)] for i in wanted]
+
+
+def decode_file_frames(path: PathLike, frame_stride: int = 1) -> Iterator[np.ndarray]:
+    """Every ``frame_stride``-th frame of a video file in order, as OpenCV decodes it
+    (``(H, W, 3)`` uint8 BGR), to the file's real end.
+
+    Raises ``ValueError`` naming the file when it does not open, or when a frame
+    fails to decode but a later one does (damaged data inside the file).
+    """
+    capture = cv2.VideoCapture(str(path))
+    try:
+        if not capture.isOpened():
+            raise ValueError(f"cannot open video file {path}")
+        for file_index in itertools.count():
+            wanted = file_index % frame_stride == 0
+            ok, image = capture.read() if wanted else (capture.grab(), None)
+            if not ok:
+                _check_real_end(capture, Path(path), file_index)
+                return
+            if wanted:
+                yield image
+    finally:
+        capture.release()
 
 
 def _move_to(capture: cv2.VideoCapture, position: int, target: int, max_decode_gap: int) -> bool:
