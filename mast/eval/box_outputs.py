@@ -3,7 +3,7 @@
 The propagation writer (:mod:`mast.eval.propagate`) records the boxes of
 trackers that predict them (:attr:`mast.models.tracker.TrackerStep.boxes`) with
 :class:`BoxRecorder`; the box scores of ``mast evaluate`` read them back with
-:func:`read_tracker_boxes` and scores them instead of the masks' min-max boxes
+:func:`read_tracker_boxes` and score them instead of the masks' min-max boxes
 (docs/evaluation.md §6.9). Layout (``BOXES_FORMAT`` 1)::
 
     {"format": 1, "source": "<tracker name>", "objects": [1, 2],
