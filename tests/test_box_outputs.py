@@ -12,9 +12,12 @@ from mast.cli.main import main as cli_main
 from mast.data.synthetic import translating_video
 from mast.eval.box_outputs import BOXES_FILE, rotated_record
 from mast.eval.propagate import PropagationInput, propagate_to_folder
+from mast.models.detector.tracker import DetectorTracker
+from mast.models.detector.tracker import TrackerConfig as DetectorTrackerConfig
 from mast.models.siammask.geometry import rotated_box
 from mast.models.siammask.tracker import SiamMaskTracker, TrackerConfig
 from mast.models.tracker import TrackerStep
+from tests.test_detector import _untrained as untrained_detector
 from tests.test_evaluate import draw, write_dataset
 from tests.test_siammask import _untrained
 
@@ -120,6 +123,17 @@ def test_siammask_writes_rotated_boxes_only_in_rotated_mode(tmp_path, one_thread
     for frame in rotated["frames"][1:]:
         for record in frame["rotated"].values():
             assert record is None or (len(record["corners"]) == 4 and -45 <= record["angle"] < 45)
+
+
+def test_the_detector_writes_its_boxes(tmp_path, one_thread):
+    frames, masks = translating_video(num_frames=3, height=72, width=88, num_objects=2, seed=1)
+    tracker = DetectorTracker(untrained_detector(), DetectorTrackerConfig(input_size=72, lost_score=0.0))
+    first = masks[0].numpy().astype(np.uint8)
+    item = PropagationInput("seq", lambda: ((f"{t:05d}", f) for t, f in enumerate(frames)), first, "first")
+    content = json.loads((propagate_to_folder(item, tracker, tmp_path / "out") / BOXES_FILE).read_text())
+    assert content["source"] == "detector" and content["objects"] == [1, 2] and content["rotated"] is False
+    assert [frame["frame"] for frame in content["frames"]] == ["00000", "00001", "00002"]
+    assert all(box[2] > 0 and box[3] > 0 for frame in content["frames"] for box in frame["boxes"].values())
 
 
 # --------------------------------------------------------------------------
