@@ -59,7 +59,7 @@ from PIL import Image
 from mast.eval import metrics
 from mast.eval.box_outputs import BOXES_FILE, TrackerBoxes, read_tracker_boxes
 from mast.eval.boxes import BOX_COLUMNS, BOX_SOURCE, box_tables, overall_source, sequence_box_scores
-from mast.common.files import PathLike, atomic_open
+from mast.common.files import PathLike, atomic_open, is_temporary
 from mast.common.errors import ArgumentError, MissingPathError
 from mast.common.masks import VOID_ID, read_mask, remove_void
 from mast.data.davis import DavisDataset
@@ -386,7 +386,8 @@ def _read_tracker_boxes(results_dir: Path, name: str) -> TrackerBoxes | None:
     path = results_dir / name / BOXES_FILE
     if not path.is_file():
         return None
-    return read_tracker_boxes(path, [png.stem for png in (results_dir / name).glob("*.png")])
+    pngs = [png for png in (results_dir / name).glob("*.png") if not is_temporary(png)]
+    return read_tracker_boxes(path, [png.stem for png in pngs])
 
 
 def _init_worker() -> None:
