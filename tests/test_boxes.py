@@ -213,21 +213,22 @@ def test_cli_boxes(track, capsys):
     plain_lines, box_lines = PLAIN_OUTPUT.splitlines(), out.splitlines()
     assert len(box_lines) == len(plain_lines)
     assert all(line.startswith(plain) for line, plain in zip(box_lines, plain_lines))
-    assert box_lines[1].endswith("F-Decay  Box-IoU-Mean  Success-AUC  Precision@20")
-    assert box_lines[2].split()[-3:] == ["0.556", "0.536", "0.708"]  # 5/9, 15/28, 17/24
-    assert box_lines[5] == "Sequence   J-Mean   F-Mean  Box-IoU-Mean  Success-AUC  Precision@20"
-    assert box_lines[6].split()[-3:] == ["0.444", "0.429", "0.667"]
+    assert box_lines[1].endswith("F-Decay  Box-IoU-Mean  Success-AUC  Precision@20  Box-Source")
+    assert box_lines[2].split()[-4:] == ["0.556", "0.536", "0.708", "mask"]  # 5/9, 15/28, 17/24; no boxes.json
+    assert box_lines[5] == "Sequence   J-Mean   F-Mean  Box-IoU-Mean  Success-AUC  Precision@20  Box-Source"
+    assert box_lines[6].split()[-4:] == ["0.444", "0.429", "0.667", "mask"]
 
     with open(results / "global_results-val.csv", newline="") as handle:
         header, values = list(csv.reader(handle))
-    assert header == list(davis.GLOBAL_COLUMNS + boxes.BOX_COLUMNS)
+    assert header == [*davis.GLOBAL_COLUMNS, *boxes.BOX_COLUMNS, "Box-Source"]
     assert PLAIN_CSVS["global_results-val.csv"].decode().splitlines()[1] == ",".join(values[:7])
-    assert [float(v) for v in values[7:]] == pytest.approx([5 / 9, 15 / 28, 17 / 24], abs=1e-15)
+    assert [float(v) for v in values[7:10]] == pytest.approx([5 / 9, 15 / 28, 17 / 24], abs=1e-15)
+    assert values[10] == "mask"
     with open(results / "per-sequence_results-val.csv", newline="") as handle:
         header, *rows = list(csv.reader(handle))
-    assert header == ["Sequence", "J-Mean", "F-Mean", *boxes.BOX_COLUMNS]
+    assert header == ["Sequence", "J-Mean", "F-Mean", *boxes.BOX_COLUMNS, "Box-Source"]
     for row in rows:
-        assert [float(v) for v in row[3:]] == pytest.approx(EXPECTED[row[0]], abs=1e-15)
+        assert [float(v) for v in row[3:6]] == pytest.approx(EXPECTED[row[0]], abs=1e-15) and row[6] == "mask"
     # the same two files, recorded as derived from the results: they go when the results change
     assert json.loads((results / "run.json").read_text())["derived"] == sorted(PLAIN_CSVS)
 

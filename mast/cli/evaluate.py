@@ -2,7 +2,8 @@
 
 ``--objects davis`` (default, the official toolkit: ids 1..max id of the first
 ground-truth frame) or ``--objects first-frame`` (only the ids present there).
-``--boxes`` adds tracker box metrics (OTB) on the masks' min-max boxes.
+``--boxes`` adds tracker box metrics (OTB) on the tracker's own boxes (a
+sequence's ``boxes.json``) or, without them, the masks' min-max boxes.
 """
 from __future__ import annotations
 
@@ -33,12 +34,17 @@ absent from it are scored too (a warning names them); "first-frame" scores
 only the ids present there. With --year 2016 the ground truth is
 single-object (0/255) and any predicted id > 0 is the object.
 
-With --boxes, both tables and both CSVs gain three columns after the
+With --boxes, both tables and both CSVs gain four columns after the
 toolkit's: Box-IoU-Mean, Success-AUC and Precision@20, the OTB tracking
-measures on the min-max box of each object's pixels (ground truth and
-prediction alike); frames whose ground truth lacks the object are left out,
-a prediction without it scores IoU 0 and fails every centre-error threshold
-(docs/evaluation.md 6.9).
+measures against the min-max box of each object's ground-truth pixels, and
+Box-Source, which predicted boxes were scored: "tracker", the boxes the
+tracker predicted (DIR/<seq>/boxes.json, written by mast propagate for
+trackers that predict boxes: SiamMask, the detector), or "mask", the min-max
+boxes of the predicted masks (no boxes.json); "mixed" in the global table
+when sequences differ. A boxes.json must list the frames of the PNGs beside
+it and the objects of the first ground-truth frame. Frames whose ground truth
+lacks the object are left out, a prediction without it scores IoU 0 and
+fails every centre-error threshold (docs/evaluation.md 6.9).
 
 Ground truth is needed on every scored frame, so DAVIS test-dev / challenge
 folders (first frame annotated only) cannot be scored. Without JPEGImages/ a
@@ -96,9 +102,10 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument(
         "--boxes",
         action="store_true",
-        help="also score the min-max boxes of the masks as a tracker (OTB): mean box IoU, success "
-        "AUC (IoU thresholds 0, 0.05, ..., 1) and precision at 20 px centre error, per object "
-        "and global",
+        help="also score boxes as a tracker (OTB): mean box IoU, success AUC (IoU thresholds 0, "
+        "0.05, ..., 1) and precision at 20 px centre error, per object and global; the tracker's "
+        "own boxes where DIR/<seq>/boxes.json holds them, else the masks' min-max boxes "
+        "(column Box-Source: tracker / mask)",
     )
     parser.set_defaults(func=run)
     return parser

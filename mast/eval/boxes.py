@@ -1,8 +1,10 @@
-"""Box metrics for trackers (OTB definitions), on boxes derived from masks.
+"""Box metrics for trackers (OTB definitions), on the tracker's boxes or boxes derived from masks.
 
 ``score_davis(boxes=True)`` adds them to the DAVIS tables (docs/evaluation.md
-§6.9). Every mask, ground truth and prediction alike, becomes the min-max box
-of each object id; the boxes are then scored as the OTB benchmark scores a
+§6.9). Every ground-truth mask becomes the min-max box of each object id; the
+prediction's boxes are the tracker's own where the results hold them
+(``boxes.json``, :mod:`mast.eval.box_outputs`), else its masks' min-max boxes
+too (``BOX_SOURCES``); the boxes are then scored as the OTB benchmark scores a
 tracker [Wu et al., "Online Object Tracking: A Benchmark", CVPR 2013]:
 
 * per frame: the IoU of the two boxes and the distance between their centres;
@@ -18,7 +20,8 @@ object-weighted like J&F: the mean of the per-object values, over the objects
 with at least one frame scored.
 
 Boxes are ``(x, y, w, h)`` in pixels, pixel-inclusive: the object's pixels
-span columns ``x .. x + w - 1`` and rows ``y .. y + h - 1``.
+span columns ``x .. x + w - 1`` and rows ``y .. y + h - 1`` (a tracker's boxes
+may be fractional: the same rule on the continuous plane).
 """
 from __future__ import annotations
 
@@ -27,7 +30,7 @@ from typing import Sequence
 
 import numpy as np
 
-Box = tuple[int, int, int, int]
+Box = tuple[float, float, float, float]
 
 #: Overlap thresholds of the success curve, k / 20 for k = 0..20 (OTB's ``0:0.05:1``).
 SUCCESS_THRESHOLDS = np.arange(21) / 20
@@ -40,6 +43,11 @@ PRECISION_PIXELS = 20
 
 #: Columns the box metrics add to the global and per-object tables.
 BOX_COLUMNS = ("Box-IoU-Mean", "Success-AUC", "Precision@20")
+
+#: The column saying which boxes were scored, after ``BOX_COLUMNS``: per object ``tracker`` (the
+#: tracker's boxes.json) or ``mask`` (the masks' min-max boxes); globally also ``mixed``.
+BOX_SOURCE = "Box-Source"
+BOX_SOURCES = ("tracker", "mask")
 
 
 # --------------------------------------------------------------------------
@@ -144,7 +152,8 @@ def precision_at(errors: Sequence[float], pixels: float = PRECISION_PIXELS) -> f
 
 
 def sequence_box_scores(
-    gt_masks: Sequence[np.ndarray], pred_masks: Sequence[np.ndarray | None], object_ids: Sequence[int]
+    gt_masks: Sequence[np.ndarray], pred_masks: Sequence[np.ndarray | None], object_ids: Sequence[int],
+    pred_boxes: Sequence[dict[int, Box | None] | None] | None = None,
 ) -> dict[str, np.ndarray]:
     """Per-object, per-frame IoU and centre error of one sequence.
 
@@ -155,6 +164,9 @@ def sequence_box_scores(
             already checked (``mast.eval.davis.check_prediction``); the first
             and last are not scored and may be ``None``.
         object_ids: the K ids scored.
+        pred_boxes: the tracker's boxes instead of the masks' min-max boxes: n
+            ``{object id: box or None}``, aligned with ``gt_masks`` (an id absent
+            or None: no box on that frame); None scores the masks' boxes.
 
     Returns:
         ``{"IoU": (K, n - 2), "Centre-Error": (K, n - 2)}`` float64 arrays laid
@@ -166,9 +178,8 @@ def sequence_box_scores(
     errors = np.empty_like(ious)
     for column, t in enumerate(scored):
         for row, object_id in enumerate(object_ids):
-            ious[row, column], errors[row, column] = frame_scores(
-                mask_box(gt_masks[t], object_id), mask_box(pred_masks[t], object_id)
-            )
+            predicted = mask_box(pred_masks[t], object_id) if pred_boxes is None else pred_boxes[t].get(object_id)
+            ious[row, column], errors[row, column] = frame_scores(mask_box(gt_masks[t], object_id), predicted)
     return {"IoU": ious, "Centre-Error": errors}
 
 
@@ -199,3 +210,8 @@ def box_tables(object_scores: list[dict[str, np.ndarray]]) -> tuple[dict[str, fl
         column: float(np.mean([row[column] for row in scored])) if scored else math.nan for column in BOX_COLUMNS
     }
     return global_table, rows
+
+
+def overall_source(sources: Sequence[str]) -> str:
+    """The global table's ``BOX_SOURCE``: the one source of every sequence, else ``mixed``."""
+    return sources[0] if len(set(sources)) == 1 else "mixed"

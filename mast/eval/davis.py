@@ -4,8 +4,10 @@
 ``score_davis`` scores a results folder against a DAVIS dataset folder and
 returns the tables; ``write_csvs`` writes the two CSV files the official
 toolkit writes; ``evaluate_davis`` does both. With ``boxes=True`` the tables
-also hold the box metrics of ``mast.eval.boxes`` (``BOX_COLUMNS``), which
-follow the toolkit's columns in the printed tables and the CSVs.
+also hold the box metrics of ``mast.eval.boxes`` (``BOX_COLUMNS``) and which
+boxes they scored (``BOX_SOURCE``: the tracker's ``boxes.json`` where a
+sequence's results hold one, else the masks'), which follow the toolkit's
+columns in the printed tables and the CSVs.
 
 Protocol (DAVIS-2017 toolkit):
 
@@ -55,8 +57,9 @@ import numpy as np
 from PIL import Image
 
 from mast.eval import metrics
-from mast.eval.boxes import BOX_COLUMNS, box_tables, sequence_box_scores
-from mast.common.files import PathLike, atomic_open
+from mast.eval.box_outputs import BOXES_FILE, TrackerBoxes, read_tracker_boxes
+from mast.eval.boxes import BOX_COLUMNS, BOX_SOURCE, box_tables, overall_source, sequence_box_scores
+from mast.common.files import PathLike, atomic_open, is_temporary
 from mast.common.errors import ArgumentError, MissingPathError
 from mast.common.masks import VOID_ID, read_mask, remove_void
 from mast.common.threads import start_worker_process
@@ -235,6 +238,7 @@ class _SequenceJob:
     results_dir: Path
     objects: str
     boxes: bool
+    tracker_boxes: TrackerBoxes | None = None
 
     @property
     def gt_dir(self) -> Path:
@@ -249,11 +253,12 @@ class _SequenceJob:
 class _SequenceResult:
     """A worker's answer: the ids present in the first ground-truth frame, the K
     scored ids and their ``{"J": (K, T), "F": (K, T)}`` tables (and, with boxes,
-    ``sequence_box_scores``'s ``"IoU"`` and ``"Centre-Error"``)."""
+    ``sequence_box_scores``'s ``"IoU"`` and ``"Centre-Error"`` and the ``box_source``)."""
 
     present: tuple[int, ...]
     object_ids: tuple[int, ...]
     scores: dict[str, np.ndarray]
+    box_source: str | None = None
 
 
 #: Frames are JPEGs, as in DAVIS.
@@ -360,9 +365,30 @@ def _score_sequence(job: _SequenceJob) -> _SequenceResult:
         pred_masks[t] = _read_prediction(path, job.dataset.year)
         check_prediction(pred_masks[t], gt_masks[t].shape, object_ids, str(path))
     scores = evaluate_sequence(gt_masks, pred_masks, object_ids=object_ids)
-    if job.boxes:
-        scores.update(sequence_box_scores(gt_masks, pred_masks, object_ids))
-    return _SequenceResult(present, object_ids, scores)
+    if not job.boxes:
+        return _SequenceResult(present, object_ids, scores)
+    pred_boxes = None if job.tracker_boxes is None else _tracker_boxes_of_frames(job.tracker_boxes, gt_paths, present)
+    scores.update(sequence_box_scores(gt_masks, pred_masks, object_ids, pred_boxes))
+    return _SequenceResult(present, object_ids, scores, "mask" if pred_boxes is None else "tracker")
+
+
+def _tracker_boxes_of_frames(tracker_boxes: TrackerBoxes, gt_paths: list[Path],
+                             present: tuple[int, ...]) -> list[dict | None]:
+    """The tracker's boxes of each ground-truth frame (None where it has none: the ends may lack
+    results); its objects must be those of the first ground-truth frame."""
+    if set(tracker_boxes.objects) != set(present):
+        raise ValueError(f"{tracker_boxes.path}: boxes of objects {_id_list(tracker_boxes.objects)}, but the first "
+                         f"ground-truth frame {gt_paths[0]} holds objects {_id_list(present)}")
+    return [tracker_boxes.frames.get(path.stem) for path in gt_paths]
+
+
+def _read_tracker_boxes(results_dir: Path, name: str) -> TrackerBoxes | None:
+    """The checked boxes.json of a sequence's results (:mod:`mast.eval.box_outputs`), None without one."""
+    path = results_dir / name / BOXES_FILE
+    if not path.is_file():
+        return None
+    pngs = [png for png in (results_dir / name).glob("*.png") if not is_temporary(png)]
+    return read_tracker_boxes(path, [png.stem for png in pngs])
 
 
 def _score_all(jobs: list[_SequenceJob], processes: int,
@@ -438,8 +464,13 @@ def _per_object_scores(names: list[str], results: list[_SequenceResult]) -> list
 
 
 def _box_columns(global_table: dict[str, float]) -> tuple[str, ...]:
-    """``BOX_COLUMNS`` when the tables were scored with boxes, else none."""
-    return BOX_COLUMNS if BOX_COLUMNS[0] in global_table else ()
+    """``BOX_COLUMNS`` and ``BOX_SOURCE`` when the tables were scored with boxes, else none."""
+    return BOX_COLUMNS + (BOX_SOURCE,) if BOX_COLUMNS[0] in global_table else ()
+
+
+def _cell(value: float | str, width: int) -> str:
+    """A table cell right-aligned in ``width``: numbers with 3 decimals, words (``BOX_SOURCE``) as they are."""
+    return f"{value:>{width}}" if isinstance(value, str) else f"{value:>{width}.3f}"
 
 
 def _write_csv(path: Path, header: Sequence[str], rows: list[Sequence]) -> None:
@@ -464,13 +495,13 @@ def format_results(global_table: dict[str, float], per_sequence_table: list[dict
     boxes = _box_columns(global_table)
     columns = GLOBAL_COLUMNS + boxes
     lines = ["Global results:", "  ".join(f"{c:>{max(9, len(c))}}" for c in columns)]
-    lines.append("  ".join(f"{global_table[c]:>{max(9, len(c))}.3f}" for c in columns))
+    lines.append("  ".join(_cell(global_table[c], max(9, len(c))) for c in columns))
     width = max([len("Sequence")] + [len(row["Sequence"]) for row in per_sequence_table])
     header = f"{'Sequence':<{width}}  {'J-Mean':>7}  {'F-Mean':>7}"
     lines += ["", "Per-object results:", header + "".join(f"  {c}" for c in boxes)]
     for row in per_sequence_table:
         line = f"{row['Sequence']:<{width}}  {row['J-Mean']:>7.3f}  {row['F-Mean']:>7.3f}"
-        lines.append(line + "".join(f"  {row[c]:>{len(c)}.3f}" for c in boxes))
+        lines.append(line + "".join(f"  {_cell(row[c], len(c))}" for c in boxes))
     return "\n".join(lines)
 
 
@@ -507,9 +538,12 @@ def score_davis(
             ``"first-frame"`` (only the ids present there).
         sequences: score only these sequences of the split (in this order), e.g. those
             a model did not train on; a name the split does not list is an error.
-        boxes: also score the min-max boxes of the masks (``mast.eval.boxes``):
-            both tables gain the keys of ``BOX_COLUMNS`` (NaN for an object
-            the ground truth lacks on every scored frame).
+        boxes: also score boxes (``mast.eval.boxes``): a sequence's tracker boxes
+            (``results_dir/<seq>/boxes.json``, checked before any scoring) where
+            present, else its masks' min-max boxes. Both tables gain the keys of
+            ``BOX_COLUMNS`` (NaN for an object the ground truth lacks on every
+            scored frame) and ``BOX_SOURCE`` (``tracker`` or ``mask``; globally
+            ``mixed`` when the sequences differ).
         on_sequence: called as ``on_sequence(name, total)`` once each sequence is
             scored, in the order scored (``total``: the sequences being scored), e.g.
             to advance a progress bar; the scores do not depend on it.
@@ -525,7 +559,9 @@ def score_davis(
         ValueError: unreadable mask, size mismatch (ground truth against its
             first frame or the frames, prediction against ground truth), a
             predicted id that is not scored, a sequence with fewer than 3
-            frames, a DAVIS-2016 mask under ``year=2017``, or no objects.
+            frames, a DAVIS-2016 mask under ``year=2017``, or no objects; with
+            ``boxes``, a boxes.json that is damaged, lists other frames than
+            the results' PNGs or other objects than the first ground-truth frame.
     """
     dataset = DavisDataset.at(davis_root, year)
     _check_objects(objects)
@@ -543,7 +579,8 @@ def score_davis(
         processes = min(os.cpu_count() or 1, len(names))
     if processes < 1:
         raise ValueError(f"processes must be >= 1, got {processes}")
-    jobs = [_SequenceJob(name, dataset, results_dir, objects, boxes) for name in names]
+    jobs = [_SequenceJob(name, dataset, results_dir, objects, boxes,
+                         _read_tracker_boxes(results_dir, name) if boxes else None) for name in names]
     results = _score_all(jobs, min(processes, len(jobs)), on_sequence or (lambda name, total: None))
     if objects == "davis":
         for name, result in zip(names, results):
@@ -556,9 +593,10 @@ def score_davis(
     ]
     if boxes:
         box_global, box_rows = box_tables([scores for _, scores in per_object])
-        global_table.update(box_global)
-        for row, box_row in zip(per_sequence_table, box_rows):
-            row.update(box_row)
+        sources = [result.box_source for result in results for _ in result.object_ids]
+        global_table.update(box_global, **{BOX_SOURCE: overall_source([r.box_source for r in results])})
+        for row, box_row, source in zip(per_sequence_table, box_rows, sources):
+            row.update(box_row, **{BOX_SOURCE: source})
     return global_table, per_sequence_table
 
 

@@ -26,7 +26,8 @@ import torch
 from mast.common.errors import ArgumentError
 from mast.common.masks import VOID_ID, remove_void, write_palette_png
 from mast.common.outputs import OutputFolder
-from mast.models.tracker import Tracker, track
+from mast.eval.box_outputs import BoxRecorder
+from mast.models.tracker import Tracker, TrackerStep, track
 
 @dataclass
 class PropagationInput:
@@ -151,8 +152,17 @@ def track_ids(tracker: Tracker, frames: Iterable[torch.Tensor], first_ids: np.nd
     """Object ids ``(H, W)`` uint8 of every frame: ``first_ids`` (the first frame's annotation,
     void already removed), then what ``tracker`` predicts for each later frame.
 
-    The one loop of the writer and of ``mast.track``, so both give the same masks.
     ``frames``: ``(3, H, W)`` RGB in ``[0, 1]``, the first one annotated by ``first_ids``.
+    """
+    return (ids for ids, _ in track_steps(tracker, frames, first_ids, source))
+
+
+def track_steps(tracker: Tracker, frames: Iterable[torch.Tensor], first_ids: np.ndarray,
+                source: str) -> Iterator[tuple[np.ndarray, TrackerStep | None]]:
+    """:func:`track_ids`'s masks, each with the tracker's :class:`TrackerStep` (its boxes; None
+    for the first frame, the given annotation).
+
+    The one loop of the writer and of ``mast.track``, so both give the same masks.
     """
     ids, lookup = label_lookup(first_ids, source)
     frames = iter(frames)
@@ -162,18 +172,19 @@ def track_ids(tracker: Tracker, frames: Iterable[torch.Tensor], first_ids: np.nd
     if tuple(first.shape[-2:]) != first_ids.shape:
         raise ArgumentError("first_mask", f"{source} is {first_ids.shape[1]}x{first_ids.shape[0]} but the frames "
                                           f"are {first.shape[-1]}x{first.shape[-2]}")
-    yield first_ids
+    yield first_ids, None
     for result in track(tracker, itertools.chain([first], frames), torch.from_numpy(lookup[first_ids])):
-        yield ids[result.labels().cpu().numpy()]
+        yield ids[result.labels().cpu().numpy()], result
 
 
 def propagate_to_folder(
     item: PropagationInput, tracker: Tracker, folder: OutputFolder | str | os.PathLike,
     on_frame: Callable[[], None] | None = None, details: dict | None = None,
 ) -> Path:
-    """Tracks one video and writes ``<folder>/<name>/<stem>.png`` palette PNGs.
+    """Tracks one video and writes ``<folder>/<name>/<stem>.png`` palette PNGs (and boxes).
 
-    The first frame's annotation is written as given. The sequence is built
+    The first frame's annotation is written as given. A tracker that predicts boxes also
+    gets ``<folder>/<name>/boxes.json`` (:mod:`mast.eval.box_outputs`). The sequence is built
     in a temporary folder that replaces ``<folder>/<name>`` only on success,
     so an error never leaves a half-written sequence behind; ``folder``
     refuses to replace a sequence folder holding files mast did not write.
@@ -182,7 +193,7 @@ def propagate_to_folder(
     with the sequence, ``item.identity`` (for :func:`is_finished`), the
     number of frames written and ``details`` (e.g. :func:`check_frames`'s).
     """
-    label_lookup(item.first_ids, item.first_source)  # no object: refused before anything is written
+    object_ids, _ = label_lookup(item.first_ids, item.first_source)  # no object: refused before anything is written
     if not isinstance(folder, OutputFolder):
         folder = results_folder(folder, tracker)
         folder.check_entry(item.name)
@@ -197,11 +208,15 @@ def propagate_to_folder(
                 stems.append(stem)
                 yield frame
 
-        for t, ids in enumerate(track_ids(tracker, frames_only(), item.first_ids, item.first_source)):
+        boxes = BoxRecorder(object_ids, item.first_ids)
+        for t, (ids, step) in enumerate(track_steps(tracker, frames_only(), item.first_ids, item.first_source)):
             write_palette_png(staging / f"{stems[t]}.png", ids)
+            if step is not None:
+                boxes.add(stems[t], step.boxes, step.rotated_boxes)
             if t > 0 and on_frame is not None:
                 on_frame()
         if len(stems) < 2:
             raise ValueError(f"{item.name}: needs at least 2 frames, found {len(stems)}")
+        boxes.write(staging, stems[0], tracker.name)
         record["frames"] = len(stems)  # the entry records its details when it closes, after this
     return folder.path / item.name

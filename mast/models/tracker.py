@@ -25,12 +25,21 @@ class TrackerStep:
     Attributes:
         probabilities: ``(L, H, W)`` float, per-label probabilities (label 0 =
             background) at the frame's resolution; the argmax is the mask.
-        boxes: ``(L - 1, 4)`` float ``(x, y, w, h)`` in pixels per object, or
-            None for trackers that predict masks only.
+        boxes: ``(L - 1, 4)`` float ``(x, y, w, h)`` in pixels per object
+            (pixel-inclusive: the box spans columns ``x .. x + w - 1``), or None
+            for trackers that predict masks only; a row of NaN: no box.
+        rotated_boxes: ``(L - 1, 5)`` float ``(cx, cy, w, h, angle)`` per object,
+            the centre and sides in pixels and the angle in degrees of a rotated
+            rectangle (``cv2.minAreaRect``'s convention), or None for trackers
+            that predict no rotated boxes; a row of NaN: none on this frame.
+
+    The writer keeps the boxes in the sequence's ``boxes.json``
+    (:mod:`mast.eval.box_outputs`).
     """
 
     probabilities: torch.Tensor
     boxes: torch.Tensor | None = None
+    rotated_boxes: torch.Tensor | None = None
 
     def labels(self) -> torch.Tensor:
         """``(H, W)`` long: the most probable label of every pixel."""

@@ -15,6 +15,9 @@ centre of its Min-max / rotated box, its size at the same rate; the RoW centre
 and the old size when the mask is empty or the mask branch is off). The best RoW's mask (sigmoid) is pasted back into
 the frame at full resolution through :func:`square_crop`, the library's one
 sampler. Without a mask branch (SiamFC, SiamRPN) an object's mask is its box.
+Every step reports each object's box ``(x, y, w, h)`` (its centre and sides as
+tracked); with ``box_from="rotated"`` also the minimum-area rectangle of its
+thresholded mask, the rotated box the paper reports.
 
 An object is *lost* in a frame when its best raw score is below ``lost_score``
 (it left the frame, or is occluded): its box stays where it was and its mask is
@@ -41,7 +44,7 @@ from mast.common.errors import ArgumentError
 from mast.common.outputs import file_sha256
 from mast.models.siammask.geometry import (
     EXEMPLAR_SIZE, RESPONSE_SIZE, SEARCH_SIZE, decode_boxes, exemplar_side, make_anchors, mask_box,
-    row_coordinates, search_side,
+    rotated_box, row_coordinates, search_side,
 )
 from mast.models.siammask.model import SiamMask
 from mast.models.tracker import TrackerStep
@@ -239,7 +242,14 @@ class SiamMaskTracker:
             masks = self._box_masks()
         masks = masks * (~lost).view(-1, 1, 1)
         boxes = torch.cat([self.centers - (self.sizes - 1) / 2, self.sizes], dim=1)  # (x, y, w, h)
-        return TrackerStep(merge_objects(masks, scores.clamp_min(0), self.config.mask_threshold), boxes)
+        rotated = self._rotated_boxes(masks) if self.config.box_from == "rotated" else None
+        return TrackerStep(merge_objects(masks, scores.clamp_min(0), self.config.mask_threshold), boxes, rotated)
+
+    def _rotated_boxes(self, masks: torch.Tensor) -> torch.Tensor:
+        """``(N, 5)`` ``(cx, cy, w, h, angle)``: the minimum-area rectangle of each object's
+        thresholded mask ``(N, H, W)``, the box [SiamMask] reports (NaN where the mask is empty)."""
+        found = [rotated_box((mask > self.config.mask_threshold).cpu()) for mask in masks]
+        return torch.tensor([box if box is not None else (float("nan"),) * 5 for box in found])
 
     def _select_proposal(self, response: dict, scale: torch.Tensor):
         """Three-branch: the best anchor proposal under the penalties -> ``(rows, scores, centers, sizes)``."""
