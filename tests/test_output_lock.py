@@ -136,3 +136,29 @@ def test_every_writing_command_takes_the_lock(davis, tmp_path, capsys, command):
     finally:
         first.communicate("")
     assert sorted(p.name for p in out.iterdir()) == []
+
+
+_HOLD_LOCK = """
+import sys
+from mast.common.locks import lock_folder
+lock_folder(sys.argv[1])
+print("locked", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_evaluate_refuses_a_folder_another_process_is_writing(davis, tmp_path, capsys):
+    out = tmp_path / "results"
+    assert propagate(davis, out) == 0
+    writer = subprocess.Popen([sys.executable, "-c", _HOLD_LOCK, str(out)], env=ENVIRONMENT,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout.readline() == "locked\n", writer.stderr.read()
+        capsys.readouterr()
+        assert main(["evaluate", "--davis", str(davis), "--results", str(out)]) == 2
+        assert f"(PID {writer.pid})" in _error_line(capsys, "evaluate")
+        assert not list(out.glob("*.csv"))
+    finally:
+        writer.communicate("")
+    assert main(["evaluate", "--davis", str(davis), "--results", str(out)]) == 0
+    assert len(list(out.glob("*.csv"))) == 2 and not (out / LOCK_NAME).exists()

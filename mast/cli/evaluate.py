@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 from mast.cli import error_text
 from mast.common.config import comma_names
@@ -115,11 +116,14 @@ def run(args: argparse.Namespace) -> int:
     """Scores, prints the tables, then writes the CSVs; 0 on success, 1 on a data or write error,
     2 when the CSVs would go into the dataset."""
     # Imported here so that ``mast --help`` stays fast.
+    from mast.common.locks import lock_folder
     from mast.common.outputs import check_separate, record_derived_files
     from mast.eval.davis import csv_label, format_results, score_davis, write_csvs
 
     try:  # the CSVs go into the results folder: never into the dataset
         check_separate(args.results, {"davis": args.davis}, argument="results")
+        if Path(args.results).is_dir():  # no scores of a folder another process is writing
+            lock_folder(args.results, "results")
     except ValueError as error:
         print(f"mast evaluate: error: {error_text(error)}", file=sys.stderr)
         return 2
