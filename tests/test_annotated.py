@@ -4,6 +4,7 @@ import pytest
 import torch
 from PIL import Image
 
+from mast.common.errors import ArgumentError
 from mast.common.masks import write_palette_png
 from mast.data.annotated import discover_annotated, draw_frames
 
@@ -40,7 +41,15 @@ def test_youtube_vos_layout_uses_only_annotated_frames(tmp_path):
 def test_year_rule_2016_and_void(tmp_path):
     _sequence(tmp_path, "s", mask_value=255)
     assert discover_annotated(tmp_path, year=2016)[0].read_mask(0).max() == 1
-    assert discover_annotated(tmp_path, year=2017)[0].read_mask(0).max() == 0  # 255 is void in DAVIS-2017
+    # Read as DAVIS-2017, 0/255 masks hold no object (255 is void): refused up front, naming the year to give.
+    with pytest.raises(ArgumentError, match="need year 2016"):
+        discover_annotated(tmp_path, year=2017)
+    _sequence(tmp_path / "void", "v")
+    ids = np.zeros((16, 24), np.uint8)
+    ids[:4], ids[-4:] = 1, 255
+    write_palette_png(tmp_path / "void" / "Annotations" / "480p" / "v" / "00000.png", ids)
+    mask = discover_annotated(tmp_path / "void", year=2017)[0].read_mask(0)
+    assert set(mask.unique().tolist()) == {0, 1} and mask[-4:].max() == 0  # 255 is void in DAVIS-2017
 
 
 def test_errors_name_the_folder(tmp_path):
