@@ -67,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from mast.common.locks import release_all
 
+    ctrl_c = signal.getsignal(signal.SIGINT)
     try:
         status = _run(args)
         sys.stdout.flush()  # a reader gone shows here, not as an error at exit
@@ -80,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         return READER_GONE
     finally:
         release_all()  # the output folders' locks last as long as the command
+        signal.signal(signal.SIGINT, ctrl_c)  # main() may be called again in this process
 
 
 def _run(args: argparse.Namespace) -> int:
