@@ -211,9 +211,9 @@ def _remaining(inputs: list[PropagationInput], folder: OutputFolder,
     from mast.eval.propagate import check_frames, is_finished
 
     remaining = [item for item in inputs if overwrite or not is_finished(item, folder)]
-    progress = tqdm(remaining, unit="sequence", desc="checking frames", dynamic_ncols=True, leave=False,
-                    disable=not remaining)
-    return [(item, check_frames(item)) for item in progress]
+    with tqdm(remaining, unit="sequence", desc="checking frames", dynamic_ncols=True, leave=False,
+              disable=not remaining) as progress:  # closed before an error is printed
+        return [(item, check_frames(item)) for item in progress]
 
 
 def run(args: argparse.Namespace) -> int:

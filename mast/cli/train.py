@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 
 from mast.cli import error_text
@@ -122,7 +123,8 @@ def _resolve_config(args: argparse.Namespace, schema=None, default: str | None =
         if not saved.is_file():
             raise FileNotFoundError(f"--resume: {saved} not found; the run cannot be continued")
         if args.config or args.set:
-            print("mast: --resume continues with the run's own config.yaml; --config/--set are ignored", file=sys.stderr)
+            warnings.warn("--resume continues with the run's own config.yaml; --config/--set are ignored",
+                          RuntimeWarning, stacklevel=2)
         return load_config(saved, schema=schema)
     default = default or ("finetune.yaml" if args.command == "finetune" else "mast.yaml")
     return load_config(resolve(args.config) if args.config else PACKAGED_CONFIGS / default, args.set, schema)

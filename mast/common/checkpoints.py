@@ -45,8 +45,8 @@ def load_checkpoint(path: str | os.PathLike, what: str = "checkpoint",
         found = _UNSUPPORTED_GLOBAL.search(str(error))
         if found is None:
             raise ValueError(f"cannot read {what} {path}: not a PyTorch checkpoint, or a damaged one") from error
-        raise ValueError(f"refusing {what} {path}: it holds {found.group(1)}, not only tensors, numbers, "
-                         f"strings, lists and dicts, and unpickling it could run code") from error
+        raise ValueError(f"refusing {what} {path} as unsafe: it holds {found.group(1)}, not only tensors, "
+                         f"numbers, strings, lists and dicts, and unpickling it could run code") from error
     except Exception as error:  # truncated zip archives, bad storages: torch raises several types
         lines = str(error).strip().splitlines() or [type(error).__name__]
         raise ValueError(f"cannot read {what} {path}: {lines[0]}") from error
