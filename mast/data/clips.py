@@ -32,11 +32,12 @@ re-measured by its first read (decoded whole into the cache of
 :mod:`mast.data.video_cache`; a file too large for it, by the first read past
 its end), in that process only, and the clip is drawn again; ``discover_videos(..., verify_frame_counts=True)``
 measures such files up front instead.)
-Unreadable frames: a clip whose frames fail to decode is replaced by the
-clip of the next attempt, ``(seed, e, i, attempt)``, with a warning naming
-the file; the item's ``skipped_clips`` counts the replaced clips. A broken
-file fails the same way in every worker, so the replacement is as
-deterministic as the clip it replaces.
+Unreadable frames follow the one rule for damaged training samples
+(:mod:`mast.data.samples`): a clip whose frames or masks fail to decode is
+replaced by the clip of the next attempt, ``(seed, e, i, attempt)``, the file
+is named in one warning, and the item's ``skipped_clips`` counts the replaced
+clips. A broken file fails the same way in every worker, so the replacement
+is as deterministic as the clip it replaces.
 Call :meth:`ClipDataset.set_epoch` before each epoch to draw new clips
 (with ``persistent_workers=True`` the workers keep their own copy of the
 dataset, so the epoch would not reach them: :func:`make_loader` does not use them).
@@ -54,7 +55,6 @@ Example::
 """
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -65,6 +65,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from mast.data.augment import ClipAugment
+from mast.data.samples import DamagedFile, SampleDrawer
 from mast.data.video import VideoSource
 from mast.common.references import ReferencePolicy
 from mast.common.threads import start_worker_process
@@ -184,10 +185,6 @@ def _uniform_int(low: int, high: int, generator: torch.Generator) -> int:
     return int(torch.randint(low, high + 1, (), generator=generator))
 
 
-class _UnreadableClip(Exception):
-    """A clip whose frames or masks failed to decode (the message names the file)."""
-
-
 class ClipDataset(Dataset):
     """Random training clips from a list of videos; item ``i`` is a dict with
 
@@ -240,7 +237,7 @@ class ClipDataset(Dataset):
         self.seed = seed
         self.epoch = 0
         self.with_masks = with_masks
-        self.max_replacements = max_replacements
+        self.drawer = SampleDrawer(max_replacements + 1, "check the training videos")
         unannotated = [s.name for s in self.sources if getattr(s, "mask_paths", None) is None]
         if with_masks and unannotated:
             raise ValueError(
@@ -258,14 +255,9 @@ class ClipDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         if not 0 <= index < self.samples_per_epoch:
             raise IndexError(f"clip index {index} out of range for {self.samples_per_epoch} samples")
-        for attempt in range(self.max_replacements + 1):
-            try:
-                return self._clip(index, attempt)
-            except _UnreadableClip as unreadable:
-                reason = str(unreadable)
-                warnings.warn(f"skipping clip {index}: {reason}; replaced by another clip", RuntimeWarning, stacklevel=2)
-        raise ValueError(f"{self.max_replacements + 1} clips in a row had frames that do not decode "
-                         f"(the last: {reason}); check the training videos")
+        item, skipped = self.drawer.draw(index, lambda attempt: self._clip(index, attempt))
+        item["skipped_clips"] = skipped
+        return item
 
     def _clip(self, index: int, attempt: int) -> dict[str, Any]:
         """Item ``index`` as drawn by its ``attempt``-th generator (module docstring)."""
@@ -280,13 +272,14 @@ class ClipDataset(Dataset):
         try:
             frames = source.read(indices)
             masks = source.read_masks(indices) if self.with_masks else None
-        except (ValueError, FileNotFoundError) as error:
-            raise _UnreadableClip(f"video {source.name}: {error}") from error
+        except DamagedFile:
+            raise
+        except (ValueError, FileNotFoundError) as error:  # a video file's frames: the file is the damaged one
+            raise DamagedFile(getattr(source, "path", source.name), f"video {source.name}: {error}") from error
         if source.num_frames != self.sampler.num_frames[video_id]:
             return self._resample_after_shrink(index)
         item = self._augment(frames, masks, generator)
-        item.update(indices=torch.tensor(indices, dtype=torch.long), video=source.name, video_id=video_id,
-                    skipped_clips=attempt)
+        item.update(indices=torch.tensor(indices, dtype=torch.long), video=source.name, video_id=video_id)
         return item
 
     def _augment(self, frames: torch.Tensor, masks: torch.Tensor | None,

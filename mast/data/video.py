@@ -66,6 +66,7 @@ import torch
 
 from mast.data.davis import DavisDataset, read_ids
 from mast.data.frames import IMAGE_EXTENSIONS, check_numbering, image_files
+from mast.data.samples import read_checked
 from mast.data.video_cache import decoded_videos
 
 PathLike = str | os.PathLike
@@ -252,7 +253,7 @@ class FrameFolderSource:
     def read(self, indices: Sequence[int]) -> torch.Tensor:
         """``(T, 3, H, W)`` float RGB in ``[0, 1]``; decodes each distinct index once."""
         indices = _check_indices(indices, self.num_frames, self.name)
-        decoded = {i: read_image(self.frame_paths[i]) for i in sorted(set(indices))}
+        decoded = {i: read_checked(self.frame_paths[i], read_image) for i in sorted(set(indices))}
         return _stack_frames([decoded[i] for i in indices], self.name)
 
     def iter_frames(self) -> Iterator[torch.Tensor]:
@@ -265,8 +266,12 @@ class FrameFolderSource:
         if self.mask_paths is None:
             raise ValueError(f"{self.name}: this video has no annotations")
         indices = _check_indices(indices, self.num_frames, self.name)
-        return torch.stack([torch.from_numpy(read_ids(self.mask_paths[i], year=None).astype(np.int64))
+        return torch.stack([torch.from_numpy(read_checked(self.mask_paths[i], _read_any_year).astype(np.int64))
                             for i in indices])
+
+
+def _read_any_year(path: Path) -> np.ndarray:
+    return read_ids(path, year=None)
 
 
 @dataclass
