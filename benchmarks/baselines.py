@@ -2,7 +2,8 @@
 
 Tracks a generated 854x480 video (one object) through the one tracker
 interface with SiamMask (three branches, the mask head), SiamMask-2B (two
-branches) and RANet, each built from its packaged config (``configs/``)
+branches), RANet and the detection-based tracker of "Learning to Track Any
+Object" (docs/baselines.md §7.4), each built from its packaged config (``configs/``)
 with random weights (speed does not depend on them), side by side in one
 run, each case in a fresh process. The memory propagator with the LAB-pixel
 baseline (the mast preset) is measured beside them for scale.
@@ -19,7 +20,7 @@ import torch
 
 from benchmarks._measure import report, run_isolated
 
-MODELS = ("siammask", "siammask-2b", "ranet", "mast-pixels")
+MODELS = ("siammask", "siammask-2b", "ranet", "detector", "mast-pixels")
 
 
 def _packaged_config(baseline: str, overrides: list[str]):
@@ -48,6 +49,12 @@ def build_tracker(model: str, device: torch.device):
 
         config = _packaged_config("ranet", [])
         return RANetTracker(RANet(config.model, config.ranet), device)
+    if model == "detector":
+        from mast.models.detector.model import Detector
+        from mast.models.detector.tracker import DetectorTracker
+
+        config = _packaged_config("detector", [])
+        return DetectorTracker(Detector(config.model, config.detector), config.tracker, device)
     from mast.models.builder import load_tracker
 
     return load_tracker("mast", None, "mast", device)  # raw LAB pixels under their own knobs
