@@ -2,8 +2,8 @@
 
 Every measurement runs in a fresh subprocess so that one implementation's
 allocator caches cannot flatter or penalise the next one. Peak memory is the
-rise of the peak resident set (CPU, via /proc/self/clear_refs + VmHWM) or of
-``torch.cuda.max_memory_allocated`` (CUDA) above the level before the call.
+rise of the peak resident set (CPU) or of ``torch.cuda.max_memory_allocated``
+(CUDA) above the level before the call (:mod:`mast.common.memory`).
 """
 from __future__ import annotations
 
@@ -17,33 +17,15 @@ from typing import Callable
 
 import torch
 
-
-def _rss_bytes(field: str) -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f"{field} not found in /proc/self/status")
-
-
-def _reset_cpu_peak() -> None:
-    with open("/proc/self/clear_refs", "w") as clear_refs:
-        clear_refs.write("5")  # resets VmHWM to the current RSS
+from mast.common.memory import peak_memory as measure_peak
 
 
 def peak_memory(fn: Callable[[], None], device: str) -> int:
-    """Bytes by which the peak memory rises while ``fn()`` runs."""
-    if device == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-        fn()
-        torch.cuda.synchronize()
-        return torch.cuda.max_memory_allocated() - base
-    _reset_cpu_peak()
-    base = _rss_bytes("VmRSS")
-    fn()
-    return _rss_bytes("VmHWM") - base
+    """Bytes by which the peak memory rises while ``fn()`` runs (:func:`mast.common.memory.peak_memory`)."""
+    peak, measured = measure_peak(torch.device(device), fn)
+    if peak is None:
+        raise RuntimeError(f"this system does not report the {measured} the benchmarks measure")
+    return peak
 
 
 def median_seconds(fn: Callable[[], None], device: str, repeats: int, warmup: int = 1) -> float:

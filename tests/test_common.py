@@ -2,6 +2,7 @@
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -101,3 +102,15 @@ def test_a_checkpoint_calling_a_blocked_module_is_called_unsafe_not_damaged(tmp_
     torch.save({"state_dict": _CallsSystem()}, tmp_path / "crafted.pt")
     with pytest.raises(ValueError, match=r"refusing checkpoint .*crafted.pt as unsafe: it holds (posix|os)\.system, .* could run code"):
         load_checkpoint(tmp_path / "crafted.pt")
+
+
+def test_peak_memory_is_the_rise_above_the_level_before():
+    from mast.common.memory import peak_memory
+
+    held = []
+    grown, measured = peak_memory(torch.device("cpu"), lambda: held.append(np.ones(64 << 20, np.uint8)))
+    if grown is None:
+        pytest.skip("this system does not report the peak resident set")
+    assert measured == "CPU peak RSS growth" and grown >= 60 << 20  # the 64 MiB written
+    still, _ = peak_memory(torch.device("cpu"), lambda: None)
+    assert 0 <= still < 16 << 20  # what is already held does not count again

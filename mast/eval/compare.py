@@ -27,6 +27,7 @@ from typing import Any, Callable
 import torch
 
 from mast.common.devices import resolve_device
+from mast.common.memory import peak_memory
 from mast.common.outputs import OutputFolder, check_separate
 from mast.eval.compare_models import ModelEntry, load_entry, read_models, supervision
 from mast.eval.compare_report import ALL_SEQUENCES, PAGE, PLOT, TABLE_CSV, TABLE_MD, write_reports
@@ -128,35 +129,6 @@ def prepare(models: str | Path, davis: str | Path, out: str | Path, split: str =
     return comparison
 
 
-def peak_memory(device: torch.device, work: Callable[[], None]) -> tuple[int | None, str]:
-    """Runs ``work()``; returns the bytes by which memory peaked above its level before, and what
-    was measured: on CUDA ``torch.cuda.max_memory_allocated``; on the CPU the peak resident set
-    (Linux ``VmHWM``, reset through ``/proc/self/clear_refs``; None where that is unavailable)."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        base = torch.cuda.memory_allocated(device)
-        work()
-        torch.cuda.synchronize(device)
-        return torch.cuda.max_memory_allocated(device) - base, "CUDA max allocated"
-    try:
-        with open("/proc/self/clear_refs", "w") as clear_refs:
-            clear_refs.write("5")  # resets the peak resident set (VmHWM) to the current one
-        base = _status_bytes("VmRSS")
-    except OSError:
-        work()
-        return None, "CPU peak RSS growth"
-    work()
-    # The kernel updates the peak lazily: one that reads a little under the level before means no growth.
-    return max(0, _status_bytes("VmHWM") - base), "CPU peak RSS growth"
-
-
-def _status_bytes(field: str) -> int:
-    """A ``kB`` field of ``/proc/self/status`` in bytes."""
-    with open("/proc/self/status") as status:
-        return next(int(line.split()[1]) * 1024 for line in status if line.startswith(f"{field}:"))
-
-
 def one_line(error: BaseException) -> str:
     """An error as one line: its type and the first line of its message."""
     lines = str(error).strip().splitlines()
@@ -170,8 +142,8 @@ def run_row(comparison: Comparison, run: ModelRun, item: PropagationInput, resul
     Returns:
         ``{"input", "frames", "timed_frames", "seconds", "peak_bytes", "memory", "scores", "overlay"}`` or
         ``{"error"}``: ``frames`` tracked (all but the first), of which the last ``timed_frames`` took
-        ``seconds`` (tracking, reading frames and writing PNGs); ``peak_bytes`` of :func:`peak_memory`;
-        ``input``: the identity of the input it was made from.
+        ``seconds`` (tracking, reading frames and writing PNGs); ``peak_bytes`` of
+        :func:`~mast.common.memory.peak_memory`; ``input``: the identity of the input it was made from.
     """
     written: list[float] = []  # when each tracked frame was written
 
