@@ -15,6 +15,7 @@ class, which :class:`BaselineTaskFactory` says how to call.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -22,6 +23,7 @@ import torch
 from torch import nn
 
 from mast.models.tracker import Tracker
+from mast.train.checkpoint import read_backbone_init
 from mast.train.distributed import World
 
 
@@ -116,3 +118,27 @@ class BaselineTaskFactory(Protocol):
                 the loop saves :attr:`TrainingTask.config` as the run's ``config.yaml``.
         """
         ...
+
+
+class AnnotatedBaselineTask:
+    """What the supervised baselines' tasks share, made as :class:`BaselineTaskFactory` says: the
+    annotated videos they train on and the ``mast pretrain`` backbone they may start from.
+
+    ``init`` is read here, not in ``build``: its architecture replaces the config's ``model.*``
+    (at the baselines' output stride 8), and the loop saves :attr:`config` as ``config.yaml``;
+    :attr:`init_state` holds its weights for ``build``.
+    """
+
+    final_name = "model.pt"
+
+    def __init__(self, config: Any, root: str | Path, sequences: list[str] | None = None, year: int = 2017,
+                 init: str | Path | None = None) -> None:
+        self.root, self.sequences, self.year = Path(root), sequences, year
+        self.inputs = [str(root)]
+        self.init = None if init is None else Path(init)
+        self.init_state: dict[str, torch.Tensor] | None = None
+        if self.init is not None:
+            backbone, self.init_state = read_backbone_init(self.init, output_stride=8)
+            config = replace(config, model=backbone)
+        self.config = config
+        self._last: Any = None  # what the last step saw, for the TensorBoard pictures

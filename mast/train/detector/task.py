@@ -17,7 +17,7 @@ architecture at output stride 8, whatever the config says. The run leaves
 """
 from __future__ import annotations
 
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -29,43 +29,29 @@ from mast.models.detector.model import Detector
 from mast.models.detector.tracker import DetectorTracker
 from mast.train import checkpoint as ckpt
 from mast.train.detector import losses
-from mast.train.detector.config import DetectorTrainingConfig
 from mast.train.detector.data import DetectorPairDataset, collate
 from mast.train.distributed import World
+from mast.train.tasks import AnnotatedBaselineTask
 
 
-class DetectorTask:
+class DetectorTask(AnnotatedBaselineTask):
     """The detector on the annotated videos under ``root`` (a :class:`~mast.train.tasks.TrainingTask`).
 
     Args:
-        config: a resolved :class:`DetectorTrainingConfig`.
+        config: a resolved :class:`~mast.train.detector.config.DetectorTrainingConfig`.
         root: a DAVIS or YouTube-VOS folder (:func:`mast.data.annotated.discover_annotated`).
         sequences: the sequences to train on; None: every sequence with masks.
         year: mask format (2016: 0/255, one object; 2017: palette ids).
         init: a ``mast pretrain`` backbone to start from; its architecture replaces ``model.*``.
     """
 
-    final_name = "model.pt"
-
-    def __init__(self, config: DetectorTrainingConfig, root: str | Path, sequences: list[str] | None = None,
-                 year: int = 2017, init: str | Path | None = None) -> None:
-        self.root, self.sequences, self.year = Path(root), sequences, year
-        self.inputs = [str(root)]
-        self.init = None if init is None else Path(init)
-        self._init_state = None
-        if self.init is not None:
-            backbone, self._init_state = ckpt.read_backbone_init(self.init, output_stride=8)
-            config = replace(config, model=backbone)
-        self.config = config
-        self._last: tuple | None = None
-
     def build(self, world: World) -> Detector:
         self.world = world
         self.videos = discover_annotated(self.root, self.sequences, self.year)
         torch.manual_seed(self.config.train.seed)
         self.model = Detector(self.config.model, self.config.detector).to(world.device)
-        if self._init_state is not None:
-            self.model.load_backbone(self._init_state)
+        if self.init_state is not None:
+            self.model.load_backbone(self.init_state)
         if world.is_main:
             log_annotated(self.videos, world.device, world.size)
         return self.model

@@ -13,7 +13,7 @@ size), at output stride 8; the config's own ``model.*`` is then ignored.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -24,34 +24,21 @@ from mast.models.ranet.model import RANet
 from mast.models.ranet.tracker import RANetTracker
 from mast.train import checkpoint as ckpt
 from mast.train.distributed import World
-from mast.train.ranet.config import RANetTrainingConfig
+from mast.train.tasks import AnnotatedBaselineTask
 from mast.train.ranet.data import RANetDataset, collate_samples
 from mast.train.ranet.losses import mask_losses
 
 
-class RANetTask:
+class RANetTask(AnnotatedBaselineTask):
     """RANet training on the annotated videos under ``root`` (see :mod:`mast.train.tasks`).
 
     Args:
-        config: a resolved :class:`RANetTrainingConfig`.
+        config: a resolved :class:`~mast.train.ranet.config.RANetTrainingConfig`.
         root: a DAVIS or YouTube-VOS folder with ``Annotations/``.
         sequences: the sequences to use; None: every sequence with two or more masks.
         year: 2016 (0/255 masks, one object) or 2017 (palette object ids).
         init: a ``mast pretrain`` backbone to start from, or None.
     """
-
-    final_name = "model.pt"
-
-    def __init__(self, config: RANetTrainingConfig, root: Path, sequences: list[str] | None = None,
-                 year: int = 2017, init: Path | None = None) -> None:
-        self.init_state = None
-        if init is not None:
-            # Read now, not in build(): the loop saves this config (with the checkpoint's model.*) as config.yaml.
-            backbone, self.init_state = ckpt.read_backbone_init(Path(init), output_stride=8)
-            config = replace(config, model=backbone)
-        self.config, self.root, self.sequences, self.year = config, Path(root), sequences, year
-        self.inputs = [str(root)]
-        self._last: dict[str, torch.Tensor] | None = None
 
     def build(self, world: World) -> RANet:
         self.world = world

@@ -20,7 +20,7 @@ the output stride set to 8, whatever the config says. The run leaves
 """
 from __future__ import annotations
 
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -33,43 +33,29 @@ from mast.models.siammask.model import SiamMask
 from mast.models.siammask.tracker import SiamMaskTracker
 from mast.train import checkpoint as ckpt
 from mast.train.distributed import World
+from mast.train.tasks import AnnotatedBaselineTask
 from mast.train.siammask import losses
-from mast.train.siammask.config import SiamMaskTrainingConfig
 from mast.train.siammask.data import PairDataset, collate_pairs
 
 
-class SiamMaskTask:
+class SiamMaskTask(AnnotatedBaselineTask):
     """SiamMask on the annotated videos under ``root`` (a :class:`~mast.train.tasks.TrainingTask`).
 
     Args:
-        config: a resolved :class:`SiamMaskTrainingConfig`.
+        config: a resolved :class:`~mast.train.siammask.config.SiamMaskTrainingConfig`.
         root: a DAVIS or YouTube-VOS folder (:func:`mast.data.annotated.discover_annotated`).
         sequences: the sequences to train on; None: every sequence with masks.
         year: mask format (2016: 0/255, one object; 2017: palette ids).
         init: a ``mast pretrain`` backbone to start from; its architecture replaces ``model.*``.
     """
 
-    final_name = "model.pt"
-
-    def __init__(self, config: SiamMaskTrainingConfig, root: str | Path, sequences: list[str] | None = None,
-                 year: int = 2017, init: str | Path | None = None) -> None:
-        self.root, self.sequences, self.year = Path(root), sequences, year
-        self.inputs = [str(root)]
-        self.init = None if init is None else Path(init)
-        self._init_state = None
-        if self.init is not None:
-            backbone, self._init_state = ckpt.read_backbone_init(self.init, output_stride=8)
-            config = replace(config, model=backbone)
-        self.config = config
-        self._last: tuple | None = None
-
     def build(self, world: World) -> SiamMask:
         config, self.world = self.config, world
         self.videos = discover_annotated(self.root, self.sequences, self.year)
         torch.manual_seed(config.train.seed)
         self.model = SiamMask(config.model, config.siammask).to(world.device)
-        if self._init_state is not None:
-            self.model.load_backbone(self._init_state)
+        if self.init_state is not None:
+            self.model.load_backbone(self.init_state)
         self.anchors = make_anchors(config.siammask.anchor_ratios, config.siammask.anchor_scale, world.device)
         if world.is_main:
             log_annotated(self.videos, world.device, world.size)
