@@ -35,7 +35,7 @@ import torch
 from mast.common.errors import ArgumentError, MissingPathError
 from mast.data.davis import YEARS, DavisDataset
 from mast.data.frames import image_files
-from mast.data.samples import DamagedFile, read_checked
+from mast.data.samples import DamagedFile, SampleDrawer, read_checked
 from mast.data.video import read_image
 
 logger = logging.getLogger(__name__)
@@ -187,3 +187,34 @@ def draw_frames(videos: list[AnnotatedVideo], count: int, max_gap: int,
     low = 1 if span >= 1 else 0  # two different frames whenever the video has them
     offsets = torch.randint(low, span + 1, (count - 1,), generator=generator).sort().values.tolist()
     return video, [start] + [start + o for o in offsets]
+
+
+class AnnotatedSamples(torch.utils.data.Dataset):
+    """``samples`` training items of one phase drawn from annotated ``videos``; item ``i`` is the
+    first :meth:`draw` ``(i, attempt)`` that reads no damaged file and finds something to train on
+    (:mod:`mast.data.samples`), its ``skipped_clips`` the draws it replaced. A draw depends only on
+    ``(seed, phase, i, attempt)``. The supervised baselines' datasets define :meth:`draw`.
+
+    Args:
+        videos: the annotated videos.
+        samples: the dataset length.
+        seed, phase: the run's seed and the phase the items are drawn for.
+        max_draws: draws of one item, in a row, before giving up.
+    """
+
+    def __init__(self, videos: list[AnnotatedVideo], samples: int, seed: int, phase: int, max_draws: int) -> None:
+        self.videos, self.samples, self.seed, self.phase = videos, samples, seed, phase
+        self.drawer = SampleDrawer(max_draws, masks_hint(videos))
+
+    def __len__(self) -> int:
+        return self.samples
+
+    def __getitem__(self, index: int) -> dict:
+        if not 0 <= index < self.samples:
+            raise IndexError(f"sample index {index} out of range for {self.samples} samples")
+        item, skipped = self.drawer.draw(index, lambda attempt: self.draw(index, attempt))
+        return {**item, "skipped_clips": skipped}
+
+    def draw(self, index: int, attempt: int) -> dict:
+        """The item of draw ``attempt`` of item ``index``; raises DamagedFile or Redraw."""
+        raise NotImplementedError

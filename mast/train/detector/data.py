@@ -12,22 +12,20 @@ replaced by another, counted in ``skipped_clips`` (:mod:`mast.data.samples`).
 """
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
-from mast.data.annotated import AnnotatedVideo, draw_frames, masks_hint
+from mast.data.annotated import AnnotatedSamples, AnnotatedVideo
 from mast.data.clips import item_generator
-from mast.data.samples import Redraw, SampleDrawer
+from mast.data.samples import Redraw
 from mast.models.siammask.geometry import minmax_box
 from mast.train.detector.config import DetectorDataConfig
-from mast.train.siammask.data import collate_pairs, jittered_crop
+from mast.train.siammask.data import collate_pairs, draw_object_pair, jittered_crop
 
 #: Draws of a training pair in a row (damaged files, no object in both crops) before a sample gives up.
 MAX_DRAWS = 50
 
 
-class DetectorPairDataset(torch.utils.data.Dataset):
+class DetectorPairDataset(AnnotatedSamples):
     """``samples`` training pairs of one phase; item ``i`` depends only on ``(seed, phase, i)``.
 
     Items: ``template``, ``search`` ``(3, S, S)`` RGB in ``[0, 1]``, ``template_box``,
@@ -37,17 +35,8 @@ class DetectorPairDataset(torch.utils.data.Dataset):
 
     def __init__(self, videos: list[AnnotatedVideo], samples: int, seed: int, phase: int,
                  data: DetectorDataConfig) -> None:
-        self.videos, self.samples, self.seed, self.phase, self.data = videos, samples, seed, phase, data
-        self.drawer = SampleDrawer(MAX_DRAWS, masks_hint(videos))
-
-    def __len__(self) -> int:
-        return self.samples
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        if not 0 <= index < self.samples:
-            raise IndexError(f"sample index {index} out of range for {self.samples} samples")
-        item, skipped = self.drawer.draw(index, lambda attempt: self._pair(index, attempt))
-        return {**item, "skipped_clips": skipped}
+        super().__init__(videos, samples, seed, phase, MAX_DRAWS)
+        self.data = data
 
     def _crop(self, frame: torch.Tensor, mask: torch.Tensor, generator: torch.Generator):
         """``(crop, box, cropped mask)`` of one frame around its object's ``mask`` ``(H, W)`` bool,
@@ -60,19 +49,13 @@ class DetectorPairDataset(torch.utils.data.Dataset):
             return None
         return crop, minmax_box(inside), inside[None].float()
 
-    def _pair(self, index: int, attempt: int) -> dict[str, torch.Tensor]:
+    def draw(self, index: int, attempt: int) -> dict[str, torch.Tensor]:
         """The pair of draw ``attempt`` of item ``index``. Raises DamagedFile, or Redraw when no
         object has ``min_pixels`` in both crops."""
         data = self.data
         generator = item_generator(self.seed, self.phase, index, attempt)
-        number, (first, second) = draw_frames(self.videos, 2, data.max_gap, generator)
-        video = self.videos[number]
-        (frame_a, ids_a), (frame_b, ids_b) = video.read(first), video.read(second)
-        common = [int(i) for i in torch.unique(ids_a) if i != 0
-                  and int((ids_a == i).sum()) >= data.min_pixels and int((ids_b == i).sum()) >= data.min_pixels]
-        if not common:
-            raise Redraw(f"{video.name}: no object with {data.min_pixels}+ mask pixels in both frames of a pair")
-        target = common[int(torch.randint(len(common), (1,), generator=generator))]
+        video, (frame_a, ids_a), (frame_b, ids_b), target = draw_object_pair(self.videos, data.max_gap,
+                                                                              data.min_pixels, generator)
         template, search = self._crop(frame_a, ids_a == target, generator), self._crop(frame_b, ids_b == target,
                                                                                         generator)
         if template is None or search is None:

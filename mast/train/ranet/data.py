@@ -23,9 +23,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from mast.data.annotated import AnnotatedVideo, draw_frames, masks_hint
+from mast.data.annotated import AnnotatedSamples, AnnotatedVideo, draw_frames
 from mast.data.clips import item_generator
-from mast.data.samples import Redraw, SampleDrawer
+from mast.data.samples import Redraw
 from mast.train.ranet.config import RANetDataConfig
 
 #: Draws of one item before giving up (frames that do not decode, templates without an object).
@@ -73,26 +73,17 @@ def _crop_box(height: int, width: int, size: tuple[int, int], scale: tuple[float
     return top, left, crop_height, crop_width
 
 
-class RANetDataset(torch.utils.data.Dataset):
+class RANetDataset(AnnotatedSamples):
     """``samples`` items of phase ``phase`` (module docstring); an item is a dict of
     ``template``, ``current`` ``(3, H, W)`` RGB in ``[0, 1]``, ``template_mask``, ``target``,
     ``previous`` ``(H, W)`` float in {0, 1}, ``video`` (name), ``skipped_clips`` (int)."""
 
     def __init__(self, videos: list[AnnotatedVideo], samples: int, config: RANetDataConfig, seed: int,
                  phase: int) -> None:
-        self.videos, self.samples, self.config, self.seed, self.phase = videos, samples, config, seed, phase
-        self.drawer = SampleDrawer(MAX_DRAWS, masks_hint(videos))
+        super().__init__(videos, samples, seed, phase, MAX_DRAWS)
+        self.config = config
 
-    def __len__(self) -> int:
-        return self.samples
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        if not 0 <= index < self.samples:
-            raise IndexError(f"sample index {index} out of range for {self.samples} samples")
-        item, skipped = self.drawer.draw(index, lambda attempt: self._draw(index, attempt))
-        return {**item, "skipped_clips": skipped}
-
-    def _draw(self, index: int, attempt: int) -> dict[str, Any]:
+    def draw(self, index: int, attempt: int) -> dict[str, Any]:
         """The sample of draw ``attempt`` of item ``index``. Raises DamagedFile, or Redraw when the
         template crop holds no object."""
         generator = item_generator(self.seed, self.phase, index, attempt)

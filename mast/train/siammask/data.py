@@ -15,9 +15,9 @@ from typing import Any
 
 import torch
 
-from mast.data.annotated import AnnotatedVideo, draw_frames, masks_hint
+from mast.data.annotated import AnnotatedSamples, AnnotatedVideo, draw_frames
 from mast.data.clips import item_generator
-from mast.data.samples import Redraw, SampleDrawer
+from mast.data.samples import Redraw
 from mast.models.siammask.geometry import EXEMPLAR_SIZE, SEARCH_SIZE, exemplar_side, minmax_box, search_side
 from mast.ops.crops import square_crop
 from mast.train.siammask.config import SiamMaskDataConfig
@@ -50,7 +50,22 @@ def jittered_crop(frame: torch.Tensor, box: torch.Tensor, side: float, size: int
     return crop, in_crop, cropped
 
 
-class PairDataset(torch.utils.data.Dataset):
+def draw_object_pair(videos: list[AnnotatedVideo], max_gap: int, min_pixels: int, generator: torch.Generator):
+    """Two frames at most ``max_gap`` apart of a random video and a random object with ``min_pixels``
+    mask pixels in both: ``(video, (frame_a, ids_a), (frame_b, ids_b), object id)``, frames
+    ``(3, H, W)``, ids ``(H, W)``. Raises DamagedFile, or Redraw when no object qualifies."""
+    number, (first, second) = draw_frames(videos, 2, max_gap, generator)
+    video = videos[number]
+    (frame_a, ids_a), (frame_b, ids_b) = video.read(first), video.read(second)
+    common = [int(i) for i in torch.unique(ids_a) if i != 0
+              and int((ids_a == i).sum()) >= min_pixels and int((ids_b == i).sum()) >= min_pixels]
+    if not common:
+        raise Redraw(f"{video.name}: no object with {min_pixels}+ mask pixels in both frames of a pair")
+    target = common[int(torch.randint(len(common), (1,), generator=generator))]
+    return video, (frame_a, ids_a), (frame_b, ids_b), target
+
+
+class PairDataset(AnnotatedSamples):
     """``samples`` training pairs of one phase; item ``i`` depends only on ``(seed, phase, i)``.
 
     Items: ``exemplar`` ``(3, 127, 127)``, ``search`` ``(3, 255, 255)``, ``search_mask``
@@ -59,33 +74,16 @@ class PairDataset(torch.utils.data.Dataset):
 
     def __init__(self, videos: list[AnnotatedVideo], samples: int, seed: int, phase: int,
                  data: SiamMaskDataConfig) -> None:
-        self.videos, self.samples, self.seed, self.phase, self.data = videos, samples, seed, phase, data
-        self.drawer = SampleDrawer(MAX_DRAWS, masks_hint(videos))
+        super().__init__(videos, samples, seed, phase, MAX_DRAWS)
+        self.data = data
 
-    def __len__(self) -> int:
-        return self.samples
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        """Item ``index``; a pair that reads a damaged file is replaced (:mod:`mast.data.samples`),
-        ``skipped_clips`` counts the replaced pairs."""
-        if not 0 <= index < self.samples:
-            raise IndexError(f"sample index {index} out of range for {self.samples} samples")
-        item, skipped = self.drawer.draw(index, lambda attempt: self._pair(index, attempt))
-        return {**item, "skipped_clips": skipped}
-
-    def _pair(self, index: int, attempt: int) -> dict[str, torch.Tensor]:
+    def draw(self, index: int, attempt: int) -> dict[str, torch.Tensor]:
         """The pair of draw ``attempt`` of item ``index``. Raises DamagedFile, or Redraw when no
         object has ``min_pixels`` in both frames."""
         data = self.data
         generator = item_generator(self.seed, self.phase, index, attempt)
-        number, (first, second) = draw_frames(self.videos, 2, data.max_gap, generator)
-        video = self.videos[number]
-        (frame_a, ids_a), (frame_b, ids_b) = video.read(first), video.read(second)
-        common = [int(i) for i in torch.unique(ids_a) if i != 0
-                  and int((ids_a == i).sum()) >= data.min_pixels and int((ids_b == i).sum()) >= data.min_pixels]
-        if not common:
-            raise Redraw(f"{video.name}: no object with {data.min_pixels}+ mask pixels in both frames of a pair")
-        target = common[int(torch.randint(len(common), (1,), generator=generator))]
+        _, (frame_a, ids_a), (frame_b, ids_b), target = draw_object_pair(self.videos, data.max_gap,
+                                                                          data.min_pixels, generator)
         box_a, box_b = minmax_box(ids_a == target), minmax_box(ids_b == target)
         exemplar, _, _ = jittered_crop(frame_a, box_a, float(exemplar_side(box_a[2], box_a[3])), EXEMPLAR_SIZE,
                                        data.exemplar_shift, data.exemplar_scale, generator)
