@@ -85,7 +85,7 @@ def _tick_label(value: float) -> str:
     return f"{value:g}" if value >= 0.01 else f"{value:.0e}"
 
 
-def _text(image: np.ndarray, text: str, at: tuple[int, int], scale: float = 0.5, colour=INK,
+def draw_text(image: np.ndarray, text: str, at: tuple[int, int], scale: float = 0.5, colour=INK,
           anchor: str = "left", thickness: int = 1) -> None:
     """Writes ``text`` with its baseline at ``at``, anchored left, centre or right."""
     (width, _), _ = cv2.getTextSize(text, FONT, scale, thickness)
@@ -93,7 +93,7 @@ def _text(image: np.ndarray, text: str, at: tuple[int, int], scale: float = 0.5,
     cv2.putText(image, text, (at[0] - shift, at[1]), FONT, scale, colour, thickness, cv2.LINE_AA)
 
 
-def _vertical_text(image: np.ndarray, text: str, centre: tuple[int, int], scale: float = 0.55) -> None:
+def draw_vertical_text(image: np.ndarray, text: str, centre: tuple[int, int], scale: float = 0.55) -> None:
     """Writes ``text`` rotated a quarter turn anticlockwise, centred on ``centre``."""
     (width, height), baseline = cv2.getTextSize(text, FONT, scale, 1)
     strip = np.full((height + baseline + 4, width + 4, 3), 255, np.uint8)
@@ -112,15 +112,15 @@ def _draw_axes(image: np.ndarray, axes: Axes) -> None:
         cv2.line(image, (x, top), (x, bottom), GRID if labelled else (242, 242, 242), 1)
         cv2.line(image, (x, bottom), (x, bottom + (7 if labelled else 4)), INK, 1)
         if labelled:
-            _text(image, _tick_label(fps), (x, bottom + 24), anchor="centre")
+            draw_text(image, _tick_label(fps), (x, bottom + 24), anchor="centre")
     for score in y_ticks(axes.scores):
         y = axes.y(score)
         cv2.line(image, (left, y), (right, y), GRID, 1)
         cv2.line(image, (left - 7, y), (left, y), INK, 1)
-        _text(image, f"{score:.2f}", (left - 12, y + 5), anchor="right")
+        draw_text(image, f"{score:.2f}", (left - 12, y + 5), anchor="right")
     cv2.rectangle(image, (left, top), (right, bottom), INK, 1)
-    _text(image, "frames/s (log scale)", ((left + right) // 2, bottom + 56), 0.55, anchor="centre")
-    _vertical_text(image, "J&F-Mean", (left - 66, (top + bottom) // 2))
+    draw_text(image, "frames/s (log scale)", ((left + right) // 2, bottom + 56), 0.55, anchor="centre")
+    draw_vertical_text(image, "J&F-Mean", (left - 66, (top + bottom) // 2))
 
 
 def _draw_points(image: np.ndarray, axes: Axes, points: list[Point]) -> None:
@@ -132,7 +132,7 @@ def _draw_points(image: np.ndarray, axes: Axes, points: list[Point]) -> None:
         cv2.circle(image, centre, 7, INK, 1, cv2.LINE_AA)
         (width, _), _ = cv2.getTextSize(point.name, FONT, 0.5, 1)
         on_left = centre[0] + 12 + width > axes.box[2]
-        _text(image, point.name, (centre[0] + (-12 if on_left else 12), centre[1] - 8),
+        draw_text(image, point.name, (centre[0] + (-12 if on_left else 12), centre[1] - 8),
               anchor="right" if on_left else "left")
 
 
@@ -142,7 +142,7 @@ def _draw_legend(image: np.ndarray, axes: Axes, supervisions: list[str]) -> None
     for index, supervision in enumerate(supervisions):
         y = top + 10 + index * 22
         cv2.circle(image, (left + 8, y), 6, COLOURS.get(supervision, OTHER_COLOUR), -1, cv2.LINE_AA)
-        _text(image, supervision, (left + 22, y + 5), 0.45)
+        draw_text(image, supervision, (left + 22, y + 5), 0.45)
 
 
 def speed_accuracy_plot(points: list[Point], size: tuple[int, int] = (900, 600),
@@ -154,9 +154,9 @@ def speed_accuracy_plot(points: list[Point], size: tuple[int, int] = (900, 600),
     left, top, right, bottom = MARGINS
     axes = Axes((left, top, width - right, height - bottom), decades, scores)
     _draw_axes(image, axes)
-    _text(image, title, (width // 2, 36), 0.7, anchor="centre", thickness=2)
+    draw_text(image, title, (width // 2, 36), 0.7, anchor="centre", thickness=2)
     if not points:
-        _text(image, "no model finished a sequence", ((axes.box[0] + axes.box[2]) // 2, height // 2), 0.6,
+        draw_text(image, "no model finished a sequence", ((axes.box[0] + axes.box[2]) // 2, height // 2), 0.6,
               anchor="centre")
     _draw_points(image, axes, points)
     _draw_legend(image, axes, list(dict.fromkeys(p.supervision for p in points)))
