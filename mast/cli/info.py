@@ -2,7 +2,8 @@
 
 Prints the versions of mast, Python, torch and CUDA, the devices torch sees,
 which implementation of the operators serves each device type and why
-(``mast.ops.backend`` / ``backend_reason``), and the threads torch uses.
+(``mast.ops.backend`` / ``backend_reason``), the threads torch uses, and the
+backbones shipped with the package (``--checkpoint cpu-hour``) with their size.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ def report() -> list[tuple[str, str]]:
 
     import mast.ops as ops
     from mast._version import __version__
+    from mast.models.shipped import SHIPPED, shipped_file
 
     cuda = torch.cuda.is_available()
     devices = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if cuda else []
@@ -33,6 +35,9 @@ def report() -> list[tuple[str, str]]:
     lines += [(f"ops backend ({device})", f"{ops.backend(device)}: {ops.backend_reason(device)}")
               for device in ("cpu", "cuda")]
     lines.append(("threads", f"{torch.get_num_threads()} of {os.cpu_count()} CPUs (torch.set_num_threads)"))
+    lines += [(f"shipped backbone {name}", f"{shipped_file(name)} ({shipped_file(name).stat().st_size / 2**20:.1f} MiB)"
+               if shipped_file(name).is_file() else f"missing: {shipped_file(name)} (a broken installation)")
+              for name in SHIPPED]
     return lines
 
 

@@ -55,6 +55,7 @@ from typing import TYPE_CHECKING
 
 from mast.cli import error_text
 from mast.common.config import comma_names
+from mast.models.shipped import checkpoint_path
 
 if TYPE_CHECKING:  # the heavy modules (torch) load when the command runs, not for --help
     from mast.common.outputs import OutputFolder
@@ -91,8 +92,9 @@ def register(subparsers) -> None:
     model.add_argument("--model", choices=MODEL_NAMES, default="mast",
                        help="which tracker: mast = the self-supervised memory propagator (default); "
                             "siammask, ranet, detector = the supervised baselines (need --checkpoint RUN/model.pt)")
-    model.add_argument("--checkpoint", type=Path, help="backbone checkpoint; default: the LAB-pixel baseline. "
-                       "The propagation knobs saved in it apply unless flags override them. "
+    model.add_argument("--checkpoint", type=checkpoint_path,
+                       help="backbone checkpoint, or cpu-hour (the backbone shipped with mast, docs/cpu-hour.md); "
+                       "default: the LAB-pixel baseline. The propagation knobs saved in it apply unless flags override them. "
                        "--model siammask: the run's model.pt (required)")
     model.add_argument("--box-from", choices=("minmax", "rotated"),
                        help="--model siammask: the first-frame box of each object's mask: axis-aligned (minmax) "

@@ -34,6 +34,7 @@ from mast.cli import error_text
 from mast.cli.config import PACKAGED_CONFIGS, resolve
 from mast.common.config import ConfigError, comma_names
 from mast.common.errors import ArgumentError
+from mast.models.shipped import checkpoint_path
 from mast.train import baselines
 
 BASELINE_DOC = """Train a supervised baseline on videos with object masks.
@@ -70,7 +71,9 @@ def register(subparsers) -> None:
         parser.add_argument("--data", nargs="+", required=True, help="video folders/files (frames, mp4/avi/mov/mkv, DAVIS trees)")
         parser.add_argument("--out", type=Path, required=True, help="run folder")
         if name == "finetune":
-            parser.add_argument("--init", type=Path, required=True, help="backbone.pt or a training checkpoint to start from")
+            parser.add_argument("--init", type=checkpoint_path, required=True,
+                                help="backbone.pt, a training checkpoint or a published one (docs/models.md) to start "
+                                     "from, or cpu-hour (the backbone shipped with mast)")
         _add_run_arguments(parser, "--set phases.0.lr=1e-4 --set train.batch_size=8")
         parser.set_defaults(func=run)
     _register_baselines(subparsers)
@@ -105,7 +108,9 @@ def _register_baselines(subparsers) -> None:
     parser.add_argument("--year", type=int, choices=(2016, 2017), default=2017,
                         help="mask format: 2016 = 0/255 single object, 2017 = palette ids (default)")
     parser.add_argument("--out", type=Path, required=True, help="run folder")
-    parser.add_argument("--init", type=Path, help="start the backbone from a mast pretrain backbone.pt")
+    parser.add_argument("--init", type=checkpoint_path,
+                        help="start the backbone from a mast pretrain backbone.pt, a published checkpoint "
+                             "(docs/models.md) or cpu-hour (the backbone shipped with mast)")
     parser.add_argument("--config", type=Path, help="YAML config: a file, or a packaged config's name "
                                                     "(`mast config list`; default: <baseline>.yaml)")
     _add_run_arguments(parser, "--set train.time_budget_minutes=30")

@@ -4,7 +4,8 @@ Each entry is ``{name: ..., model: <a name of mast.models.builder.TRACKERS>,
 checkpoint: PATH}`` plus, optionally, ``preset``, ``supervision`` and the
 model's own settings (the keyword arguments of
 :func:`mast.models.builder.load_tracker`, e.g. ``window: 13``). A relative
-checkpoint path is read from the models file's folder. Every entry's tracker
+checkpoint path is read from the models file's folder; ``checkpoint: cpu-hour``
+names the backbone shipped with mast. Every entry's tracker
 is loaded here, so an unknown setting or a bad checkpoint is found before
 anything is written, and reported in one line naming the file and the entry.
 """
@@ -23,6 +24,7 @@ from mast.common.config import read_yaml
 from mast.common.errors import ArgumentError, MissingPathError
 from mast.models.builder import TRACKERS, load_tracker
 from mast.models.published import detect
+from mast.models.shipped import SHIPPED, shipped_file
 from mast.models.tracker import Tracker
 
 #: What a model was trained with, as the table says it.
@@ -121,13 +123,16 @@ def _entry(item: Any, index: int, path: Path, reserved: frozenset[str]) -> Model
 
 
 def _checkpoint(value: Any, path: Path, where: str) -> Path | None:
-    """The checkpoint of an entry, relative to the models file's folder; it must be a file."""
+    """The checkpoint of an entry, relative to the models file's folder (or a shipped backbone's
+    name, where no such file is there); it must be a file."""
     if value is None:
         return None
     if not isinstance(value, str) or not value:
         raise ArgumentError("models", f"{where}: checkpoint must be a file path, got {value!r}")
     checkpoint = Path(value).expanduser()
     checkpoint = checkpoint if checkpoint.is_absolute() else path.parent / checkpoint
+    if not checkpoint.exists() and value in SHIPPED:
+        checkpoint = shipped_file(value)
     if not checkpoint.is_file():
         raise ArgumentError("models", f"{where}: checkpoint {checkpoint} "
                                       f"{'is not a file' if checkpoint.exists() else 'does not exist'}")

@@ -23,6 +23,7 @@ from mast.models.extractors import BackboneExtractor
 from mast.models.propagation import Propagator
 from mast.models.protocol import KNOB_NAMES, PropagationConfig, PropagationKnobs
 from mast.models.published import load_any
+from mast.models.shipped import checkpoint_path
 from mast.models.ranet.tracker import RANetTracker
 from mast.models.siammask.tracker import SiamMaskTracker
 from mast.models.tracker import Tracker
@@ -94,7 +95,8 @@ def load_tracker(model: str = "mast", checkpoint: Checkpoint = None, preset: str
     Args:
         model: a name of :data:`TRACKERS`: ``mast`` (the self-supervised memory propagator),
             ``siammask``, ``ranet`` (the supervised baselines).
-        checkpoint: ``mast``: a ``backbone.pt`` (its saved propagation knobs apply), a
+        checkpoint: ``mast``: a ``backbone.pt`` (its saved propagation knobs apply) or the name of
+            a shipped one (:data:`mast.models.shipped.SHIPPED`, e.g. ``"cpu-hour"``), a
             :class:`ResNetBackbone` in memory, or None for the LAB-pixel baseline; a baseline:
             the ``model.pt`` of its training run (required).
         preset: ``mast`` only: a name of :data:`mast.models.protocol.PRESETS` (default ``mast``).
@@ -109,13 +111,15 @@ def load_tracker(model: str = "mast", checkpoint: Checkpoint = None, preset: str
     """
     if model not in TRACKERS:
         raise ArgumentError("model", f"unknown model {model!r}; choose from {', '.join(TRACKERS)}")
+    if isinstance(checkpoint, (str, os.PathLike)):
+        checkpoint = checkpoint_path(checkpoint)
     return TRACKERS[model](checkpoint, preset, resolve_device(device), settings)
 
 
 def load_backbone(path: str | os.PathLike, device: str | torch.device = "cpu") -> ResNetBackbone:
-    """The backbone of a ``backbone.pt`` or of a published checkpoint (MAST, CorrFlow, CRW, a
-    torchvision ResNet-18/34: docs/models.md), in eval mode: ``.extract(frame)`` turns an RGB
+    """The backbone of a ``backbone.pt``, of a shipped one by name (``"cpu-hour"``: docs/cpu-hour.md)
+    or of a published checkpoint (MAST, CorrFlow, CRW, a torchvision ResNet-18/34: docs/models.md), in eval mode: ``.extract(frame)`` turns an RGB
     uint8 ``(H, W, 3)`` frame into ``(C, ceil(H/s), ceil(W/s))`` features after the
     checkpoint's own colour conversion, ``.stride`` is ``s`` and ``.channels`` is ``C``."""
-    device = resolve_device(device)
+    device, path = resolve_device(device), checkpoint_path(path)
     return load_any(path, device).backbone(path).to(device).eval()

@@ -1,0 +1,30 @@
+"""Backbones that ship inside the package, used by name wherever a checkpoint is taken.
+
+``mast propagate --checkpoint cpu-hour``, ``mast finetune --init cpu-hour``,
+``mast train-baseline ... --init cpu-hour``, ``mast.load_backbone("cpu-hour")``
+and ``mast.load_tracker("mast", checkpoint="cpu-hour")`` all read the file
+named here. A file of that name in the working folder wins over the shipped
+one: an existing path always means itself. docs/cpu-hour.md is the model card.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+#: Shipped backbone name -> its file under :data:`WEIGHTS`.
+SHIPPED = {"cpu-hour": "cpu-hour.pt"}
+#: The package folder holding the shipped files (package data, see pyproject.toml).
+WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
+
+
+def shipped_file(name: str) -> Path:
+    """The file of shipped backbone ``name`` (a key of :data:`SHIPPED`)."""
+    return WEIGHTS / SHIPPED[name]
+
+
+def checkpoint_path(value: str | os.PathLike) -> Path:
+    """``value`` as a file path: itself when it exists or is no shipped name, else the shipped file."""
+    path = Path(value).expanduser()
+    if path.exists() or str(value) not in SHIPPED:
+        return path
+    return shipped_file(str(value))
