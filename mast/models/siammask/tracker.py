@@ -58,7 +58,7 @@ from mast.common.errors import ArgumentError
 from mast.common.outputs import file_sha256
 from mast.models.siammask.geometry import (
     EXEMPLAR_SIZE, RESPONSE_SIZE, SEARCH_SIZE, decode_boxes, exemplar_side, make_anchors, mask_box,
-    rotated_box, row_coordinates, search_side,
+    rotated_box, row_coordinates, search_side, unravel_rows,
 )
 from mast.models.siammask.model import SiamMask
 from mast.models.tracker import TrackerStep
@@ -187,7 +187,7 @@ def best_scale_row(score: torch.Tensor, factors: torch.Tensor, window: torch.Ten
     """
     penalty = torch.where(factors == 1, 1.0, scale_penalty).view(1, -1, 1, 1)
     best = (penalty * score * (1 - influence) + window * influence).flatten(1).argmax(dim=1)
-    return best // RESPONSE_SIZE**2, best // RESPONSE_SIZE % RESPONSE_SIZE, best % RESPONSE_SIZE
+    return unravel_rows(best)
 
 
 def merge_objects(masks: torch.Tensor, scores: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
@@ -364,7 +364,7 @@ class SiamMaskTracker:
         ranked = penalty * score * (1 - influence) + self.window * influence
         best = ranked.flatten(1).argmax(dim=1)
         count = len(best)
-        anchor, i, j = best // RESPONSE_SIZE**2, best // RESPONSE_SIZE % RESPONSE_SIZE, best % RESPONSE_SIZE
+        anchor, i, j = unravel_rows(best)
         index = torch.arange(count, device=self.device)
         chosen = boxes[index, anchor, i, j]  # (N, 4)
         rate = (penalty[index, anchor, i, j] * score[index, anchor, i, j] * self.config.lr).view(-1, 1)

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from mast.data.annotated import annotated_summary, discover_annotated, log_annotated
-from mast.models.siammask.geometry import EXEMPLAR_SIZE, RESPONSE_SIZE, decode_boxes, make_anchors, row_coordinates
+from mast.models.siammask.geometry import EXEMPLAR_SIZE, decode_boxes, make_anchors, row_coordinates, unravel_rows
 from mast.models.siammask.model import SiamMask
 from mast.models.siammask.tracker import SearchView, SiamMaskTracker, window_in_search
 from mast.train import checkpoint as ckpt
@@ -140,13 +140,12 @@ class SiamMaskTask(AnnotatedBaselineTask):
         score = out["score"][0].float()
         if self.config.siammask.branches == 3:
             probabilities = score.softmax(dim=1)[:, 1]  # (k, 17, 17)
-            best = int(probabilities.flatten().argmax())
-            anchor, i, j = best // RESPONSE_SIZE**2, best // RESPONSE_SIZE % RESPONSE_SIZE, best % RESPONSE_SIZE
+            anchor, i, j = unravel_rows(probabilities.flatten().argmax())
             box = decode_boxes(out["box"][0, anchor, :, i, j].float(), self.anchors[anchor, i, j])
             score = probabilities.max(dim=0).values
         else:
             score = score[0].sigmoid()
-            i, j = divmod(int(score.flatten().argmax()), RESPONSE_SIZE)
+            _, i, j = unravel_rows(score.flatten().argmax())
             coords = row_coordinates(score.device)
             box = torch.stack([coords[j], coords[i], coords.new_tensor(EXEMPLAR_SIZE), coords.new_tensor(EXEMPLAR_SIZE)])
         mask = None
