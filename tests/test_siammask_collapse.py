@@ -60,6 +60,24 @@ def test_the_validation_frame_becomes_the_second_row_of_the_picture(davis):
     assert picture.shape == (3, 2 * 255, 3 * 255)
 
 
+def test_exemplars_are_normalised_by_the_search_crops_running_statistics_in_training_too():
+    """The fix of issue 26's collapse: with batch statistics for the exemplar pass, the backbone's
+    running statistics blended exemplar and search crops and, in tracking, matched neither."""
+    model = _untrained(branches=3).train()
+    running = {name: buffer.clone() for name, buffer in model.backbone.named_buffers() if "running_mean" in name}
+    exemplars = torch.rand(3, 3, 127, 127)
+    model.templates(exemplars)
+    for name, buffer in model.backbone.named_buffers():
+        if "running_mean" in name:
+            assert torch.equal(buffer, running[name]), name  # exemplars leave the statistics alone
+    assert model.backbone.training and all(m.training for m in model.backbone.modules())
+    model.adjust.eval()  # the exemplar adjust layers keep their own batch statistics
+    torch.testing.assert_close(model.templates(exemplars[:1])["score"], model.templates(exemplars)["score"][:1])
+    model.respond(model.templates(exemplars), torch.rand(3, 3, 255, 255))
+    assert any(not torch.equal(buffer, running[name]) for name, buffer in model.backbone.named_buffers()
+               if "running_mean" in name)  # search crops update them
+
+
 # -- tracker rules -----------------------------------------------------------------------
 
 
@@ -114,3 +132,24 @@ def test_tracker_settings_refuse_bad_values():
     for field, value in (("scale_step", 0.9), ("scale_penalty", 1.5), ("min_area", -0.1)):
         with pytest.raises(FieldError, match=field):
             TrackerConfig(**{field: value})
+
+
+# -- capacity -------------------------------------------------------------------------------
+
+
+def test_capacity_trained_and_tracked_on_one_sequence_reaches_jf_0_8(tmp_path):
+    """Issue 26 part 2: a network that cannot fit the one sequence it tracks has a broken pipeline,
+    not a small budget. The packaged recipe (three branches, configs/siammask.yaml) on one
+    synthetic sequence, every pair of its frames, then tracked over it and scored as
+    ``mast evaluate`` scores (the validator)."""
+    from mast.train.loop import Trainer
+    from mast.train.siammask.task import SiamMaskTask
+    from mast.train.validation import Validator
+    from tests.test_siammask import write_davis
+
+    root = write_davis(tmp_path / "davis", velocities=((2.0, 1.0),))
+    config = tiny_config(phases(CAPACITY_STEPS), *CAPACITY_RECIPE)
+    Trainer(SiamMaskTask(config, root), tmp_path / "run").run()
+    tracker = SiamMaskTracker.from_checkpoint(tmp_path / "run" / "model.pt")
+    score = Validator(root, sequences=["seq0"]).score(tracker)
+    assert score.JF >= 0.8, score
