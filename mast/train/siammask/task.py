@@ -103,10 +103,11 @@ class SiamMaskTask(AnnotatedBaselineTask):
         if net.mask:
             targets = losses.mask_targets(batch["search_mask"], rows, net.mask_size)
             pixels = losses.mask_pixel_losses(out["masks"].float(), targets)
-            parts["mask"] = pixels.mean()
+            terms = losses.class_means(pixels, targets > 0, targets < 0)
+            # balanced: object and background pixels weigh half each, as the score's classes do
+            parts["mask"] = sum(terms) / 2 if weights.mask_balance else pixels.mean()
             total = total + weights.mask_weight * parts["mask"]
-            parts.update(self._balance("mask", losses.class_means(pixels, targets > 0, targets < 0),
-                                       (targets > 0).float().mean()))
+            parts.update(self._balance("mask", terms, (targets > 0).float().mean()))
             parts["mask_predicted_fraction"] = (out["masks"].detach() > 0).float().mean()
         self._last = (batch, {key: _first(value) for key, value in out.items() if key != "masks"})
         return {"loss": total, **parts}
