@@ -178,7 +178,7 @@ class SiamMask(nn.Module):
         those are the search crops' (:meth:`respond` updates them), so an exemplar is normalised
         the same way in training and tracking. With batch statistics the running statistics
         would blend exemplar and search crops (an exemplar is mostly object, a search region
-        mostly background) and match neither in tracking, where every score fell (issue 26).
+        mostly background) and match neither in tracking, where every score fell (docs/baselines.md §7.2, Diagnosis).
         """
         with running_statistics(self.backbone):
             top = self.backbone.stages(self.backbone.prepare(exemplar))[-1]
