@@ -46,10 +46,11 @@ def tiny_config(*overrides: str):
     return load_config(overrides=[*TINY, *overrides], schema=SiamMaskTrainingConfig)
 
 
-def write_davis(root: Path) -> Path:
-    """A DAVIS-layout folder of synthetic translating discs (frames, palette masks, ImageSets/2017/val.txt)."""
+def write_davis(root: Path, velocities: tuple[tuple[float, float], ...] = VELOCITIES) -> Path:
+    """A DAVIS-layout folder of synthetic translating discs, one sequence ``seq<k>`` per velocity
+    (frames, palette masks, ImageSets/2017/val.txt)."""
     names = []
-    for seed, velocity in enumerate(VELOCITIES):
+    for seed, velocity in enumerate(velocities):
         frames, masks = translating_video(num_frames=FRAMES, height=SIZE, width=SIZE, velocity=velocity, seed=seed)
         name = f"seq{seed}"
         names.append(name)

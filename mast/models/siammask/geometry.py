@@ -45,6 +45,11 @@ def row_coordinates(device: torch.device | str = "cpu") -> torch.Tensor:
     return (SEARCH_SIZE - 1) / 2 + STRIDE * offsets
 
 
+def unravel_rows(flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Indices into flattened ``(K, 17, 17)`` maps (``K`` anchors or scales) -> ``(k, i, j)``."""
+    return flat // RESPONSE_SIZE**2, flat // RESPONSE_SIZE % RESPONSE_SIZE, flat % RESPONSE_SIZE
+
+
 def make_anchors(ratios: tuple[float, ...], scale: float, device: torch.device | str = "cpu") -> torch.Tensor:
     """SiamRPN's anchors [SiamRPN]: ``k = len(ratios)`` boxes of area ``(8 scale)^2`` and
     ``h / w = ratio`` at every RoW centre.

@@ -23,6 +23,8 @@ sample ``k`` at ``centre + (k - (S - 1) / 2) * 127 / S`` (the :func:`square_crop
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -97,6 +99,21 @@ def depthwise_correlation(search: torch.Tensor, kernel: torch.Tensor) -> torch.T
     return out.view(batch, channels, *out.shape[-2:])
 
 
+@contextmanager
+def running_statistics(module: nn.Module) -> Iterator[None]:
+    """Inside, the batch normalisation layers of ``module`` normalise with (and do not update)
+    their running statistics; their train / eval modes are restored after."""
+    layers = [layer for layer in module.modules() if isinstance(layer, nn.modules.batchnorm._BatchNorm)]
+    modes = [layer.training for layer in layers]
+    for layer in layers:
+        layer.eval()
+    try:
+        yield
+    finally:
+        for layer, mode in zip(layers, modes):
+            layer.train(mode)
+
+
 def _conv_bn(in_channels: int, out_channels: int, relu: bool) -> nn.Sequential:
     layers = [nn.Conv2d(in_channels, out_channels, 1, bias=False), nn.BatchNorm2d(out_channels)]
     return nn.Sequential(*layers, *([nn.ReLU(inplace=True)] if relu else []))
@@ -155,8 +172,16 @@ class SiamMask(nn.Module):
             self.mask_out = nn.Linear(channels, MASK_SIZE * MASK_SIZE)
 
     def templates(self, exemplar: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Exemplar crops ``(B, 3, 127, 127)`` -> each branch's correlation kernel ``(B, C, 16, 16)``."""
-        top = self.backbone.stages(self.backbone.prepare(exemplar))[-1]
+        """Exemplar crops ``(B, 3, 127, 127)`` -> each branch's correlation kernel ``(B, C, 16, 16)``.
+
+        The shared backbone normalises exemplars with its running statistics, in training too:
+        those are the search crops' (:meth:`respond` updates them), so an exemplar is normalised
+        the same way in training and tracking. With batch statistics the running statistics
+        would blend exemplar and search crops (an exemplar is mostly object, a search region
+        mostly background) and match neither in tracking, where every score fell (docs/baselines.md §7.2, Diagnosis).
+        """
+        with running_statistics(self.backbone):
+            top = self.backbone.stages(self.backbone.prepare(exemplar))[-1]
         return {name: adjust["exemplar"](top) for name, adjust in self.adjust.items()}
 
     def respond(self, templates: dict[str, torch.Tensor], search: torch.Tensor) -> dict[str, Any]:

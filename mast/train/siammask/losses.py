@@ -66,9 +66,16 @@ def similarity_labels(boxes: torch.Tensor, radius: float) -> torch.Tensor:
     return positive
 
 
-def balanced_loss(losses: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor,
-                  hard_ratio: float | None) -> torch.Tensor:
-    """Half the mean loss of the positives plus half that of the negatives (``(B, ...)`` each).
+def class_means(values: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The mean of ``values`` over the ``positive`` and over the ``negative`` elements (bool, same
+    shape), 0 for a class with none: the per-class losses that show an imbalance."""
+    return tuple(values[mask].mean() if bool(mask.any()) else values.new_zeros(()) for mask in (positive, negative))
+
+
+def balanced_terms(losses: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor,
+                   hard_ratio: float | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The mean loss of the positives and that of the negatives (``(B, ...)`` each), 0 where a
+    class is empty.
 
     ``hard_ratio``: keep only each sample's ``hard_ratio * positives`` (at least 1)
     negatives of largest loss (hard-negative mining); None keeps every negative.
@@ -82,21 +89,29 @@ def balanced_loss(losses: torch.Tensor, positive: torch.Tensor, negative: torch.
             if count:
                 kept[b].view(-1)[candidates.flatten().topk(count).indices] = True
         negative = kept
-    terms = [losses[mask].mean() for mask in (positive, negative) if bool(mask.any())]
-    return sum(terms) / 2
+    return class_means(losses, positive, negative)
 
 
-def score_loss(logits: torch.Tensor, labels: torch.Tensor, hard_ratio: float | None) -> torch.Tensor:
-    """Three-branch ``L_score``: logits ``(B, k, 2, 17, 17)`` (background, object), labels ``(B, k, 17, 17)``."""
+def balanced_loss(losses: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor,
+                  hard_ratio: float | None) -> torch.Tensor:
+    """Half the mean loss of the positives plus half that of the negatives (:func:`balanced_terms`)."""
+    return sum(balanced_terms(losses, positive, negative, hard_ratio)) / 2
+
+
+def score_terms(logits: torch.Tensor, labels: torch.Tensor, hard_ratio: float | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Three-branch ``L_score`` per class (object, background anchors; ``L_score`` is their mean):
+    logits ``(B, k, 2, 17, 17)`` (background, object), labels ``(B, k, 17, 17)``."""
     losses = F.cross_entropy(logits.movedim(2, -1).reshape(-1, 2), labels.clamp_min(0).flatten(),
                              reduction="none").view_as(labels)
-    return balanced_loss(losses, labels == 1, labels == 0, hard_ratio)
+    return balanced_terms(losses, labels == 1, labels == 0, hard_ratio)
 
 
-def similarity_loss(logits: torch.Tensor, positive: torch.Tensor, hard_ratio: float | None) -> torch.Tensor:
-    """Two-branch ``L_sim``: logits ``(B, 1, 17, 17)`` against ``(B, 17, 17)`` bool labels."""
+def similarity_terms(logits: torch.Tensor, positive: torch.Tensor,
+                     hard_ratio: float | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two-branch ``L_sim`` per class (object, background RoWs; ``L_sim`` is their mean): logits
+    ``(B, 1, 17, 17)`` against ``(B, 17, 17)`` bool labels."""
     losses = F.binary_cross_entropy_with_logits(logits[:, 0], positive.float(), reduction="none")
-    return balanced_loss(losses, positive, ~positive, hard_ratio)
+    return balanced_terms(losses, positive, ~positive, hard_ratio)
 
 
 def box_loss(deltas: torch.Tensor, targets: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -118,6 +133,6 @@ def mask_targets(search_masks: torch.Tensor, rows: torch.Tensor, size: int) -> t
     return torch.where(windows > 0.5, 1.0, -1.0)
 
 
-def mask_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """``L_mask`` over ``(N, S, S)`` logits and ``{-1, +1}`` targets: ``mean log(1 + exp(-c m))``."""
-    return F.softplus(-targets * logits).mean()
+def mask_pixel_losses(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """``(N, S, S)`` logits and ``{-1, +1}`` targets -> ``(N, S, S)`` ``log(1 + exp(-c m))``; ``L_mask`` is the mean."""
+    return F.softplus(-targets * logits)

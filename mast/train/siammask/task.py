@@ -25,14 +25,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from mast.data.annotated import annotated_summary, discover_annotated, log_annotated
-from mast.models.siammask.geometry import SEARCH_SIZE, make_anchors
+from mast.models.siammask.geometry import EXEMPLAR_SIZE, decode_boxes, make_anchors, row_coordinates, unravel_rows
 from mast.models.siammask.model import SiamMask
-from mast.models.siammask.tracker import SiamMaskTracker
+from mast.models.siammask.tracker import SearchView, SiamMaskTracker, window_in_search
 from mast.train import checkpoint as ckpt
 from mast.train.distributed import World
+from mast.train.panels import search_panel
 from mast.train.tasks import AnnotatedBaselineTask
 from mast.train.siammask import losses
 from mast.train.siammask.data import PairDataset, collate_pairs
@@ -59,6 +59,7 @@ class SiamMaskTask(AnnotatedBaselineTask):
         self.anchors = make_anchors(config.siammask.anchor_ratios, config.siammask.anchor_scale, world.device)
         if world.is_main:
             log_annotated(self.videos, world.device, world.size)
+        self._validation: SiamMaskTracker | None = None
         return self.model
 
     def describe(self) -> dict[str, Any]:
@@ -75,7 +76,8 @@ class SiamMaskTask(AnnotatedBaselineTask):
         return collate_pairs(items)
 
     def losses(self, model: torch.nn.Module, batch: dict[str, Any], generator: torch.Generator) -> dict[str, torch.Tensor]:
-        """``loss`` and its components ``score`` (two-branch: ``similarity``), ``box``, ``mask``."""
+        """``loss``, its components ``score`` (two-branch: ``similarity``), ``box``, ``mask``, and the
+        class balance of each (:meth:`_balance`)."""
         net, weights = self.config.siammask, self.config.loss
         hard = weights.negative_ratio if weights.hard_negatives else None
         boxes = batch["box"].float()
@@ -88,30 +90,70 @@ class SiamMaskTask(AnnotatedBaselineTask):
         out = model(batch["exemplar"], batch["search"], rows if net.mask else None)
         parts: dict[str, torch.Tensor] = {}
         if net.branches == 3:
-            parts["score"] = losses.score_loss(out["score"].float(), labels, hard)
+            terms = losses.score_terms(out["score"].float(), labels, hard)
+            parts["score"] = sum(terms) / 2
             parts["box"] = losses.box_loss(out["box"].float(), deltas, labels)
             total = weights.score_weight * parts["score"] + weights.box_weight * parts["box"]
+            parts.update(self._balance("score", terms, (labels == 1).float().mean()))
         else:
-            parts["similarity"] = losses.similarity_loss(out["score"].float(), positive, hard)
+            terms = losses.similarity_terms(out["score"].float(), positive, hard)
+            parts["similarity"] = sum(terms) / 2
             total = weights.score_weight * parts["similarity"]
+            parts.update(self._balance("similarity", terms, positive.float().mean()))
         if net.mask:
             targets = losses.mask_targets(batch["search_mask"], rows, net.mask_size)
-            parts["mask"] = losses.mask_loss(out["masks"].float(), targets)
+            pixels = losses.mask_pixel_losses(out["masks"].float(), targets)
+            terms = losses.class_means(pixels, targets > 0, targets < 0)
+            # balanced: object and background pixels weigh half each, as the score's classes do
+            parts["mask"] = sum(terms) / 2 if weights.mask_balance else pixels.mean()
             total = total + weights.mask_weight * parts["mask"]
-        self._last = (batch["search"][0].detach(), out["score"][0].detach())
+            parts.update(self._balance("mask", terms, (targets > 0).float().mean()))
+            parts["mask_predicted_fraction"] = (out["masks"].detach() > 0).float().mean()
+        self._last = (batch, {key: _first(value) for key, value in out.items() if key != "masks"})
         return {"loss": total, **parts}
 
+    @staticmethod
+    def _balance(name: str, terms: tuple[torch.Tensor, torch.Tensor], fraction: torch.Tensor) -> dict[str, torch.Tensor]:
+        """A loss's class balance, logged beside it: ``<name>_object`` / ``<name>_background`` (the
+        mean loss of each class) and ``<name>_object_fraction`` (the share of object anchors, RoWs
+        or mask pixels)."""
+        return {f"{name}_object": terms[0].detach(), f"{name}_background": terms[1].detach(),
+                f"{name}_object_fraction": fraction.detach()}
+
     def picture(self) -> tuple[str, torch.Tensor] | None:
-        """The first search crop beside its object score map (best anchor per RoW), ``(3, 255, 510)``."""
+        """``(3, 255, 765)``: the last batch's first pair (:meth:`_training_view`) as
+        :func:`~mast.train.panels.search_panel` draws it, the ground truth in green; once the model
+        has been validated, a second row below: the last validation frame's tracking step."""
         if self._last is None:
             return None
-        search, score = self._last
+        batch, _ = self._last
+        rows = [search_panel(self._training_view(), batch["box"][0], batch["search_mask"][0, 0] > 0.5)]
+        view = None if self._validation is None else self._validation.view
+        if view is not None:
+            rows.append(search_panel(view))
+        return "search_score_box_mask", torch.cat(rows, dim=1)
+
+    @torch.no_grad()
+    def _training_view(self) -> SearchView:
+        """The first pair of the last batch as the tracker would see it: its best RoW (three-branch:
+        anchor) by score, that anchor's decoded box (two-branch: the RoW's window), its mask."""
+        batch, out = self._last
+        score = out["score"][0].float()
         if self.config.siammask.branches == 3:
-            score = score.float().softmax(dim=1)[:, 1].max(dim=0).values
+            probabilities = score.softmax(dim=1)[:, 1]  # (k, 17, 17)
+            anchor, i, j = unravel_rows(probabilities.flatten().argmax())
+            box = decode_boxes(out["box"][0, anchor, :, i, j].float(), self.anchors[anchor, i, j])
+            score = probabilities.max(dim=0).values
         else:
-            score = score.float()[0].sigmoid()
-        heat = F.interpolate(score[None, None], size=(SEARCH_SIZE, SEARCH_SIZE), mode="nearest")[0]
-        return "search_score", torch.cat([search.float().cpu(), heat.expand(3, -1, -1).cpu()], dim=2).clamp(0, 1)
+            score = score[0].sigmoid()
+            _, i, j = unravel_rows(score.flatten().argmax())
+            coords = row_coordinates(score.device)
+            box = torch.stack([coords[j], coords[i], coords.new_tensor(EXEMPLAR_SIZE), coords.new_tensor(EXEMPLAR_SIZE)])
+        mask = None
+        if self.config.siammask.mask:
+            row = torch.tensor([[0, i, j]], device=score.device)
+            mask = window_in_search(self.model.row_masks(out, row)[0].float().sigmoid(), row[0, 1:])
+        return SearchView(batch["search"][0].float(), score, box, mask)
 
     def checkpoint_state(self) -> dict[str, Any]:
         return {"model": self.model.state_dict(), "backbone_config": asdict(self.config.model),
@@ -123,8 +165,17 @@ class SiamMaskTask(AnnotatedBaselineTask):
 
     def validation_trackers(self) -> dict[str, SiamMaskTracker]:
         """The model as it is now, tracking with the config's ``tracker`` settings."""
-        return {"siammask": SiamMaskTracker(self.model, self.config.tracker, self.world.device, name="training")}
+        self._validation = SiamMaskTracker(self.model, self.config.tracker, self.world.device, name="training")
+        self._validation.record_view = True  # the last validation frame becomes the second row of picture()
+        return {"siammask": self._validation}
 
     def save_final(self, path: Path, variant: str | None = None) -> None:
         self.model.save(path, tracker=asdict(self.config.tracker))
 
+
+
+def _first(value: Any) -> Any:
+    """The first sample of a batched tensor (or of each tensor of a list), detached."""
+    if isinstance(value, list):
+        return [_first(item) for item in value]
+    return value[:1].detach()
