@@ -21,9 +21,10 @@ import torch
 
 from mast.data.annotated import annotated_summary, discover_annotated, log_annotated
 from mast.models.ranet.model import RANet
-from mast.models.ranet.tracker import RANetTracker
+from mast.models.ranet.tracker import MIN_CROP, RANetTracker, loose_box
 from mast.train import checkpoint as ckpt
 from mast.train.distributed import World
+from mast.train.panels import crop_tile, mask_tile, tile_rows
 from mast.train.tasks import AnnotatedBaselineTask
 from mast.train.ranet.data import RANetDataset, collate_samples
 from mast.train.ranet.losses import mask_losses
@@ -39,6 +40,9 @@ class RANetTask(AnnotatedBaselineTask):
         year: 2016 (0/255 masks, one object) or 2017 (palette object ids).
         init: a ``mast pretrain`` backbone to start from, or None.
     """
+
+    #: The tracker the last validation scored, whose last frame :meth:`picture` shows.
+    _validation_tracker: RANetTracker | None = None
 
     def build(self, world: World) -> RANet:
         self.world = world
@@ -72,12 +76,24 @@ class RANetTask(AnnotatedBaselineTask):
         return mask_losses(logits, batch["target"], self.config.loss)
 
     def picture(self) -> tuple[str, torch.Tensor] | None:
-        """The last batch's first sample: current frame, target, previous mask, prediction."""
+        """The loose crop and the mask (issue 26), one row per view, each scaled to the sample's height.
+
+        Training (the last batch's first sample; the box is the loose box of its previous mask, where
+        the tracker would segment): the previous mask with the box | the prediction with the box |
+        the prediction inside the box | the target inside the box. Validation (the last frame the
+        last validation tracked, once there was one): the tracked mask with its loose box | inside it.
+        """
         if self._last is None:
             return None
         last = self._last
-        masks = [last[key].float().clamp(0, 1)[None].expand(3, -1, -1) for key in ("target", "previous", "prediction")]
-        return "current_target_previous_prediction", torch.cat([last["current"].float(), *masks], dim=2).cpu()
+        box = loose_box(last["previous"][None], self.model.config.crop_scale, MIN_CROP)
+        rows = [[mask_tile(last["current"], last["previous"], box), mask_tile(last["current"], last["prediction"], box),
+                 crop_tile(last["current"], last["prediction"], box), crop_tile(last["current"], last["target"], box)]]
+        view = None if self._validation_tracker is None else self._validation_tracker.last_view
+        if view is not None:
+            frame, box, objects = view
+            rows.append([mask_tile(frame, objects.amax(dim=0), box), crop_tile(frame, objects.amax(dim=0), box)])
+        return "loose_crop_mask_train_validation", tile_rows(rows, last["current"].shape[-2])
 
     def checkpoint_state(self) -> dict[str, Any]:
         return {"model": self.model.state_dict(), "backbone_config": asdict(self.model.backbone.config),
@@ -89,7 +105,8 @@ class RANetTask(AnnotatedBaselineTask):
 
     def validation_trackers(self) -> dict[str, RANetTracker]:
         """The model as it is now, tracking as ``load_tracker("ranet", ...)`` does."""
-        return {"ranet": RANetTracker(self.model, self.world.device, name="training")}
+        self._validation_tracker = RANetTracker(self.model, self.world.device, name="training")
+        return {"ranet": self._validation_tracker}
 
     def save_final(self, path: Path, variant: str | None = None) -> None:
         self.model.save(path)

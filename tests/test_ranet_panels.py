@@ -1,0 +1,69 @@
+"""What RANet's training shows in TensorBoard (issue 26): the loose crop and the mask, the class balance."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from mast.train.config import load_config
+from mast.train.loop import Trainer
+from mast.train.panels import BOX_COLOUR, crop_tile, mask_tile, tile_rows
+from mast.train.ranet.config import RANetTrainingConfig
+from mast.train.ranet.losses import class_balance, mask_losses
+from mast.train.ranet.task import RANetTask
+from mast.train.validation import Validator
+from test_ranet import TINY, synthetic, write_davis  # noqa: E402  (tests/ is on sys.path under pytest)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_class_balance_by_hand():
+    logits = torch.tensor([[[2.0, -1.0], [0.5, -3.0]]])
+    target = torch.tensor([[[1.0, 1.0], [0.0, 0.0]]])
+    balance = class_balance(logits, target)
+    bce = torch.nn.functional.softplus  # BCE of a positive pixel is softplus(-x), of a negative one softplus(x)
+    torch.testing.assert_close(balance["positive_fraction"], torch.tensor(0.5))
+    torch.testing.assert_close(balance["predicted_fraction"], torch.tensor(0.5))
+    torch.testing.assert_close(balance["bce_positive"], (bce(torch.tensor(-2.0)) + bce(torch.tensor(1.0))) / 2)
+    torch.testing.assert_close(balance["bce_negative"], (bce(torch.tensor(0.5)) + bce(torch.tensor(-3.0))) / 2)
+    empty = class_balance(logits, torch.zeros_like(target))
+    assert float(empty["bce_positive"]) == 0 and float(empty["positive_fraction"]) == 0
+    assert set(balance) <= set(mask_losses(logits, target, "both"))
+
+
+def test_mask_tile_blends_the_mask_and_draws_the_box():
+    frame = torch.full((3, 40, 60), 0.5)
+    mask = torch.zeros(40, 60)
+    mask[10:20, 10:30] = 1
+    tile = mask_tile(frame, mask, (5, 5, 50, 35))
+    assert tile.shape == (3, 40, 60) and 0 <= float(tile.min()) and float(tile.max()) <= 1
+    assert not torch.allclose(tile[:, 15, 20], frame[:, 15, 20])  # inside the mask: tinted
+    torch.testing.assert_close(tile[:, 38, 58], frame[:, 38, 58], atol=1 / 255, rtol=0)  # outside both: as it was
+    torch.testing.assert_close(tile[:, 5, 30] * 255, torch.tensor(BOX_COLOUR, dtype=torch.float32))
+    assert crop_tile(frame, mask, (5, 5, 50, 35)).shape == (3, 30, 45)
+
+
+def test_tile_rows_scales_and_pads():
+    rows = tile_rows([[torch.ones(3, 20, 40), torch.ones(3, 10, 10)], [torch.ones(3, 40, 40)]], 20)
+    assert rows.shape == (3, 40, 60)
+    assert float(rows[:, 20:, :20].min()) == 1 and float(rows[:, 20:, 20:].max()) == 0
+
+
+def test_training_logs_the_class_balance_and_both_panels(tmp_path):
+    """After a validation, the picture holds a training row and a validation row."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    davis = write_davis(tmp_path / "davis", {"one": synthetic(0, frames=6)})
+    config = load_config(overrides=[*TINY, "phases=[{name: ranet, steps: 2, lr: 0.001}]", "train.batch_size=2",
+                                    "train.log_every=1", "train.image_every=2"], schema=RANetTrainingConfig)
+    task = RANetTask(config, davis)
+    Trainer(task, tmp_path / "run", validator=Validator(davis, every=1, max_frames=4, sequences=["one"])).run()
+    name, picture = task.picture()
+    assert picture.shape == (3, 2 * 64, 4 * 64)  # training: four 64 x 64 tiles; validation: two, padded
+    assert float(picture[:, 64:, 2 * 64:].max()) == 0 and float(picture[:, 64:, :64].max()) > 0
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard")).Reload()
+    for key in ("positive_fraction", "predicted_fraction", "bce_positive", "bce_negative"):
+        values = [event.value for event in events.Scalars(f"train/{key}")]
+        assert values and all(math.isfinite(value) for value in values), key
+    assert f"train/{name}" in events.Tags()["images"]
