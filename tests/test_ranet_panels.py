@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -9,7 +10,8 @@ import torch
 from mast.train.config import load_config
 from mast.train.loop import Trainer
 from mast.train.panels import BOX_COLOUR, crop_tile, mask_tile, tile_rows
-from mast.train.ranet.config import RANetTrainingConfig
+from mast.train.ranet.config import RANetDataConfig, RANetTrainingConfig
+from mast.train.ranet.data import RANetDataset, rotate
 from mast.train.ranet.losses import class_balance, mask_losses
 from mast.train.ranet.task import RANetTask
 from mast.train.validation import Validator
@@ -67,3 +69,45 @@ def test_training_logs_the_class_balance_and_both_panels(tmp_path):
         values = [event.value for event in events.Scalars(f"train/{key}")]
         assert values and all(math.isfinite(value) for value in values), key
     assert f"train/{name}" in events.Tags()["images"]
+
+
+# -- [Thesis] §3.3's augmentations (configs/ranet-cpu.yaml) -------------------------------------------------------
+
+
+def test_rotate_turns_frames_and_masks_together():
+    frames = torch.rand(2, 3, 6, 6)
+    ids = torch.zeros(2, 6, 6, dtype=torch.long)
+    ids[:, 0, 5] = 1  # top right
+    turned, labels = rotate(frames, ids, 90)
+    torch.testing.assert_close(turned, torch.rot90(frames, 1, (2, 3)), atol=1e-5, rtol=0)  # counter-clockwise
+    assert labels[:, 0, 0].tolist() == [1, 1] and int(labels.sum()) == 2
+    disc = torch.zeros(1, 40, 80, dtype=torch.long)
+    ys, xs = torch.meshgrid(torch.arange(40.0), torch.arange(80.0), indexing="ij")
+    disc[0][(ys - 20) ** 2 + (xs - 40) ** 2 <= 100] = 2  # a non-square frame: a disc stays a disc
+    _, labels = rotate(torch.rand(1, 3, 40, 80), disc, 30)
+    assert set(labels.unique().tolist()) == {0, 2} and abs(int((labels == 2).sum()) - int((disc == 2).sum())) <= 8
+
+
+def test_independent_views_move_the_template_alone(davis_one):
+    """With ``independent``, the template's view differs from the current frame's; the previous mask
+    stays in the current frame's coordinates. Without it (or rotation) the default draws are unchanged."""
+    from mast.data.annotated import discover_annotated
+
+    videos = discover_annotated(davis_one)
+    base = RANetDataConfig(size=(48, 48), dilate=0, shift=0, frames=2, scale=(0.5, 0.5), hflip=0.0)
+    plain = RANetDataset(videos, 4, base, seed=1, phase=0)[0]
+    torch.testing.assert_close(plain["previous"], plain["target"])
+    apart = RANetDataset(videos, 4, replace(base, independent=True, rotate=30), seed=1, phase=0)
+    for index in range(4):
+        item = apart[index]
+        torch.testing.assert_close(item["previous"], item["target"])  # same view: M_{t-1} = M_t here (frames: 2)
+    moved = [apart[index] for index in range(4)]
+    assert any(not torch.equal(item["template_mask"], item["target"]) for item in moved)
+
+
+@pytest.fixture(scope="module")
+def davis_one(tmp_path_factory):
+    """One still synthetic video: every frame and mask the same, so only the views differ."""
+    frames, masks = synthetic(0, frames=3)
+    return write_davis(tmp_path_factory.mktemp("davis"), {"one": (frames[:1].expand(3, -1, -1, -1),
+                                                                  masks[:1].expand(3, -1, -1))})

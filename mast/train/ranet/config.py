@@ -26,6 +26,9 @@ class RANetDataConfig:
             aspect). At 256 x 256, 0.28 of a 480p frame keeps its scale: lower bounds near that train
             at the scale of inference, which segments the frames (or loose boxes) at their own size.
         hflip: probability of a horizontal flip (of the whole sample).
+        rotate: each view is rotated by a random angle within this many degrees ([Thesis] §3.3: 30).
+        independent: the template frame gets a crop and rotation of its own, the previous and
+            current frames share another ([Thesis] §3.3); False: one for all frames.
         dilate: the previous mask is dilated or eroded (equally often) by up to this many pixels.
         shift: ... and shifted by up to this many pixels in x and in y.
         workers: DataLoader worker processes (0: load in the training process).
@@ -36,6 +39,8 @@ class RANetDataConfig:
     max_gap: int = 20
     scale: tuple[float, float] = (0.25, 1.0)
     hflip: float = 0.5
+    rotate: float = 0.0
+    independent: bool = False
     dilate: int = 8
     shift: int = 8
     workers: int = 2
@@ -49,6 +54,7 @@ class RANetDataConfig:
         require(len(self.scale) == 2 and 0 < self.scale[0] <= self.scale[1] <= 1, "scale",
                 "must be [low, high] with 0 < low <= high <= 1", self.scale)
         require(0 <= self.hflip <= 1, "hflip", "must be a probability in [0, 1]", self.hflip)
+        require(0 <= self.rotate <= 180, "rotate", "must be a number of degrees in [0, 180]", self.rotate)
         require(self.dilate >= 0, "dilate", "must be an integer >= 0 (pixels)", self.dilate)
         require(self.shift >= 0, "shift", "must be an integer >= 0 (pixels)", self.shift)
         require(self.workers >= 0, "workers", "must be an integer >= 0", self.workers)
