@@ -111,3 +111,19 @@ def davis_one(tmp_path_factory):
     frames, masks = synthetic(0, frames=3)
     return write_davis(tmp_path_factory.mktemp("davis"), {"one": (frames[:1].expand(3, -1, -1, -1),
                                                                   masks[:1].expand(3, -1, -1))})
+
+
+def test_the_config_validation_section_stops_training_early(tmp_path):
+    """``validation.patience`` of a RANet config is what ``--validate`` stops by (the recipe's early stopping)."""
+    import json
+
+    from mast.cli.main import main
+
+    davis = write_davis(tmp_path / "davis", {"one": synthetic(0, frames=5)})
+    sets = [item for override in [*TINY, "train.batch_size=2", "phases=[{name: ranet, steps: 6, lr: 0.001}]",
+                                  "validation.every=1", "validation.patience=1", "validation.min_delta=1.0"]
+            for item in ("--set", override)]
+    assert main(["train-baseline", "ranet", "--data", str(davis), "--out", str(tmp_path / "run"), *sets,
+                 "--validate", str(davis), "--validate-sequences", "one"]) == 0
+    history = json.loads((tmp_path / "run" / "validation.json").read_text())["history"]
+    assert [entry["step"] for entry in history] == [1, 2]  # no gain above min_delta at step 2: stop

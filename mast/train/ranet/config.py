@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from mast.common.config import require
 from mast.models.backbone import BackboneConfig
 from mast.models.ranet.model import RANetConfig
-from mast.train.config import MAX_CROP_SIZE, PhaseConfig, RunConfig
+from mast.train.config import MAX_CROP_SIZE, PhaseConfig, RunConfig, ValidationConfig
 from mast.train.ranet.losses import MASK_LOSSES
 
 
@@ -72,6 +72,9 @@ class RANetTrainingConfig:
         loss: bce | soft-iou | both (their sum).
         data: samples, their size and the previous-mask perturbation.
         train / phases: the loop's sections (a phase's ``mode`` and ``pair_gaps`` are not used).
+        validation: how ``--validate`` scores the model: ``every``, ``max_frames`` and early
+            stopping (``patience``, ``min_delta``); ``preset`` and ``candidates`` are the
+            self-supervised backbone's and not used.
     """
 
     model: BackboneConfig = field(default_factory=lambda: BackboneConfig(
@@ -81,6 +84,7 @@ class RANetTrainingConfig:
     data: RANetDataConfig = field(default_factory=RANetDataConfig)
     train: RunConfig = field(default_factory=lambda: RunConfig(batch_size=8))
     phases: tuple[PhaseConfig, ...] = (PhaseConfig(name="ranet", steps=20000, lr=1e-4),)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
 
     def __post_init__(self) -> None:
         require(self.model.output_stride == 8, "model.output_stride", "must be 8 (RANet's correlation maps)",
