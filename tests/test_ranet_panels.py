@@ -7,7 +7,9 @@ from dataclasses import replace
 import pytest
 import torch
 
+from mast.common.config import ConfigError
 from mast.train.config import load_config
+from mast.train.distributed import World
 from mast.train.loop import Trainer
 from mast.train.panels import BOX_COLOUR, crop_tile, mask_tile, tile_rows
 from mast.train.ranet.config import RANetDataConfig, RANetTrainingConfig
@@ -127,3 +129,23 @@ def test_the_config_validation_section_stops_training_early(tmp_path):
                  "--validate", str(davis), "--validate-sequences", "one"]) == 0
     history = json.loads((tmp_path / "run" / "validation.json").read_text())["history"]
     assert [entry["step"] for entry in history] == [1, 2]  # no gain above min_delta at step 2: stop
+
+
+def test_frozen_stages_keep_the_init_weights_and_statistics(tmp_path):
+    davis = write_davis(tmp_path / "davis", {"one": synthetic(0, frames=5)})
+    config = load_config(overrides=[*TINY, "train.batch_size=2", "phases=[{name: ranet, steps: 3, lr: 0.01}]",
+                                    "freeze=2"], schema=RANetTrainingConfig)
+    task = RANetTask(config, davis)
+    task.build(World(rank=0, size=1, device=torch.device("cpu")))
+    before = {key: value.clone() for key, value in task.model.backbone.state_dict().items()}
+    Trainer(task, tmp_path / "run").run()
+    after = task.model.backbone.state_dict()
+    kept = [key for key in before if key.startswith(("stem.", "layers.0."))]
+    moved = [key for key in before if key.startswith("layers.1.") and after[key].is_floating_point()]
+    assert kept and all(torch.equal(before[key], after[key]) for key in kept)  # weights and BatchNorm buffers
+    assert any(not torch.equal(before[key], after[key]) for key in moved)
+
+
+def test_freeze_is_checked_against_the_backbone():
+    with pytest.raises(ConfigError, match="freeze"):
+        load_config(overrides=[*TINY, "freeze=6"], schema=RANetTrainingConfig)

@@ -70,6 +70,8 @@ class RANetTrainingConfig:
         model: the backbone (output stride 8; taken from the ``init`` checkpoint when given).
         ranet: the ranking attention module, decoder and inference crop.
         loss: bce | soft-iou | both (their sum).
+        freeze: the first this many backbone stages (the stem, layer1, layer2, ...) keep their
+            initial weights and BatchNorm statistics (those of ``--init``): 0 trains them all.
         data: samples, their size and the previous-mask perturbation.
         train / phases: the loop's sections (a phase's ``mode`` and ``pair_gaps`` are not used).
         validation: how ``--validate`` scores the model: ``every``, ``max_frames`` and early
@@ -81,6 +83,7 @@ class RANetTrainingConfig:
         colour_space="rgb", output_stride=8, feature_dim=64, widths=(32, 64, 128, 128), blocks=(1, 1, 1, 1)))
     ranet: RANetConfig = field(default_factory=RANetConfig)
     loss: str = "both"
+    freeze: int = 0
     data: RANetDataConfig = field(default_factory=RANetDataConfig)
     train: RunConfig = field(default_factory=lambda: RunConfig(batch_size=8))
     phases: tuple[PhaseConfig, ...] = (PhaseConfig(name="ranet", steps=20000, lr=1e-4),)
@@ -91,4 +94,7 @@ class RANetTrainingConfig:
                 self.model.output_stride)
         require(self.model.in_channels == 3, "model.in_channels", "must be 3 (colour frames)", self.model.in_channels)
         require(self.loss in MASK_LOSSES, "loss", f"must be one of {', '.join(MASK_LOSSES)}", self.loss)
+        require(0 <= self.freeze <= self.model.stages + 1, "freeze",
+                f"must be an integer in 0..{self.model.stages + 1} (the stem and layer1..layer{self.model.stages})",
+                self.freeze)
         require(bool(self.phases), "phases", "must be a non-empty list of phase mappings", list(self.phases))
