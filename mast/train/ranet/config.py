@@ -71,10 +71,10 @@ class RANetTrainingConfig:
         ranet: the ranking attention module, decoder and inference crop.
         loss: bce | soft-iou | both (their sum).
         freeze: the first this many backbone stages (the stem, layer1, layer2, ...) keep their
-            initial weights and BatchNorm statistics (those of ``--init``): 0 trains them all.
+            initial weights and BatchNorm statistics (those of the ``init`` backbone): 0 trains them all.
         data: samples, their size and the previous-mask perturbation.
         train / phases: the loop's sections (a phase's ``mode`` and ``pair_gaps`` are not used).
-        validation: how ``--validate`` scores the model: ``every``, ``max_frames`` and early
+        validation: how the training's validator scores the model: ``every``, ``max_frames`` and early
             stopping (``patience``, ``min_delta``); ``preset`` and ``candidates`` are the
             self-supervised backbone's and not used.
     """
