@@ -100,3 +100,44 @@ def search_panel(view, truth_box: torch.Tensor | None = None, truth_mask: torch.
     mask = torch.zeros(size, size) if view.mask is None else view.mask.float().cpu()
     truth = None if truth_mask is None else truth_mask.cpu()
     return torch.cat((boxed, heat_panel(view.score, size), mask_overlay(search, mask, truth)), dim=-1)
+
+
+# -- tracking panels: a frame, the box a tracker looks in, a mask -------------------------------------------------
+
+#: Colour of the box drawn on a tile (RGB, uint8): yellow, unlike the DAVIS palette's object colours.
+BOX_COLOUR = (255, 230, 0)
+
+
+def mask_tile(frame: torch.Tensor, mask: torch.Tensor, box: tuple[int, int, int, int] | None = None) -> torch.Tensor:
+    """``(3, H, W)`` in ``[0, 1]``: ``frame`` ``(3, H, W)`` with ``mask`` ``(H, W)`` (above 0.5 is the
+    object) blended in and outlined as :func:`mast.eval.visualize.overlay` draws results, and
+    ``box`` ``(x0, y0, x1, y1)`` (end exclusive) drawn in :data:`BOX_COLOUR`."""
+    import cv2
+
+    from mast.eval.visualize import overlay
+
+    pixels = (frame.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).round().astype("uint8")
+    drawn = overlay(pixels, (mask.detach().float().cpu() > 0.5).numpy().astype("uint8"))
+    if box is not None:
+        x0, y0, x1, y1 = box
+        cv2.rectangle(drawn, (x0, y0), (x1 - 1, y1 - 1), BOX_COLOUR, thickness=max(1, round(min(drawn.shape[:2]) / 160)))
+    return torch.from_numpy(drawn).permute(2, 0, 1).float() / 255
+
+
+def crop_tile(frame: torch.Tensor, mask: torch.Tensor, box: tuple[int, int, int, int]) -> torch.Tensor:
+    """The :func:`mask_tile` of ``frame`` and ``mask`` cut to ``box`` ``(x0, y0, x1, y1)``: what a
+    tracker that segments only that box sees, ``(3, y1 - y0, x1 - x0)``."""
+    x0, y0, x1, y1 = box
+    return mask_tile(frame[:, y0:y1, x0:x1], mask[y0:y1, x0:x1])
+
+
+def tile_rows(rows: list[list[torch.Tensor]], height: int) -> torch.Tensor:
+    """``(3, len(rows) * height, W)``: the ``(3, h, w)`` tiles of each row scaled to ``height`` (aspect
+    kept) side by side, the rows stacked, narrower rows padded with black to the widest (``W``)."""
+    lines = []
+    for tiles in rows:
+        scaled = [F.interpolate(tile[None].float(), size=(height, max(1, round(tile.shape[-1] * height / tile.shape[-2]))),
+                                mode="bilinear", align_corners=False, antialias=True)[0] for tile in tiles]
+        lines.append(torch.cat(scaled, dim=-1))
+    width = max(line.shape[-1] for line in lines)
+    return torch.cat([F.pad(line, (0, width - line.shape[-1])) for line in lines], dim=-2).clamp(0, 1)

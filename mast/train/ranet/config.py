@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from mast.common.config import require
 from mast.models.backbone import BackboneConfig
 from mast.models.ranet.model import RANetConfig
-from mast.train.config import MAX_CROP_SIZE, PhaseConfig, RunConfig
+from mast.train.config import MAX_CROP_SIZE, PhaseConfig, RunConfig, ValidationConfig
 from mast.train.ranet.losses import MASK_LOSSES
 
 
@@ -26,6 +26,9 @@ class RANetDataConfig:
             aspect). At 256 x 256, 0.28 of a 480p frame keeps its scale: lower bounds near that train
             at the scale of inference, which segments the frames (or loose boxes) at their own size.
         hflip: probability of a horizontal flip (of the whole sample).
+        rotate: each view is rotated by a random angle within this many degrees ([Thesis] §3.3: 30).
+        independent: the template frame gets a crop and rotation of its own, the previous and
+            current frames share another ([Thesis] §3.3); False: one for all frames.
         dilate: the previous mask is dilated or eroded (equally often) by up to this many pixels.
         shift: ... and shifted by up to this many pixels in x and in y.
         workers: DataLoader worker processes (0: load in the training process).
@@ -36,6 +39,8 @@ class RANetDataConfig:
     max_gap: int = 20
     scale: tuple[float, float] = (0.25, 1.0)
     hflip: float = 0.5
+    rotate: float = 0.0
+    independent: bool = False
     dilate: int = 8
     shift: int = 8
     workers: int = 2
@@ -49,6 +54,7 @@ class RANetDataConfig:
         require(len(self.scale) == 2 and 0 < self.scale[0] <= self.scale[1] <= 1, "scale",
                 "must be [low, high] with 0 < low <= high <= 1", self.scale)
         require(0 <= self.hflip <= 1, "hflip", "must be a probability in [0, 1]", self.hflip)
+        require(0 <= self.rotate <= 180, "rotate", "must be a number of degrees in [0, 180]", self.rotate)
         require(self.dilate >= 0, "dilate", "must be an integer >= 0 (pixels)", self.dilate)
         require(self.shift >= 0, "shift", "must be an integer >= 0 (pixels)", self.shift)
         require(self.workers >= 0, "workers", "must be an integer >= 0", self.workers)
@@ -64,21 +70,31 @@ class RANetTrainingConfig:
         model: the backbone (output stride 8; taken from the ``init`` checkpoint when given).
         ranet: the ranking attention module, decoder and inference crop.
         loss: bce | soft-iou | both (their sum).
+        freeze: the first this many backbone stages (the stem, layer1, layer2, ...) keep their
+            initial weights and BatchNorm statistics (those of the ``init`` backbone): 0 trains them all.
         data: samples, their size and the previous-mask perturbation.
         train / phases: the loop's sections (a phase's ``mode`` and ``pair_gaps`` are not used).
+        validation: how the training's validator scores the model: ``every``, ``max_frames`` and early
+            stopping (``patience``, ``min_delta``); ``preset`` and ``candidates`` are the
+            self-supervised backbone's and not used.
     """
 
     model: BackboneConfig = field(default_factory=lambda: BackboneConfig(
         colour_space="rgb", output_stride=8, feature_dim=64, widths=(32, 64, 128, 128), blocks=(1, 1, 1, 1)))
     ranet: RANetConfig = field(default_factory=RANetConfig)
     loss: str = "both"
+    freeze: int = 0
     data: RANetDataConfig = field(default_factory=RANetDataConfig)
     train: RunConfig = field(default_factory=lambda: RunConfig(batch_size=8))
     phases: tuple[PhaseConfig, ...] = (PhaseConfig(name="ranet", steps=20000, lr=1e-4),)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
 
     def __post_init__(self) -> None:
         require(self.model.output_stride == 8, "model.output_stride", "must be 8 (RANet's correlation maps)",
                 self.model.output_stride)
         require(self.model.in_channels == 3, "model.in_channels", "must be 3 (colour frames)", self.model.in_channels)
         require(self.loss in MASK_LOSSES, "loss", f"must be one of {', '.join(MASK_LOSSES)}", self.loss)
+        require(0 <= self.freeze <= self.model.stages + 1, "freeze",
+                f"must be an integer in 0..{self.model.stages + 1} (the stem and layer1..layer{self.model.stages})",
+                self.freeze)
         require(bool(self.phases), "phases", "must be a non-empty list of phase mappings", list(self.phases))

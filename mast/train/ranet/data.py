@@ -12,12 +12,17 @@ No static images: every sample is a real video's frames.
 
 All frames of a sample share one random crop (``scale``: its area fraction of
 the largest crop of ``size``'s aspect) and flip, resized to ``size``
-(bilinear for frames, nearest for masks). Item ``i`` of a phase depends only
+(bilinear for frames, nearest for masks), then rotated by up to ``rotate``
+degrees about the centre (zeros enter). With ``independent`` [Thesis] §3.3's
+augmentation: the template frame gets a crop and rotation of its own, the
+previous and current frames share another (so ``M_{t-1}`` stays in the
+current frame's coordinates, as at inference); the flip stays shared. Item ``i`` of a phase depends only
 on ``(seed, phase, i)``; a sample that reads a damaged frame or mask is
 replaced by another, counted in ``skipped_clips`` (:mod:`mast.data.samples`).
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -60,6 +65,20 @@ def perturb_mask(mask: torch.Tensor, dilate: int, shift: int, generator: torch.G
     return padded[0, 0, pad - dy:pad - dy + height, pad - dx:pad - dx + width]
 
 
+def rotate(frames: torch.Tensor, ids: torch.Tensor, degrees: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Frames ``(N, 3, H, W)`` (bilinear) and ids ``(N, H, W)`` (nearest) rotated by ``degrees``
+    counter-clockwise about the image centre; what enters from outside is 0 (black, background)."""
+    angle = math.radians(degrees)
+    height, width = frames.shape[-2:]
+    # affine_grid works in [-1, 1] coordinates of each side: the aspect ratio enters the off-diagonal terms.
+    matrix = torch.tensor([[math.cos(angle), -math.sin(angle) * height / width, 0.0],
+                           [math.sin(angle) * width / height, math.cos(angle), 0.0]])
+    grid = F.affine_grid(matrix.expand(len(frames), 2, 3), list(frames.shape), align_corners=False)
+    turned = F.grid_sample(frames, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    labels = F.grid_sample(ids[:, None].float(), grid, mode="nearest", padding_mode="zeros", align_corners=False)
+    return turned, labels[:, 0].round().long()
+
+
 def _crop_box(height: int, width: int, size: tuple[int, int], scale: tuple[float, float],
               generator: torch.Generator) -> tuple[int, int, int, int]:
     """``(top, left, crop height, crop width)``: a random crop of ``size``'s aspect."""
@@ -98,14 +117,11 @@ class RANetDataset(AnnotatedSamples):
     def _sample(self, frames: torch.Tensor, ids: torch.Tensor, generator: torch.Generator) -> dict[str, Any] | None:
         """Frames ``(N, 3, H, W)`` and ids ``(N, H, W)`` -> an item, or None when the template crop has no object."""
         config = self.config
-        top, left, height, width = _crop_box(*frames.shape[-2:], config.size, config.scale, generator)
-        frames = frames[..., top:top + height, left:left + width]
-        ids = ids[..., top:top + height, left:left + width]
-        if float(torch.rand((), generator=generator)) < config.hflip:
-            frames, ids = frames.flip(-1), ids.flip(-1)
-        frames = F.interpolate(frames, size=config.size, mode="bilinear", align_corners=False,
-                               antialias=True).clamp(0, 1)
-        ids = F.interpolate(ids[:, None].float(), size=config.size, mode="nearest-exact")[:, 0].long()
+        groups = (slice(0, 1), slice(1, None)) if config.independent else (slice(None),)
+        crops = [_crop_box(*frames.shape[-2:], config.size, config.scale, generator) for _ in groups]
+        flip = float(torch.rand((), generator=generator)) < config.hflip
+        views = [self._view(frames[group], ids[group], crop, flip, generator) for group, crop in zip(groups, crops)]
+        frames, ids = torch.cat([view[0] for view in views]), torch.cat([view[1] for view in views])
         objects = torch.unique(ids[0])
         objects = objects[objects > 0]
         if len(objects) == 0:
@@ -116,6 +132,23 @@ class RANetDataset(AnnotatedSamples):
                                 generator)
         return {"template": frames[0], "template_mask": masks[0], "current": frames[-1], "target": masks[-1],
                 "previous": previous}
+
+    def _view(self, frames: torch.Tensor, ids: torch.Tensor, crop: tuple[int, int, int, int], flip: bool,
+              generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Frames ``(n, 3, H, W)`` and ids ``(n, H, W)`` cut to ``crop`` ``(top, left, height, width)``,
+        flipped, resized to ``size`` and rotated by a random angle within ``rotate`` degrees."""
+        config = self.config
+        top, left, height, width = crop
+        frames = frames[..., top:top + height, left:left + width]
+        ids = ids[..., top:top + height, left:left + width]
+        if flip:
+            frames, ids = frames.flip(-1), ids.flip(-1)
+        frames = F.interpolate(frames, size=config.size, mode="bilinear", align_corners=False,
+                               antialias=True).clamp(0, 1)
+        ids = F.interpolate(ids[:, None].float(), size=config.size, mode="nearest-exact")[:, 0].long()
+        if config.rotate:
+            frames, ids = rotate(frames, ids, _uniform(-config.rotate, config.rotate, generator))
+        return frames, ids
 
 
 def collate_samples(items: list[dict[str, Any]]) -> dict[str, Any]:

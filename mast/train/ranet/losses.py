@@ -45,11 +45,28 @@ def bce_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits, target.to(logits.dtype))
 
 
+@torch.no_grad()
+def class_balance(logits: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+    """What the batch's two classes weigh (issue 26), for logging: ``positive_fraction`` (of the
+    target's pixels), ``predicted_fraction`` (of the pixels with logit > 0), ``bce_positive`` and
+    ``bce_negative`` (the BCE averaged over each class's pixels; 0 for a class without pixels).
+    ``logits``, ``target``: ``(B, H, W)``."""
+    logits = _at_least_float32(logits)
+    target = target.to(logits.dtype)
+    per_pixel = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    positive = target > 0.5
+
+    def mean_over(where: torch.Tensor) -> torch.Tensor:
+        return (per_pixel * where).sum() / where.sum().clamp_min(1)
+    return {"positive_fraction": positive.float().mean(), "predicted_fraction": (logits > 0).float().mean(),
+            "bce_positive": mean_over(positive), "bce_negative": mean_over(~positive)}
+
+
 def mask_losses(logits: torch.Tensor, target: torch.Tensor, choice: str) -> dict[str, torch.Tensor]:
-    """``{"loss": the one ``choice`` names (``MASK_LOSSES``), "bce": ..., "soft_iou": ...}``;
-    both components are returned for logging whichever is minimised."""
+    """``{"loss": the one ``choice`` names (``MASK_LOSSES``), "bce": ..., "soft_iou": ...}`` and the
+    :func:`class_balance` entries; both components are returned for logging whichever is minimised."""
     if choice not in MASK_LOSSES:
         raise ValueError(f"loss must be one of {', '.join(MASK_LOSSES)}, got {choice!r}")
     bce, iou = bce_loss(logits, target), soft_iou_loss(logits, target)
     total = {"bce": bce, "soft-iou": iou, "both": bce + iou}[choice]
-    return {"loss": total, "bce": bce.detach(), "soft_iou": iou.detach()}
+    return {"loss": total, "bce": bce.detach(), "soft_iou": iou.detach(), **class_balance(logits, target)}

@@ -21,9 +21,10 @@ import torch
 
 from mast.data.annotated import annotated_summary, discover_annotated, log_annotated
 from mast.models.ranet.model import RANet
-from mast.models.ranet.tracker import RANetTracker
+from mast.models.ranet.tracker import MIN_CROP, RANetTracker, loose_box
 from mast.train import checkpoint as ckpt
 from mast.train.distributed import World
+from mast.train.panels import crop_tile, mask_tile, tile_rows
 from mast.train.tasks import AnnotatedBaselineTask
 from mast.train.ranet.data import RANetDataset, collate_samples
 from mast.train.ranet.losses import mask_losses
@@ -40,6 +41,11 @@ class RANetTask(AnnotatedBaselineTask):
         init: a ``mast pretrain`` backbone to start from, or None.
     """
 
+    #: The tracker the last validation scored, whose last frame :meth:`picture` shows.
+    _validation_tracker: RANetTracker | None = None
+    #: The backbone stages ``config.freeze`` keeps as they start (set by :meth:`build`).
+    frozen: list[torch.nn.Module] = []
+
     def build(self, world: World) -> RANet:
         self.world = world
         self.videos = discover_annotated(self.root, self.sequences, self.year)
@@ -47,6 +53,10 @@ class RANetTask(AnnotatedBaselineTask):
         self.model = RANet(self.config.model, self.config.ranet)
         if self.init_state is not None:
             self.model.backbone.load_state_dict(self.init_state)
+        backbone = self.model.backbone
+        self.frozen = [backbone.stem, *backbone.layers][:self.config.freeze]
+        for module in self.frozen:
+            module.requires_grad_(False)
         self.model.to(world.device)
         if world.is_main:
             log_annotated(self.videos, world.device, world.size)
@@ -66,18 +76,32 @@ class RANetTask(AnnotatedBaselineTask):
 
     def losses(self, model: torch.nn.Module, batch: dict[str, Any],
                generator: torch.Generator) -> dict[str, torch.Tensor]:
+        for module in self.frozen:
+            module.eval()  # the loop put the model in training mode: frozen BatchNorm statistics stay the init's
         logits = model(batch["template"], batch["template_mask"], batch["current"], batch["previous"])
         self._last = {key: batch[key][0].detach() for key in ("current", "target", "previous")}
         self._last["prediction"] = torch.sigmoid(logits[0].detach().float())
         return mask_losses(logits, batch["target"], self.config.loss)
 
     def picture(self) -> tuple[str, torch.Tensor] | None:
-        """The last batch's first sample: current frame, target, previous mask, prediction."""
+        """The loose crop and the mask (issue 26), one row per view, each scaled to the sample's height.
+
+        Training (the last batch's first sample; the box is the loose box of its previous mask, where
+        the tracker would segment): the previous mask with the box | the prediction with the box |
+        the prediction inside the box | the target inside the box. Validation (the last frame the
+        last validation tracked, once there was one): the tracked mask with its loose box | inside it.
+        """
         if self._last is None:
             return None
         last = self._last
-        masks = [last[key].float().clamp(0, 1)[None].expand(3, -1, -1) for key in ("target", "previous", "prediction")]
-        return "current_target_previous_prediction", torch.cat([last["current"].float(), *masks], dim=2).cpu()
+        box = loose_box(last["previous"][None], self.model.config.crop_scale, MIN_CROP)
+        rows = [[mask_tile(last["current"], last["previous"], box), mask_tile(last["current"], last["prediction"], box),
+                 crop_tile(last["current"], last["prediction"], box), crop_tile(last["current"], last["target"], box)]]
+        view = None if self._validation_tracker is None else self._validation_tracker.last_view
+        if view is not None:
+            frame, box, objects = view
+            rows.append([mask_tile(frame, objects.amax(dim=0), box), crop_tile(frame, objects.amax(dim=0), box)])
+        return "loose_crop_mask_train_validation", tile_rows(rows, last["current"].shape[-2])
 
     def checkpoint_state(self) -> dict[str, Any]:
         return {"model": self.model.state_dict(), "backbone_config": asdict(self.model.backbone.config),
@@ -89,7 +113,8 @@ class RANetTask(AnnotatedBaselineTask):
 
     def validation_trackers(self) -> dict[str, RANetTracker]:
         """The model as it is now, tracking as ``load_tracker("ranet", ...)`` does."""
-        return {"ranet": RANetTracker(self.model, self.world.device, name="training")}
+        self._validation_tracker = RANetTracker(self.model, self.world.device, name="training")
+        return {"ranet": self._validation_tracker}
 
     def save_final(self, path: Path, variant: str | None = None) -> None:
         self.model.save(path)
