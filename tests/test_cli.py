@@ -140,6 +140,7 @@ def test_info_names_the_versions_and_why_each_device_has_its_backend(capsys):
     out = capsys.readouterr().out
     assert f"torch               {torch.__version__}" in out
     assert f"ops backend (cpu)   {ops.backend('cpu')}: {ops.backend_reason('cpu')}" in out
+    assert "backbone cpu-hour   shipped: " in out and "cpu-hour.pt (2.6 MiB)" in out
     if not torch.cuda.is_available():
         assert "CUDA devices        none visible" in out and "ops backend (cuda)  pytorch: " in out
 

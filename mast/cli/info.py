@@ -35,7 +35,7 @@ def report() -> list[tuple[str, str]]:
     lines += [(f"ops backend ({device})", f"{ops.backend(device)}: {ops.backend_reason(device)}")
               for device in ("cpu", "cuda")]
     lines.append(("threads", f"{torch.get_num_threads()} of {os.cpu_count()} CPUs (torch.set_num_threads)"))
-    lines += [(f"shipped backbone {name}", f"{shipped_file(name)} ({shipped_file(name).stat().st_size / 2**20:.1f} MiB)"
+    lines += [(f"backbone {name}", f"shipped: {shipped_file(name)} ({shipped_file(name).stat().st_size / 2**20:.1f} MiB)"
                if shipped_file(name).is_file() else f"missing: {shipped_file(name)} (a broken installation)")
               for name in SHIPPED]
     return lines

@@ -1,9 +1,8 @@
 """Backbones that ship inside the package, used by name wherever a checkpoint is taken.
 
-``mast propagate --checkpoint cpu-hour``, ``mast finetune --init cpu-hour``,
-``mast train-baseline ... --init cpu-hour``, ``mast.load_backbone("cpu-hour")``
-and ``mast.load_tracker("mast", checkpoint="cpu-hour")`` all read the file
-named here. A file of that name in the working folder wins over the shipped
+The commands' checkpoint and init arguments, a ``mast compare`` models file,
+``mast.load_backbone("cpu-hour")`` and ``mast.load_tracker("mast",
+checkpoint="cpu-hour")`` all read the file named here. A file of that name in the working folder wins over the shipped
 one: an existing path always means itself. docs/cpu-hour.md is the model card.
 """
 from __future__ import annotations
