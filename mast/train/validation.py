@@ -177,7 +177,8 @@ def learning_curve(history: list[dict], best_step: int, best_score: float, seque
     series = {name: ([entry["step"] for entry in history if name in entry],
                      [entry[name]["J&F"] for entry in history if name in entry]) for name in candidates}
     series[f"best: {best_score:.3f} at step {best_step}"] = ([best_step], [best_score])
-    return line_plot(series, f"validation J&F on {', '.join(sequences)}", "training step", "J&F")
+    return line_plot(series, f"validation J&F on {', '.join(sequences)}", "training step", "J&F",
+                     y_range=(0.0, 1.0))  # J&F's whole span: runs compare at a glance
 
 
 def write_learning_curve(path: str | os.PathLike, history: list[dict], best_step: int, best_score: float,
