@@ -234,8 +234,8 @@ def summary(args: argparse.Namespace, record: dict) -> str:
         entry = record[name]
         lines += [f"## {name}", "", f"{entry['steps']} steps in {entry['wall_seconds'] / 60:.1f} min "
                   f"({Path(entry['settings']['config']).name}); best validation J&F {entry['best_score']:.3f} "
-                  f"at step {entry['best_step']}.", "", f"![{name}: validation J&F against steps]({name}-validation.png)",
-                  ""]
+                  f"at step {entry['best_step']}.", "",
+                  f"![{name}: validation J&F against steps]({name}-validation.png)", ""]
     return "\n".join(lines)
 
 
