@@ -1,27 +1,33 @@
-"""Every model side by side on real video: trains what is missing, then one ``mast compare``.
+"""The honest split of issue 26: the supervised baselines beside zero motion, pixels and self-supervision.
 
 The protocol of docs/evidence.md ("All models side by side"), on a
-DAVIS-2016-layout folder split by name:
+DAVIS-2016-layout folder split by name into three disjoint sets (an overlap of
+any two is refused):
 
-- --score-sequences are propagated from their first mask and scored; no
-  training run reads them (an overlap with --train-sequences is refused).
-- The supervised baselines (--baselines: SiamMask, RANet, the detection-based
-  tracker) train with ``mast train-baseline NAME`` and their packaged configs
-  on the masks of --train-sequences, from random weights, each for --minutes.
-- The self-supervised backbone trains with ``mast pretrain --config
-  configs/cpu-hour.yaml`` on the frames only of --train-sequences (each
-  sequence's JPEG folder is a --data input; masks are never read) for
-  --backbone-minutes, and is scored under the knobs saved in it with each of
-  --backbone-presets.
-- The LAB-pixel baseline is scored with each of --pixel-presets.
+- --train-sequences: each baseline of --baselines trains on their masks with
+  ``mast train-baseline NAME``, from --init (default cpu-hour, the backbone
+  shipped with mast, which never read a DAVIS frame: docs/cpu-hour.md), for at
+  most --minutes of training time, under its recipe: configs/<NAME>-cpu.yaml
+  where it exists (configs/ranet-cpu.yaml), else the packaged
+  configs/<NAME>.yaml; --config NAME=FILE gives another.
+- --validate-sequences: held out and scored during training (``--validate``):
+  the recipe's ``validation`` section stops a run whose J&F stops improving,
+  and the run keeps its best weights (best-model.pt) and its learning curve
+  (validation.png).
+- --score-sequences: read by no training and no validation; one ``mast
+  compare`` scores on them zero motion (model ``static``), the LAB-pixel
+  baseline under each --pixel-presets, the --init backbone under each
+  --backbone-presets and each baseline's best-model.pt.
 
-The jobs run one after another, each with --threads. The models file goes to
-OUT/models.yaml, the comparison (table, plot, page) to OUT/compare/, the steps
-each training reached and its wall time to OUT/compare_evidence.json.
-A rerun reuses finished work: a finished training is not run again, an
-interrupted one goes on with ``--resume`` (with what its time budget has left),
-and ``mast compare`` reuses the rows it finished. A training made with other
-settings (sequences, minutes, overrides) is refused.
+The jobs run one after another, each with --threads. OUT/runs/<NAME>/ holds
+each training run, OUT/models.yaml the models compared, OUT/compare/ the
+comparison (table, plot, page), OUT/<NAME>-validation.png each run's learning
+curve, OUT/evidence.md the table beside each run's steps, best validation and
+curve, and OUT/compare_evidence.json each training's settings, steps and wall
+time. A rerun reuses finished work: a finished training is not run again, an
+interrupted one goes on with ``--resume`` (with what its time budget has
+left), and ``mast compare`` reuses the rows it finished. A training made with
+other settings (sequences, minutes, recipe, init, overrides) is refused.
 
     python scripts/compare_evidence.py --davis ../shared/data/davis2016 --out runs/compare-evidence
 """
@@ -29,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -37,17 +44,19 @@ from pathlib import Path
 import yaml
 
 from mast.common.config import comma_names
-from mast.common.files import atomic_write_text
+from mast.common.files import atomic_write_text, atomic_write_with
 from mast.eval.sources import davis_inputs
 from mast.models.protocol import PRESETS
+from mast.models.shipped import SHIPPED, checkpoint_path
 from mast.train.baselines import names as baseline_names
 from mast.train.checkpoint import step_checkpoints
 
 ROOT = Path(__file__).resolve().parents[1]
-TRAIN = "blackswan,breakdance,car-roundabout,car-shadow,dance-twirl,dog,libby"
+TRAIN = "blackswan,car-roundabout,car-shadow,dance-twirl,libby"
+VALIDATE = "breakdance,dog"
 SCORE = "bmx-trees,drift-straight,soapbox"
-BACKBONE = "self-supervised"  # the pretrain run's name: its folder and its rows
 RECORD = "compare_evidence.json"
+SUMMARY = "evidence.md"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -55,49 +64,89 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--davis", type=Path, required=True, help="DAVIS-2016-layout folder (masks on every frame)")
     parser.add_argument("--split", default="dev", help="split file under ImageSets/2016/ listing every sequence used")
     parser.add_argument("--train-sequences", default=TRAIN, help=f"sequences trained on (default {TRAIN})")
+    parser.add_argument("--validate-sequences", default=VALIDATE,
+                        help=f"held-out sequences validated on during training (default {VALIDATE})")
     parser.add_argument("--score-sequences", default=SCORE, help=f"sequences scored (default {SCORE})")
     parser.add_argument("--baselines", default=",".join(baseline_names()),
                         help="comma-separated supervised baselines to train and score (default: all registered)")
-    parser.add_argument("--minutes", type=float, default=5.0, help="training time of each baseline (default 5)")
-    parser.add_argument("--backbone-minutes", type=float, default=8.0,
-                        help="training time of the self-supervised backbone (default 8)")
+    parser.add_argument("--config", action="append", default=[], metavar="NAME=FILE",
+                        help="the recipe of baseline NAME (default configs/NAME-cpu.yaml if it exists, "
+                             "else configs/NAME.yaml)")
+    parser.add_argument("--init", default="cpu-hour",
+                        help="backbone the baselines start from and the self-supervised rows score "
+                             "(default cpu-hour, shipped with mast)")
+    parser.add_argument("--minutes", type=float, default=30.0,
+                        help="training time budget of each baseline (default 30)")
     parser.add_argument("--pixel-presets", default="quick", help="presets of the LAB-pixel rows (default quick)")
     parser.add_argument("--backbone-presets", default="quick",
                         help="presets of the self-supervised rows (default quick; crw is about 8 times slower)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="config override given to every baseline's training")
-    parser.add_argument("--backbone-set", action="append", default=[], metavar="KEY=VALUE",
-                        help="config override given to the backbone's training")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads of each job (default 2)")
     parser.add_argument("--out", type=Path, required=True,
-                        help="output folder: runs/, models.yaml, compare/ and " + RECORD)
+                        help=f"output folder: runs/, models.yaml, compare/, {SUMMARY} and {RECORD}")
     args = parser.parse_args(argv)
-    for name in ("train_sequences", "score_sequences", "baselines", "pixel_presets", "backbone_presets"):
+    for name in ("train_sequences", "validate_sequences", "score_sequences", "baselines", "pixel_presets",
+                 "backbone_presets"):
         setattr(args, name, comma_names(getattr(args, name)))
     check_choices(parser, args)
+    args.recipes = recipes(parser, args)
+    args.init = init_backbone(parser, args.init)
     try:  # every sequence exists and has its masks, before anything is written
-        davis_inputs(args.davis, args.split, 2016, args.train_sequences + args.score_sequences)
+        davis_inputs(args.davis, args.split, 2016, args.train_sequences + args.validate_sequences
+                     + args.score_sequences)
     except (FileNotFoundError, ValueError) as error:
         parser.error(str(error))
     return args
 
 
 def check_choices(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """Refuses unknown names, an overlapping split, non-positive numbers and a foreign --out."""
+    """Refuses unknown names, overlapping sets, non-positive numbers and a foreign --out."""
     for flag, chosen, known in (("--baselines", args.baselines, baseline_names()),
                                 ("--pixel-presets", args.pixel_presets, PRESETS),
                                 ("--backbone-presets", args.backbone_presets, PRESETS)):
         unknown = [name for name in chosen if name not in known]
         if unknown:
             parser.error(f"{flag}: unknown {', '.join(unknown)}; choose from {', '.join(known)}")
-    overlap = sorted(set(args.train_sequences) & set(args.score_sequences))
-    if overlap:
-        parser.error(f"--score-sequences overlap --train-sequences: {', '.join(overlap)}")
-    for flag in ("minutes", "backbone_minutes", "threads"):
+    groups = {"--train-sequences": args.train_sequences, "--validate-sequences": args.validate_sequences,
+             "--score-sequences": args.score_sequences}
+    for later, (flag, chosen) in enumerate(groups.items()):
+        for other, given in list(groups.items())[:later]:
+            overlap = sorted(set(chosen) & set(given))
+            if overlap:
+                parser.error(f"{flag} overlap {other}: {', '.join(overlap)}")
+    if not args.validate_sequences:
+        parser.error("--validate-sequences: give the held-out sequences that pick each run's best step")
+    for flag in ("minutes", "threads"):
         if getattr(args, flag) <= 0:
-            parser.error(f"--{flag.replace('_', '-')} must be > 0, got {getattr(args, flag)}")
+            parser.error(f"--{flag} must be > 0, got {getattr(args, flag)}")
     if args.out.exists() and any(args.out.iterdir()) and not (args.out / RECORD).is_file():
         parser.error(f"--out: {args.out} holds files this script did not write; give a new or empty folder")
+
+
+def recipes(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, Path]:
+    """Each baseline's config file: --config NAME=FILE, else its CPU recipe, else its packaged config."""
+    chosen = {}
+    for item in args.config:
+        name, _, file = item.partition("=")
+        if name not in args.baselines or not file:
+            parser.error(f"--config: expected NAME=FILE with NAME one of --baselines ({', '.join(args.baselines)}), "
+                         f"got {item!r}")
+        if not Path(file).is_file():
+            parser.error(f"--config: {file} is not a file")
+        chosen[name] = Path(file).resolve()
+    for name in args.baselines:
+        recipe = ROOT / "configs" / f"{name}-cpu.yaml"
+        chosen.setdefault(name, recipe if recipe.is_file() else ROOT / "configs" / f"{name}.yaml")
+    return chosen
+
+
+def init_backbone(parser: argparse.ArgumentParser, value: str) -> str:
+    """--init as the commands take it: a shipped backbone's name as given, else the file's absolute path."""
+    path = checkpoint_path(value)
+    if not path.is_file():
+        parser.error(f"--init: {value} is not a file")
+    return value if value in SHIPPED and not Path(value).exists() else str(path.resolve())
 
 
 def mast(*arguments: str) -> None:
@@ -107,13 +156,11 @@ def mast(*arguments: str) -> None:
 
 
 def training_command(name: str, args: argparse.Namespace) -> list[str]:
-    """The ``mast`` arguments that train ``name`` (a baseline, or the backbone) from scratch."""
-    if name == BACKBONE:
-        frames = [args.davis / "JPEGImages" / "480p" / sequence for sequence in args.train_sequences]
-        return ["pretrain", "--config", ROOT / "configs" / "cpu-hour.yaml", "--data", *frames,
-                *sets([f"train.time_budget_minutes={args.backbone_minutes}", *args.backbone_set])]
-    return ["train-baseline", name, "--data", args.davis, "--year", "2016",
-            "--sequences", ",".join(args.train_sequences),
+    """The ``mast`` arguments that train baseline ``name`` from ``--init``, validating on the held-out sequences."""
+    return ["train-baseline", name, "--config", args.recipes[name], "--init", args.init,
+            "--data", args.davis, "--year", "2016", "--sequences", ",".join(args.train_sequences),
+            "--validate", args.davis, "--validate-year", "2016", "--validate-split", args.split,
+            "--validate-sequences", ",".join(args.validate_sequences),
             *sets([f"train.time_budget_minutes={args.minutes}", *args.set])]
 
 
@@ -123,19 +170,14 @@ def sets(overrides: list[str]) -> list[str]:
 
 def training_settings(name: str, args: argparse.Namespace) -> dict:
     """What makes a training's weights: a rerun may reuse the training only under the same."""
-    minutes, overrides = (args.backbone_minutes, args.backbone_set) if name == BACKBONE else (args.minutes, args.set)
     return {"davis": str(args.davis.resolve()), "train_sequences": args.train_sequences,
-            "minutes": minutes, "overrides": overrides}
-
-
-def trainings(args: argparse.Namespace) -> list[str]:
-    """The runs to train, in order: the baselines, then the backbone when a row scores it."""
-    return [*args.baselines, *([BACKBONE] if args.backbone_presets else [])]
+            "validate_sequences": args.validate_sequences, "config": str(args.recipes[name]),
+            "init": args.init, "minutes": args.minutes, "overrides": args.set}
 
 
 def check_earlier_trainings(args: argparse.Namespace, record: dict) -> None:
     """Refuses, before anything runs, a training an earlier run made with other settings."""
-    for name in trainings(args):
+    for name in args.baselines:
         earlier = record.get(name, {}).get("settings")
         if earlier is not None and earlier != training_settings(name, args):
             raise SystemExit(f"compare_evidence.py: error: {args.out / 'runs' / name} was trained with other "
@@ -143,11 +185,11 @@ def check_earlier_trainings(args: argparse.Namespace, record: dict) -> None:
 
 
 def train(name: str, args: argparse.Namespace, record: dict) -> None:
-    """Trains ``name`` unless its final weights exist; records its settings, steps and wall time."""
+    """Trains ``name`` unless its final weights exist; records its settings, steps, best validation and
+    wall time, and copies its learning curve to OUT/<name>-validation.png."""
     run = args.out / "runs" / name
-    final = run / ("backbone.pt" if name == BACKBONE else "model.pt")
     entry = record.setdefault(name, {"settings": training_settings(name, args), "wall_seconds": 0.0})
-    if not final.is_file():
+    if not (run / "model.pt").is_file():
         save_record(args, record)  # the settings first, so that a stopped run is checked on its rerun
         print(f"{name}: training", flush=True)
         start = time.monotonic()
@@ -155,6 +197,9 @@ def train(name: str, args: argparse.Namespace, record: dict) -> None:
         mast(*training_command(name, args), "--out", run, "--threads", args.threads, *resume)
         entry["wall_seconds"] += time.monotonic() - start
     entry["steps"] = steps_reached(run)
+    validation = json.loads((run / "validation.json").read_text())
+    entry["best_step"], entry["best_score"] = validation["best_step"], validation["best_score"]
+    atomic_write_with(args.out / f"{name}-validation.png", lambda path: shutil.copyfile(run / "validation.png", path))
     save_record(args, record)
 
 
@@ -170,12 +215,28 @@ def save_record(args: argparse.Namespace, record: dict) -> None:
 
 
 def models_file(args: argparse.Namespace) -> list[dict]:
-    """The entries of OUT/models.yaml (checkpoints relative to OUT, where the file lies)."""
-    entries = [{"name": f"pixels-{preset}", "model": "mast", "preset": preset} for preset in args.pixel_presets]
-    entries += [{"name": f"{BACKBONE}-{preset}", "model": "mast", "checkpoint": f"runs/{BACKBONE}/backbone.pt",
+    """The entries of OUT/models.yaml (run checkpoints relative to OUT, where the file lies)."""
+    entries = [{"name": "static", "model": "static"}]
+    entries += [{"name": f"pixels-{preset}", "model": "mast", "preset": preset} for preset in args.pixel_presets]
+    entries += [{"name": f"self-supervised-{preset}", "model": "mast", "checkpoint": args.init,
                  "preset": preset} for preset in args.backbone_presets]
-    entries += [{"name": name, "model": name, "checkpoint": f"runs/{name}/model.pt"} for name in args.baselines]
+    entries += [{"name": name, "model": name, "checkpoint": f"runs/{name}/best-model.pt"} for name in args.baselines]
     return entries
+
+
+def summary(args: argparse.Namespace, record: dict) -> str:
+    """OUT/evidence.md: the comparison's table, then each baseline's training and learning curve."""
+    lines = [f"# Scored on {', '.join(args.score_sequences)}", "",
+             (args.out / "compare" / "compare.md").read_text(encoding="utf-8").rstrip(), "",
+             f"Trained on the masks of {', '.join(args.train_sequences)} from {Path(args.init).name}, "
+             f"validated on {', '.join(args.validate_sequences)}; the best validation's weights are scored.", ""]
+    for name in args.baselines:
+        entry = record[name]
+        lines += [f"## {name}", "", f"{entry['steps']} steps in {entry['wall_seconds'] / 60:.1f} min "
+                  f"({Path(entry['settings']['config']).name}); best validation J&F {entry['best_score']:.3f} "
+                  f"at step {entry['best_step']}.", "",
+                  f"![{name}: validation J&F against steps]({name}-validation.png)", ""]
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -183,16 +244,18 @@ def main(argv: list[str] | None = None) -> int:
     record = json.loads((args.out / RECORD).read_text()) if (args.out / RECORD).is_file() else {}
     check_earlier_trainings(args, record)
     args.out.mkdir(parents=True, exist_ok=True)
-    for name in trainings(args):
+    for name in args.baselines:
         train(name, args, record)
     atomic_write_text(args.out / "models.yaml", yaml.safe_dump(models_file(args), sort_keys=False))
     mast("compare", "--models", args.out / "models.yaml", "--davis", args.davis, "--year", "2016",
          "--split", args.split, "--sequences", ",".join(args.score_sequences), "--out", args.out / "compare",
          "--threads", args.threads)
-    print("\n".join(f"{name}: {record[name]['steps']} steps in {record[name]['wall_seconds'] / 60:.1f} min"
-                    for name in trainings(args)))
-    compare = args.out / "compare"
-    print(f"table {compare / 'compare.md'}, plot {compare / 'compare.png'}, page {compare / 'index.html'}")
+    atomic_write_text(args.out / SUMMARY, summary(args, record))
+    print("\n".join(f"{name}: {record[name]['steps']} steps in {record[name]['wall_seconds'] / 60:.1f} min, "
+                    f"best validation J&F {record[name]['best_score']:.3f} at step {record[name]['best_step']}"
+                    for name in args.baselines))
+    print(f"summary {args.out / SUMMARY}, table {args.out / 'compare' / 'compare.md'}, "
+          f"page {args.out / 'compare' / 'index.html'}")
     return 0
 
 

@@ -1,4 +1,6 @@
-"""scripts/compare_evidence.py: the split is honest, every model reaches the comparison and a rerun reuses the work."""
+"""scripts/compare_evidence.py: the three sets stay apart, every row reaches the comparison (zero motion,
+pixels, the --init backbone, each baseline's best validated weights), the learning curves sit beside the
+table and a rerun reuses the work."""
 import csv
 import json
 
@@ -6,12 +8,13 @@ import pytest
 import yaml
 
 from conftest import load_script
+from mast.models.backbone import BackboneConfig, ResNetBackbone
 from test_baseline_evidence import write_davis2016
 
-#: One training step each (the time budgets are only a bound here), tiny batches, no loader processes.
-TINY_SETTINGS = ("phases.0.steps=1", "train.batch_size=2", "data.workers=0")
-TINY = ["--minutes", "1", "--backbone-minutes", "1",
-        *[item for value in TINY_SETTINGS for item in ("--set", value, "--backbone-set", value)]]
+#: One training step (the time budget is only a bound here), tiny crops and batches, no loader processes.
+TINY_SETTINGS = ("phases.0.steps=1", "train.batch_size=2", "data.workers=0", "data.size=[64,64]")
+TINY = ["--minutes", "1", *[item for value in TINY_SETTINGS for item in ("--set", value)]]
+SPLIT = ["--train-sequences", "a,b", "--validate-sequences", "v", "--score-sequences", "c"]
 
 
 @pytest.fixture(scope="module")
@@ -21,20 +24,25 @@ def script():
 
 @pytest.fixture
 def davis(tmp_path):
-    return write_davis2016(tmp_path / "davis", ["a", "b", "c"])
+    return write_davis2016(tmp_path / "davis", ["a", "b", "v", "c"])
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--train-sequences", "a,b", "--score-sequences", "b,c"], "overlap --train-sequences: b"),
-    (["--train-sequences", "a", "--score-sequences", "zz"], "zz"),
+    (["--score-sequences", "b,c"], "--score-sequences overlap --train-sequences: b"),
+    (["--score-sequences", "v,c"], "--score-sequences overlap --validate-sequences: v"),
+    (["--validate-sequences", "a"], "--validate-sequences overlap --train-sequences: a"),
+    (["--validate-sequences", ""], "--validate-sequences: give the held-out sequences"),
+    (["--score-sequences", "zz"], "zz"),
     (["--baselines", "siammask,maskrcnn"], "--baselines: unknown maskrcnn"),
+    (["--baselines", "ranet", "--config", "siammask=configs/siammask.yaml"], "--config: expected NAME=FILE"),
+    (["--baselines", "ranet", "--config", "ranet=nowhere.yaml"], "--config: nowhere.yaml is not a file"),
+    (["--init", "nowhere.pt"], "--init: nowhere.pt is not a file"),
     (["--pixel-presets", "fast"], "--pixel-presets: unknown fast"),
     (["--minutes", "0"], "--minutes must be > 0"),
 ])
 def test_bad_arguments_are_refused_before_anything_is_written(script, davis, tmp_path, capsys, extra, message):
     with pytest.raises(SystemExit) as stopped:
-        script.main(["--davis", str(davis), "--train-sequences", "a,b", "--score-sequences", "c",
-                     "--out", str(tmp_path / "out"), *extra])
+        script.main(["--davis", str(davis), *SPLIT, "--out", str(tmp_path / "out"), *extra])
     assert stopped.value.code == 2 and message in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 
@@ -43,41 +51,59 @@ def test_a_folder_holding_other_files_is_refused(script, davis, tmp_path, capsys
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "notes.txt").write_text("mine")
     with pytest.raises(SystemExit):
-        script.main(["--davis", str(davis), "--train-sequences", "a,b", "--score-sequences", "c",
-                     "--out", str(tmp_path / "out")])
+        script.main(["--davis", str(davis), *SPLIT, "--out", str(tmp_path / "out")])
     assert "holds files this script did not write" in capsys.readouterr().err
     assert [path.name for path in (tmp_path / "out").iterdir()] == ["notes.txt"]
 
 
-def test_every_model_is_compared_trained_only_on_the_training_split_and_a_rerun_reuses_it(
+def test_the_default_trains_each_recipe_from_the_shipped_backbone(script, davis, tmp_path):
+    recipe = tmp_path / "mine.yaml"
+    recipe.write_text("loss: both\n")
+    args = script.parse_args(["--davis", str(davis), *SPLIT, "--baselines", "ranet,siammask",
+                              "--config", f"siammask={recipe}", "--out", str(tmp_path / "out")])
+    assert args.init == "cpu-hour" and args.recipes == {"ranet": script.ROOT / "configs" / "ranet-cpu.yaml",
+                                                        "siammask": recipe}
+    command = [str(item) for item in script.training_command("ranet", args)]
+    assert command[command.index("--init") + 1] == "cpu-hour"
+    assert command[command.index("--config") + 1] == str(script.ROOT / "configs" / "ranet-cpu.yaml")
+    assert command[command.index("--sequences") + 1] == "a,b"
+    assert command[command.index("--validate-sequences") + 1] == "v"
+
+
+def test_every_row_is_compared_the_best_weights_scored_and_a_rerun_reuses_the_training(
         script, davis, tmp_path, monkeypatch):
+    init = tmp_path / "backbone.pt"
+    ResNetBackbone(BackboneConfig(colour_space="rgb", output_stride=8, feature_dim=16, widths=(8, 16, 32, 32),
+                                  blocks=(1, 1, 1, 1))).save(init)
     out = tmp_path / "out"
-    argv = ["--davis", str(davis), "--train-sequences", "a,b", "--score-sequences", "c", "--baselines", "siammask",
-            "--out", str(out), *TINY]
+    argv = ["--davis", str(davis), *SPLIT, "--baselines", "ranet", "--init", str(init), "--out", str(out), *TINY]
     assert script.main(argv) == 0
 
     models = yaml.safe_load((out / "models.yaml").read_text())
-    assert [(entry["name"], entry["model"]) for entry in models] == [
-        ("pixels-quick", "mast"), ("self-supervised-quick", "mast"), ("siammask", "siammask")]
+    assert [(entry["name"], entry["model"], entry.get("checkpoint")) for entry in models] == [
+        ("static", "static", None), ("pixels-quick", "mast", None),
+        ("self-supervised-quick", "mast", str(init)), ("ranet", "ranet", "runs/ranet/best-model.pt")]
     with open(out / "compare" / "compare.csv") as table:
         rows = {(row["model"], row["sequence"]): row for row in csv.DictReader(table)}
     assert set(rows) == {(entry["name"], sequence) for entry in models for sequence in ("c", "(all)")}
-    assert {rows[name, "(all)"]["supervision"] for name in ("pixels-quick", "self-supervised-quick", "siammask")} == {
-        "none (pixels)", "self-supervised", "supervised"}
+    assert [rows[entry["name"], "(all)"]["supervision"] for entry in models] == [
+        "none", "none (pixels)", "self-supervised", "supervised"]
     assert all(row["status"] == "ok" for row in rows.values())
-    assert (out / "compare" / "compare.png").is_file() and (out / "compare" / "index.html").is_file()
 
-    # The backbone read the frames of a and b only, the baseline the masks of a and b only.
-    pretrain = json.loads((out / "runs" / "self-supervised" / "run.json").read_text())["history"][0]
-    assert pretrain["inputs"]["data"] == [str(davis / "JPEGImages" / "480p" / name) for name in ("a", "b")]
-    baseline = json.loads((out / "runs" / "siammask" / "run.json").read_text())["history"][0]
-    assert baseline["sequences"] == ["a", "b"]
+    # The baseline read the masks of a and b, validated on v, never read c, and started from --init.
+    run = out / "runs" / "ranet"
+    assert json.loads((run / "run.json").read_text())["history"][0]["sequences"] == ["a", "b"]
+    assert json.loads((run / "validation.json").read_text())["sequences"] == ["v"]
+    assert yaml.safe_load((run / "config.yaml").read_text())["data"]["rotate"] == 30  # the ranet-cpu recipe
     record = json.loads((out / "compare_evidence.json").read_text())
-    assert record["siammask"]["steps"] == record["self-supervised"]["steps"] == 1
+    assert record["ranet"]["steps"] == record["ranet"]["best_step"] == 1
+    assert (out / "ranet-validation.png").read_bytes() == (run / "validation.png").read_bytes()
+    summary = (out / "evidence.md").read_text()
+    assert "| ranet | (all) | supervised | ok |" in summary and "(ranet-validation.png)" in summary
 
     ran = []
     monkeypatch.setattr(script, "mast", lambda *arguments: ran.append(arguments[0]))
     assert script.main(argv) == 0
     assert ran == ["compare"]  # no training again; mast compare reuses its own rows
-    with pytest.raises(SystemExit, match="siammask was trained with other settings"):
+    with pytest.raises(SystemExit, match="ranet was trained with other settings"):
         script.main([*argv, "--minutes", "2"])

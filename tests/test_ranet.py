@@ -434,6 +434,9 @@ def test_init_takes_the_backbone_of_a_pretrain_checkpoint(davis, tmp_path, width
 def test_validation_scores_the_tracker_during_training(davis, tmp_path):
     import json
 
+    import cv2
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
     from mast.train.validation import Validator
 
     config = load_config(overrides=[*TINY, "phases=[{name: ranet, steps: 2, lr: 0.001}]", "train.batch_size=2"],
@@ -443,6 +446,11 @@ def test_validation_scores_the_tracker_during_training(davis, tmp_path):
     history = json.loads((run / "validation.json").read_text())["history"]
     assert [entry["step"] for entry in history] == [2] and history[0]["best"] == "ranet"
     assert 0 <= history[0]["ranet"]["J&F"] <= 1 and (run / "best-model.pt").is_file()
+    # the baseline's learning curve: a picture beside validation.json and TensorBoard's val/*
+    assert cv2.imread(str(run / "validation.png")) is not None
+    events = EventAccumulator(str(run / "tensorboard")).Reload()
+    assert [event.step for event in events.Scalars("val/J&F")] == [event.step for event in
+                                                                    events.Scalars("val/ranet/J&F")] == [2]
 
 
 def test_from_checkpoint_returns_the_model_and_names_the_tracker_by_the_file(tmp_path):

@@ -34,12 +34,15 @@ Example models.yaml (a list; checkpoint paths relative to the file's folder):
     model: ranet
     checkpoint: runs/ranet/model.pt
     supervision: supervised      # optional: overrides the derived supervision
+  - name: static                 # zero motion: the first-frame mask on every frame
+    model: static
 
 model is a name `mast propagate --model` takes. Settings are those of the
 model (mast: preset, window, topk, temperature, normalize, long_term, ...;
 siammask: box_from, ...), named as in Python. The supervision column says
-"supervised" for the baselines and torchvision ImageNet checkpoints, "none
-(pixels)" without a checkpoint and "self-supervised" otherwise.
+"supervised" for the baselines and torchvision ImageNet checkpoints, "none"
+for static, "none (pixels)" without a checkpoint and "self-supervised"
+otherwise.
 
 Each model's results go to DIR/<name>/<sequence>/ (a results folder of its
 own: `mast evaluate --results DIR/<name>` scores it) with overlays in

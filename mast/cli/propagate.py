@@ -13,8 +13,10 @@ Examples:
 object's box is taken from its first-frame mask (--box-from minmax or rotated)
 and tracked. --model ranet runs a RANet trained by `mast train-baseline
 ranet` (--checkpoint RUN/model.pt, required): the first frame and its mask
-are the template. The flags of the memory propagator (--preset, --window,
-...) do not apply to the baselines and are refused.
+are the template. --model static repeats the first-frame mask on every
+frame (zero motion: the bar every model must beat; no --checkpoint). The
+flags of the memory propagator (--preset, --window, ...) do not apply to
+the other models and are refused.
 
 Without --checkpoint the raw-LAB-pixel baseline runs (features: LAB pixels
 averaged over 4x4 cells, affinity: negative squared distance), so the tool
@@ -65,7 +67,7 @@ if TYPE_CHECKING:  # the heavy modules (torch) load when the command runs, not f
 #: The names of ``mast.models.protocol.PRESETS`` and ``mast.models.builder.TRACKERS``, restated so
 #: that ``--help`` needs no torch (a test keeps them equal).
 PRESET_NAMES = ("mast", "crw", "quick")
-MODEL_NAMES = ("mast", "siammask", "ranet", "detector")
+MODEL_NAMES = ("mast", "siammask", "ranet", "detector", "static")
 
 def _int_tuple(text: str) -> tuple[int, ...]:
     try:
@@ -91,7 +93,8 @@ def register(subparsers) -> None:
     model = parser.add_argument_group("model and protocol")
     model.add_argument("--model", choices=MODEL_NAMES, default="mast",
                        help="which tracker: mast = the self-supervised memory propagator (default); "
-                            "siammask, ranet, detector = the supervised baselines (need --checkpoint RUN/model.pt)")
+                            "siammask, ranet, detector = the supervised baselines (need --checkpoint RUN/model.pt); "
+                            "static = the first-frame mask on every frame (zero motion, the bar to beat)")
     model.add_argument("--checkpoint", type=checkpoint_path,
                        help="backbone checkpoint, or cpu-hour (the backbone shipped with mast, docs/cpu-hour.md); "
                        "default: the LAB-pixel baseline. The propagation knobs saved in it apply unless flags override them. "

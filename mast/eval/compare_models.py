@@ -28,11 +28,13 @@ from mast.models.shipped import SHIPPED, shipped_file
 from mast.models.tracker import Tracker
 
 #: What a model was trained with, as the table says it.
-SELF_SUPERVISED, SUPERVISED, PIXELS = "self-supervised", "supervised", "none (pixels)"
-SUPERVISIONS = (SELF_SUPERVISED, SUPERVISED, PIXELS)
+SELF_SUPERVISED, SUPERVISED, PIXELS, NONE = "self-supervised", "supervised", "none (pixels)", "none"
+SUPERVISIONS = (SELF_SUPERVISED, SUPERVISED, PIXELS, NONE)
 #: The one model of TRACKERS trained without labels (docs/algorithm.md); every other is a
 #: supervised baseline trained on masks (docs/baselines.md).
 MEMORY_PROPAGATOR = "mast"
+#: The model of TRACKERS that learns nothing: the first-frame mask on every frame (zero motion).
+ZERO_MOTION = "static"
 #: An entry's name is a folder name and part of the page's links: letters, digits, ``._+-``.
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
 #: Keys of an entry that are not the model's settings.
@@ -154,11 +156,14 @@ def load_entry(entry: ModelEntry, device: torch.device) -> Tracker:
 
 def supervision(entry: ModelEntry) -> str:
     """What the entry's model was trained with: the entry's own ``supervision`` if it has one;
-    else by the model and the checkpoint's kind: a supervised baseline (every model but the
-    memory propagator), an ImageNet ResNet (torchvision layout), the LAB-pixel baseline (no
-    checkpoint) or a self-supervised backbone (mast's ``backbone.pt``, MAST, CorrFlow, CRW)."""
+    else by the model and the checkpoint's kind: zero motion (``static``, which learns nothing),
+    a supervised baseline (every other model but the memory propagator), an ImageNet ResNet
+    (torchvision layout), the LAB-pixel baseline (no checkpoint) or a self-supervised backbone
+    (mast's ``backbone.pt``, MAST, CorrFlow, CRW)."""
     if entry.supervision is not None:
         return entry.supervision
+    if entry.model == ZERO_MOTION:
+        return NONE
     if entry.model != MEMORY_PROPAGATOR:
         return SUPERVISED
     if entry.checkpoint is None:

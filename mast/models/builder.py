@@ -26,6 +26,7 @@ from mast.models.published import load_any
 from mast.models.shipped import checkpoint_path
 from mast.models.ranet.tracker import RANetTracker
 from mast.models.siammask.tracker import SiamMaskTracker
+from mast.models.static import StaticTracker
 from mast.models.tracker import Tracker
 
 #: A checkpoint file, or (model ``mast`` only) a backbone already in memory.
@@ -82,9 +83,22 @@ def _detector(checkpoint: Checkpoint, preset: str | None, device: torch.device,
     return DetectorTracker.from_checkpoint(checkpoint, device, **settings)
 
 
+def _static(checkpoint: Checkpoint, preset: str | None, device: torch.device,
+            settings: dict[str, Any]) -> StaticTracker:
+    """``static``: the first-frame mask on every frame (zero motion); no checkpoint, no settings."""
+    if checkpoint is not None:
+        raise ArgumentError("checkpoint", "model static repeats the first-frame mask and reads no checkpoint",
+                            mentions=("model",))
+    given = (["preset"] if preset is not None else []) + list(settings)
+    if given:
+        raise ArgumentError(given[0], "not a setting of model static (it has none)", mentions=("model",))
+    return StaticTracker()
+
+
 #: Model names and how each becomes a tracker: ``(checkpoint, preset, device, settings) -> Tracker``.
 TRACKERS: dict[str, Callable[[Checkpoint, str | None, torch.device, dict[str, Any]], Tracker]] = {
     "mast": _memory_propagator, "siammask": _siammask, "ranet": _ranet, "detector": _detector,
+    "static": _static,
 }
 
 
@@ -94,11 +108,12 @@ def load_tracker(model: str = "mast", checkpoint: Checkpoint = None, preset: str
 
     Args:
         model: a name of :data:`TRACKERS`: ``mast`` (the self-supervised memory propagator),
-            ``siammask``, ``ranet`` (the supervised baselines).
+            ``siammask``, ``ranet``, ``detector`` (the supervised baselines), ``static`` (the
+            first-frame mask on every frame: zero motion, the bar every model must beat).
         checkpoint: ``mast``: a ``backbone.pt`` (its saved propagation knobs apply) or the name of
             a shipped one (:data:`mast.models.shipped.SHIPPED`, e.g. ``"cpu-hour"``), a
             :class:`ResNetBackbone` in memory, or None for the LAB-pixel baseline; a baseline:
-            the ``model.pt`` of its training run (required).
+            the ``model.pt`` of its training run (required); ``static``: None.
         preset: ``mast`` only: a name of :data:`mast.models.protocol.PRESETS` (default ``mast``).
         device: ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``.
         settings: ``mast``: propagation knobs (:class:`~mast.models.protocol.PropagationKnobs`

@@ -32,7 +32,7 @@ from mast.train import distributed
 from mast.train.config import save_config
 from mast.train.runs import RunFolder, check_run_folder, run_inputs, training_command
 from mast.train.tasks import TrainingTask
-from mast.train.validation import Score, Validator
+from mast.train.validation import Score, Validator, write_learning_curve
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +95,8 @@ class Trainer:
         command_line: this invocation's command line for the record (default ``sys.argv``).
         validator: scores the model every ``validator.every`` steps and at the end
             (:mod:`mast.train.validation`): TensorBoard ``val/*``, the progress bar,
-            ``validation.json``, and ``best-<final_name>`` for the best score. The time
+            ``validation.json``, its learning curve ``validation.png``, and
+            ``best-<final_name>`` for the best score. The time
             budget counts training only, not validation.
     """
 
@@ -350,7 +351,9 @@ class Trainer:
         atomic_write_text(self.out_dir / "validation.json", json.dumps(
             {"sequences": self.validator.names, "best_step": self.progress.best_step,
              "best_score": self.progress.best_score, "history": self.validations}, indent=2))
-        self.run_folder.record(self.out_dir / "validation.json")
+        write_learning_curve(self.out_dir / "validation.png", self.validations, self.progress.best_step,
+                             self.progress.best_score, self.validator.names)
+        self.run_folder.record(self.out_dir / "validation.json", self.out_dir / "validation.png")
         logger.info("step %d: validation J&F %.3f (J %.3f, F %.3f) with %s; best %.3f at step %d", step,
                     scores[best].JF, scores[best].J, scores[best].F, best, self.progress.best_score,
                     self.progress.best_step)

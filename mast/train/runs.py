@@ -6,7 +6,7 @@ its command (``pretrain``, ``finetune`` or ``train-baseline``), each
 invocation's command line, time, inputs and environment (library version,
 git SHA, torch, python, processes, what the task found), and ``files``: the
 run's ``config.yaml``, ``git.diff``, ``centroids.json``, every checkpoint,
-TensorBoard event file, ``validation.json`` and model file it wrote. The
+TensorBoard event file, ``validation.json``, ``validation.png`` and model file it wrote. The
 output folder rules then hold for training too:
 
 * a folder with files mast did not write, or the output of another command,
@@ -33,7 +33,7 @@ from mast.common.outputs import OutputConflict, OutputFolder, check_separate, se
 from mast.train import checkpoint as ckpt
 
 #: Top-level files a run may write beside ``final_name`` and ``best-<final_name>``.
-RUN_FILES = ("config.yaml", "git.diff", "centroids.json", "validation.json")
+RUN_FILES = ("config.yaml", "git.diff", "centroids.json", "validation.json", "validation.png")
 #: Top-level folders a run writes in (new names only, so a resumed run does not check them).
 RUN_FOLDERS = (ckpt.CHECKPOINT_DIR, "tensorboard")
 

@@ -26,11 +26,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import cv2
 import numpy as np
 
 from mast.common.errors import ArgumentError, MissingPathError
+from mast.common.files import atomic_write_with
 from mast.data.davis import DavisDataset
 from mast.eval.davis import evaluate_sequence, global_statistics, present_ids, scored_ids
+from mast.eval.line_plot import line_plot
 from mast.eval.propagate import PropagationInput, check_frames, track_ids
 from mast.eval.sources import davis_inputs
 from mast.models.tracker import Tracker
@@ -164,6 +167,25 @@ class Validator:
         predictions = list(track_ids(tracker, frames, sequence.item.first_ids, sequence.item.first_source))
         return evaluate_sequence(sequence.ground_truth, predictions, object_ids=self._objects(sequence))
 
+
+def learning_curve(history: list[dict], best_step: int, best_score: float, sequences: list[str]) -> np.ndarray:
+    """``(H, W, 3)`` uint8 BGR: validation J&F against steps, one line per way of tracking
+    (candidate) of ``history`` (``validation.json``'s entries: ``step``, ``best`` and one
+    ``{"J&F": ...}`` per candidate), and the best validation (``best_step``, ``best_score``, the
+    one ``best-<final_name>`` holds) as a dot of its own, named in the legend."""
+    candidates = dict.fromkeys(name for entry in history for name in entry if name not in ("step", "best"))
+    series = {name: ([entry["step"] for entry in history if name in entry],
+                     [entry[name]["J&F"] for entry in history if name in entry]) for name in candidates}
+    series[f"best: {best_score:.3f} at step {best_step}"] = ([best_step], [best_score])
+    return line_plot(series, f"validation J&F on {', '.join(sequences)}", "training step", "J&F",
+                     y_range=(0.0, 1.0))  # J&F's whole span: runs compare at a glance
+
+
+def write_learning_curve(path: str | os.PathLike, history: list[dict], best_step: int, best_score: float,
+                         sequences: list[str]) -> None:
+    """:func:`learning_curve` as a PNG at ``path``, written atomically (a reader never sees half a file)."""
+    curve = learning_curve(history, best_step, best_score, sequences)
+    atomic_write_with(path, lambda temporary: cv2.imwrite(str(temporary), curve))
 
 
 def _first_frames(frames: Callable[[], Iterator[tuple[str, torch.Tensor]]],
