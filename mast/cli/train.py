@@ -89,7 +89,8 @@ def _add_run_arguments(parser: argparse.ArgumentParser, set_example: str) -> Non
                         help="replace the run in OUT: remove the files its run.json lists (nothing else), start anew")
     group = parser.add_argument_group(
         "validation", "score the model on annotated sequences during training: TensorBoard val/*, the progress "
-        "bar, OUT/validation.json, and OUT/best-backbone.pt (baselines: best-model.pt) for the best J&F")
+        "bar, OUT/validation.json, the learning curve OUT/validation.png, and OUT/best-backbone.pt "
+        "(baselines: best-model.pt) for the best J&F")
     group.add_argument("--validate", type=Path, metavar="ROOT", help="DAVIS folder of the validation sequences")
     group.add_argument("--validate-split", default="val", help="split under ROOT/ImageSets/<year>/ (default val)")
     group.add_argument("--validate-sequences", help="comma-separated subset of the split")
