@@ -9,6 +9,7 @@ from mast.data.synthetic import translating_video
 from mast.models.siammask.geometry import minmax_box
 from mast.models.siammask.tracker import SiamMaskTracker, TrackerConfig, best_scale_row, cosine_window
 from mast.models.tracker import track
+from mast.train.panels import BOX_COLOUR
 from tests.test_siammask import _untrained, _World, davis, phases, tiny_config  # noqa: F401 (davis: a fixture)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -45,13 +46,20 @@ def test_each_loss_logs_its_class_balance_and_the_picture_shows_crop_score_box_a
     title, picture = task.picture()
     assert title == "search_score_box_mask" and picture.shape == (3, 255, 3 * 255)
     assert 0 <= float(picture.min()) and float(picture.max()) <= 1
-    # The ground-truth box is drawn in pure green on the crop, the truth mask in green on the third panel.
+    # The third tile is the crop with the truth drawn as mask_tile draws results: the box's left
+    # side in BOX_COLOUR, the truth mask tinted, the crop as it was away from the truth.
+    third, search = picture[:, :, 510:], batch["search"][0].float().clamp(0, 1)
     x0 = round(float(batch["box"][0, 0] - (batch["box"][0, 2] - 1) / 2))
     y = round(float(batch["box"][0, 1]))
-    if 0 <= x0 < 255:
-        assert picture[:, y, x0].tolist() == [0.0, 1.0, 0.0]
+    if 2 <= x0 < 253:
+        torch.testing.assert_close(third[:, y, x0] * 255, torch.tensor(BOX_COLOUR, dtype=torch.float32), atol=1, rtol=0)
     truth = batch["search_mask"][0, 0] > 0.5
-    assert float(picture[1, :, 510:][truth].mean()) > float(picture[1, :, 510:][~truth].mean())
+    inside = -torch.nn.functional.max_pool2d(-truth.float()[None], 9, 1, 4)[0] > 0.5  # truth, 4 px from its edge
+    changed = (third - search).abs().amax(dim=0) > 2 / 255
+    assert float(changed[inside].float().mean()) > 0.9
+    far = ~torch.nn.functional.max_pool2d(truth.float()[None], 9, 1, 4)[0].bool()
+    far[max(y - 2, 0):y + 3] = False  # the box's rows and columns are drawn on
+    assert float(changed[far].float().mean()) < 0.2
 
 
 def test_the_validation_frame_becomes_the_second_row_of_the_picture(davis):
