@@ -177,3 +177,22 @@ def test_capacity_trained_and_tracked_on_one_sequence_reaches_jf_0_8(tmp_path, r
     tracker = SiamMaskTracker.from_checkpoint(tmp_path / "run" / "model.pt")
     score = Validator(root, sequences=["seq0"]).score(tracker)
     assert score.JF >= 0.8, score
+
+
+def test_a_siammask_config_validation_section_drives_early_stopping(davis, tmp_path):
+    """configs/siammask-cpu.yaml's ``validation`` section: its cadence and patience end the run
+    (min_delta 1: no validation after the first counts as better, so patience 1 stops at the second)."""
+    import json
+
+    from mast.train.loop import Trainer
+    from mast.train.siammask.task import SiamMaskTask
+    from mast.train.validation import Validator
+
+    config = tiny_config(phases(6), "siammask.branches=2", "validation.every=1", "validation.max_frames=4",
+                         "validation.patience=1", "validation.min_delta=1.0")
+    validator = Validator.from_config(config.validation, davis, "val", 2017, ["seq0"])
+    run = tmp_path / "run"
+    Trainer(SiamMaskTask(config, davis), run, validator=validator).run()
+    history = json.loads((run / "validation.json").read_text())["history"]
+    assert [entry["step"] for entry in history] == [1, 2]
+    assert (run / "best-model.pt").is_file()
