@@ -1,4 +1,5 @@
-"""Pictures for TensorBoard: the query, its target, and the reconstruction, as RGB."""
+"""Pictures for TensorBoard, as RGB: the self-supervised query, its target and reconstruction; the
+baselines' tracking tiles (a frame or crop with a mask and a box, a score map), one look for all."""
 from __future__ import annotations
 
 import torch
@@ -45,63 +46,6 @@ def reconstruction_panel(
     return torch.cat((query, target.float(), recon.clamp(0, 1)), dim=-1).cpu()
 
 
-def heat_panel(values: torch.Tensor, size: int) -> torch.Tensor:
-    """``(h, w)`` values in ``[0, 1]`` -> ``(3, size, size)`` RGB, each cell a flat block: dark blue
-    at 0 through green to yellow at 1 (nearest upsampling, so cells stay countable)."""
-    blocks = F.interpolate(values.float()[None, None].clamp(0, 1), size=(size, size), mode="nearest")[0, 0]
-    return torch.stack((blocks, 0.2 + 0.8 * blocks.sqrt(), 0.5 * (1 - blocks))).cpu()
-
-
-def draw_box(image: torch.Tensor, box: torch.Tensor, colour: tuple[float, float, float]) -> torch.Tensor:
-    """``image`` ``(3, H, W)`` with the outline (1 pixel) of ``box`` ``(4,)`` ``(cx, cy, w, h)``
-    (pixel ``i`` at ``i``) drawn in ``colour``; the parts outside the image are left out."""
-    out = image.clone()
-    height, width = image.shape[-2:]
-    cx, cy, w, h = (float(v) for v in box)
-    x0, x1 = round(cx - (w - 1) / 2), round(cx + (w - 1) / 2)
-    y0, y1 = round(cy - (h - 1) / 2), round(cy + (h - 1) / 2)
-    paint = torch.tensor(colour, dtype=out.dtype, device=out.device).view(3, 1)
-    xs = slice(max(x0, 0), min(x1, width - 1) + 1)
-    ys = slice(max(y0, 0), min(y1, height - 1) + 1)
-    for y in (y0, y1):
-        if 0 <= y < height:
-            out[:, y, xs] = paint
-    for x in (x0, x1):
-        if 0 <= x < width:
-            out[:, ys, x] = paint
-    return out
-
-
-def mask_overlay(image: torch.Tensor, probabilities: torch.Tensor, truth: torch.Tensor | None = None) -> torch.Tensor:
-    """``(3, H, W)``: ``image`` darkened, predicted pixels (``probabilities`` ``(H, W)`` > 0.5) in
-    red, ground-truth pixels (``truth`` ``(H, W)`` bool, optional) in green, both yellow."""
-    predicted = (probabilities > 0.5).float()
-    known = torch.zeros_like(predicted) if truth is None else truth.float()
-    tint = torch.stack((predicted, known, torch.zeros_like(predicted)))
-    return (0.5 * image.float() + 0.5 * tint).clamp(0, 1).cpu()
-
-
-def search_panel(view, truth_box: torch.Tensor | None = None, truth_mask: torch.Tensor | None = None) -> torch.Tensor:
-    """``(3, S, 3S)`` for a Siamese tracker's step: the search crop with the chosen box (red) and
-    the ground-truth box (green, optional) | the score map (:func:`heat_panel`) | the chosen mask
-    over the crop (:func:`mask_overlay`, the ground truth in green).
-
-    Args:
-        view: a :class:`mast.models.siammask.tracker.SearchView` (``search`` ``(3, S, S)``,
-            ``score`` ``(h, w)`` in ``[0, 1]``, ``box`` ``(4,)`` ``(cx, cy, w, h)``, ``mask``
-            ``(S, S)`` or None, all in search-crop pixels).
-        truth_box: ``(4,)`` in the same pixels; truth_mask: ``(S, S)`` bool.
-    """
-    search = view.search.float().clamp(0, 1).cpu()
-    size = search.shape[-1]
-    boxed = draw_box(search, view.box.cpu(), (1.0, 0.0, 0.0))
-    if truth_box is not None:
-        boxed = draw_box(boxed, truth_box.cpu(), (0.0, 1.0, 0.0))
-    mask = torch.zeros(size, size) if view.mask is None else view.mask.float().cpu()
-    truth = None if truth_mask is None else truth_mask.cpu()
-    return torch.cat((boxed, heat_panel(view.score, size), mask_overlay(search, mask, truth)), dim=-1)
-
-
 # -- tracking panels: a frame, the box a tracker looks in, a mask -------------------------------------------------
 
 #: Colour of the box drawn on a tile (RGB, uint8): yellow, unlike the DAVIS palette's object colours.
@@ -141,3 +85,37 @@ def tile_rows(rows: list[list[torch.Tensor]], height: int) -> torch.Tensor:
         lines.append(torch.cat(scaled, dim=-1))
     width = max(line.shape[-1] for line in lines)
     return torch.cat([F.pad(line, (0, width - line.shape[-1])) for line in lines], dim=-2).clamp(0, 1)
+
+
+def heat_panel(values: torch.Tensor, size: int) -> torch.Tensor:
+    """``(h, w)`` values in ``[0, 1]`` -> ``(3, size, size)`` RGB, each cell a flat block: dark blue
+    at 0 through green to yellow at 1 (nearest upsampling, so cells stay countable)."""
+    blocks = F.interpolate(values.float()[None, None].clamp(0, 1), size=(size, size), mode="nearest")[0, 0]
+    return torch.stack((blocks, 0.2 + 0.8 * blocks.sqrt(), 0.5 * (1 - blocks))).cpu()
+
+
+def search_tiles(view, truth_box: torch.Tensor | None = None,
+                 truth_mask: torch.Tensor | None = None) -> list[torch.Tensor]:
+    """A Siamese tracker's step as ``(3, S, S)`` tiles for :func:`tile_rows`: the search crop with the
+    chosen mask and box (:func:`mask_tile`) | the score map (:func:`heat_panel`) | with a ground
+    truth, the crop with the true mask and box the same way.
+
+    Args:
+        view: a :class:`mast.models.siammask.tracker.SearchView` (``search`` ``(3, S, S)``,
+            ``score`` ``(h, w)`` in ``[0, 1]``, ``box`` ``(4,)`` ``(cx, cy, w, h)``, ``mask``
+            ``(S, S)`` or None, all in search-crop pixels).
+        truth_box: ``(4,)`` in the same pixels; truth_mask: ``(S, S)`` bool.
+    """
+    search = view.search.float().clamp(0, 1).cpu()
+    size = search.shape[-1]
+    mask = torch.zeros(size, size) if view.mask is None else view.mask.float().cpu()
+    tiles = [mask_tile(search, mask, _corners(view.box)), heat_panel(view.score, size)]
+    if truth_mask is not None:
+        tiles.append(mask_tile(search, truth_mask.float().cpu(), None if truth_box is None else _corners(truth_box)))
+    return tiles
+
+
+def _corners(box: torch.Tensor) -> tuple[int, int, int, int]:
+    """``(cx, cy, w, h)`` (pixel ``i`` at ``i``) -> :func:`mask_tile`'s ``(x0, y0, x1, y1)``, end exclusive."""
+    cx, cy, w, h = (float(v) for v in box)
+    return (round(cx - (w - 1) / 2), round(cy - (h - 1) / 2), round(cx + (w - 1) / 2) + 1, round(cy + (h - 1) / 2) + 1)

@@ -11,7 +11,7 @@ from mast.common.config import ConfigError, require
 from mast.models.backbone import BackboneConfig
 from mast.models.siammask.model import SiamMaskConfig
 from mast.models.siammask.tracker import TrackerConfig
-from mast.train.config import AnnotatedDataConfig, PhaseConfig, RunConfig
+from mast.train.config import AnnotatedDataConfig, PhaseConfig, RunConfig, ValidationConfig
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,10 @@ class SiamMaskTrainingConfig:
     """Everything a SiamMask run is given (its ``config.yaml``); ``configs/siammask.yaml`` is the default.
 
     ``tracker`` is not used in training: it is saved in ``model.pt`` as the tracking
-    heuristics ``mast propagate`` applies.
+    heuristics ``mast propagate`` applies (validation tracks with it too). ``validation``: how
+    the training's validator scores the model, ``every``, ``max_frames`` and early stopping
+    (``patience``, ``min_delta``); ``preset`` and ``candidates`` are the self-supervised
+    backbone's and not used.
     """
 
     model: BackboneConfig = field(default_factory=lambda: BackboneConfig(colour_space="rgb", output_stride=8))
@@ -90,6 +93,7 @@ class SiamMaskTrainingConfig:
     data: SiamMaskDataConfig = field(default_factory=SiamMaskDataConfig)
     train: RunConfig = field(default_factory=RunConfig)
     phases: tuple[PhaseConfig, ...] = (PhaseConfig(name="siammask"),)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
 
     def __post_init__(self) -> None:
         require(bool(self.phases), "phases", "must be a non-empty list of phase mappings", list(self.phases))

@@ -32,7 +32,7 @@ from mast.models.siammask.model import SiamMask
 from mast.models.siammask.tracker import SearchView, SiamMaskTracker, window_in_search
 from mast.train import checkpoint as ckpt
 from mast.train.distributed import World
-from mast.train.panels import search_panel
+from mast.train.panels import search_tiles, tile_rows
 from mast.train.tasks import AnnotatedBaselineTask
 from mast.train.siammask import losses
 from mast.train.siammask.data import PairDataset, collate_pairs
@@ -122,16 +122,16 @@ class SiamMaskTask(AnnotatedBaselineTask):
 
     def picture(self) -> tuple[str, torch.Tensor] | None:
         """``(3, 255, 765)``: the last batch's first pair (:meth:`_training_view`) as
-        :func:`~mast.train.panels.search_panel` draws it, the ground truth in green; once the model
+        :func:`~mast.train.panels.search_tiles` draws it, beside the ground truth; once the model
         has been validated, a second row below: the last validation frame's tracking step."""
         if self._last is None:
             return None
         batch, _ = self._last
-        rows = [search_panel(self._training_view(), batch["box"][0], batch["search_mask"][0, 0] > 0.5)]
+        rows = [search_tiles(self._training_view(), batch["box"][0], batch["search_mask"][0, 0] > 0.5)]
         view = None if self._validation is None else self._validation.view
         if view is not None:
-            rows.append(search_panel(view))
-        return "search_score_box_mask", torch.cat(rows, dim=1)
+            rows.append(search_tiles(view))
+        return "search_score_box_mask", tile_rows(rows, rows[0][0].shape[-2])
 
     @torch.no_grad()
     def _training_view(self) -> SearchView:
