@@ -73,8 +73,9 @@ def test_every_third_party_module_the_package_imports_is_a_dependency():
 def test_extras_and_package_data():
     extras = PROJECT["optional-dependencies"]
     assert "pytest" in extras["test"] and set(extras["test"]) <= set(extras["dev"])
-    assert set(SETUPTOOLS["package-data"]["mast"]) == {"configs/*.yaml", "py.typed"}
+    assert set(SETUPTOOLS["package-data"]["mast"]) == {"configs/*.yaml", "py.typed", "weights/*.pt"}
     assert (ROOT / "mast" / "py.typed").is_file() and list((ROOT / "mast" / "configs").glob("*.yaml"))
+    assert list((ROOT / "mast" / "weights").glob("*.pt"))  # the shipped backbone (tests/test_shipped.py)
     assert (ROOT / PROJECT["readme"]).is_file()
 
 
