@@ -117,3 +117,20 @@ def test_evaluate_with_threads_and_no_processes_scores_with_that_many_workers(tm
     assert pools == []  # one thread: scored inline
     assert main(["evaluate", "--davis", str(davis), "--results", str(results), "--threads", "2"]) == 0
     assert [options["max_workers"] for options in pools] == [2]
+
+
+def test_a_worker_reports_every_thread_failure_but_the_tensor_sharing_thread_s():
+    import threading
+    from types import SimpleNamespace
+
+    from mast.common.threads import _parent_gone_is_no_fault
+
+    reported = []
+    hook = _parent_gone_is_no_fault(reported.append)
+    sharing, other = threading.Thread(name="Thread-1 (_serve)"), threading.Thread(name="Thread-2 (load)")
+    for error in (EOFError, ConnectionResetError, OSError, RuntimeError):  # what a cut hand-over raises varies
+        hook(SimpleNamespace(thread=sharing, exc_type=error))
+    hook(SimpleNamespace(thread=other, exc_type=OSError))
+    hook(SimpleNamespace(thread=None, exc_type=ValueError))
+    assert [(args.thread and args.thread.name, args.exc_type) for args in reported] == [
+        ("Thread-2 (load)", OSError), (None, ValueError)]

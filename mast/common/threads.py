@@ -54,9 +54,11 @@ def start_worker_process() -> None:
     One thread each for torch and OpenCV: the workers already share the cores.
     Ctrl-C is left to the parent process, which stops its workers: a worker
     interrupted itself would print a traceback of its own, and the parent would
-    see it die. For the same reason a broken connection of the thread that hands
-    tensors to the parent (``multiprocessing.resource_sharer``) is not reported:
-    it breaks only when the parent stops listening, which a Ctrl-C does.
+    see it die. For the same reason a failure of the thread that hands tensors to
+    the parent (``multiprocessing.resource_sharer``) is not reported by the
+    worker: it fails when the parent stops listening mid-handshake, which a
+    Ctrl-C does (a lost connection, a closed descriptor, a cut authentication),
+    and while the parent still listens it sees the failed hand-over itself.
     """
     import cv2
 
@@ -69,12 +71,11 @@ def start_worker_process() -> None:
 
 
 def _parent_gone_is_no_fault(report):
-    """``threading.excepthook`` that drops the tensor-sharing thread's lost connections."""
+    """``threading.excepthook`` that drops the tensor-sharing thread's failures (see
+    :func:`start_worker_process`) and passes every other thread's to ``report``."""
 
     def hook(args) -> None:
-        sharing = (args.thread is not None and args.thread.name.endswith("(_serve)")
-                   and issubclass(args.exc_type, (ConnectionError, EOFError)))
-        if not sharing:
+        if args.thread is None or not args.thread.name.endswith("(_serve)"):
             report(args)
 
     return hook
