@@ -23,6 +23,7 @@ replace (:mod:`mast.data.samples`).
 """
 from __future__ import annotations
 
+import abc
 import logging
 import os
 import warnings
@@ -189,7 +190,7 @@ def draw_frames(videos: list[AnnotatedVideo], count: int, max_gap: int,
     return video, [start] + [start + o for o in offsets]
 
 
-class AnnotatedSamples(torch.utils.data.Dataset):
+class AnnotatedSamples(torch.utils.data.Dataset, abc.ABC):
     """``samples`` training items of one phase drawn from annotated ``videos``; item ``i`` is the
     first :meth:`draw` ``(i, attempt)`` that reads no damaged file and finds something to train on
     (:mod:`mast.data.samples`), its ``skipped_clips`` the draws it replaced. A draw depends only on
@@ -215,6 +216,6 @@ class AnnotatedSamples(torch.utils.data.Dataset):
         item, skipped = self.drawer.draw(index, lambda attempt: self.draw(index, attempt))
         return {**item, "skipped_clips": skipped}
 
+    @abc.abstractmethod
     def draw(self, index: int, attempt: int) -> dict:
         """The item of draw ``attempt`` of item ``index``; raises DamagedFile or Redraw."""
-        raise NotImplementedError
