@@ -39,7 +39,7 @@ NEW_KEYS = {"model": {"in_channels": 3, "stem_pool": False, "padding_mode": "zer
             "propagation": _knobs(),
             "validation": {"every": 500, "max_frames": 40, "preset": "quick",
                            "candidates": [_knobs(normalize=False), _knobs(normalize=True, temperature=0.05, topk=16)],
-                           "patience": None, "min_delta": 0.0}}
+                           "patience": None, "min_delta": 0.0, "at_start": False}}
 
 #: A run folder's config.yaml as the old code wrote it (yaml.safe_dump of the nested dict).
 OLD_RUN_CONFIG = """\

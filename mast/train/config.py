@@ -117,6 +117,13 @@ class AnnotatedDataConfig:
         require(self.workers >= 0, "workers", "must be an integer >= 0", self.workers)
 
 
+def require_freeze(freeze: int, model: BackboneConfig) -> None:
+    """A baseline's ``freeze``: how many of the backbone's stages (the stem, layer1, ...) keep the
+    ``init`` backbone's weights, 0 up to all of them."""
+    require(0 <= freeze <= model.stages + 1, "freeze",
+            f"must be an integer in 0..{model.stages + 1} (the stem and layer1..layer{model.stages})", freeze)
+
+
 @dataclass(frozen=True)
 class ValidationConfig:
     """How validation (:class:`~mast.train.validation.Validator`) scores the backbone during training (:mod:`mast.train.validation`).
@@ -131,6 +138,8 @@ class ValidationConfig:
         patience: early stopping: end the run after this many validations in a row that
             do not beat the best by more than ``min_delta`` (None: train to the end or budget).
         min_delta: the smallest validation J&F gain that counts as better (a new best).
+        at_start: also validate before the first step (step 0): the learning curve then starts
+            from the model as it was given (its ``init``), so it shows what training added.
     """
 
     every: int = 500
@@ -140,6 +149,7 @@ class ValidationConfig:
     candidates: tuple[PropagationKnobs, ...] = (DOT, COSINE)
     patience: int | None = None
     min_delta: float = 0.0
+    at_start: bool = False
 
     def __post_init__(self) -> None:
         require(self.every >= 1, "every", "must be an integer >= 1", self.every)

@@ -211,6 +211,8 @@ class Trainer:
             self.writer = SummaryWriter(str(self.out_dir / "tensorboard"))
             self.run_folder.record(*self.run_folder.files_under("tensorboard") - before)  # its new event file
         try:
+            if self.validator is not None and self.validator.at_start and self.progress.global_step == 0:
+                self._validate()  # step 0: the curve starts from the init (a resumed run has this point)
             for phase_index in range(self.progress.phase, len(self.config.phases)):
                 finished = self._run_phase(phase_index, restored)
                 restored = None

@@ -142,3 +142,18 @@ class AnnotatedBaselineTask:
             config = replace(config, model=backbone)
         self.config = config
         self._last: Any = None  # what the last step saw, for the TensorBoard pictures
+        #: The backbone stages :meth:`freeze_stages` keeps as they start.
+        self.frozen: list[nn.Module] = []
+
+    def freeze_stages(self, backbone: nn.Module, count: int) -> None:
+        """Keeps the first ``count`` stages of ``backbone`` (the stem, layer1, layer2, ...) as they
+        start: no gradient, and (with :meth:`hold_frozen` at every step) their BatchNorm statistics."""
+        self.frozen = [backbone.stem, *backbone.layers][:count]
+        for module in self.frozen:
+            module.requires_grad_(False)
+
+    def hold_frozen(self) -> None:
+        """Puts the frozen stages back in eval mode: the loop puts the whole model in training mode,
+        and their BatchNorm statistics must stay the ``init`` backbone's."""
+        for module in self.frozen:
+            module.eval()

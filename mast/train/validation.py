@@ -82,6 +82,7 @@ class Validator:
         patience: stop training after this many validations in a row that do not beat
             the best score by more than ``min_delta`` (None: never stop early).
         min_delta: a smaller gain is noise: not a new best, and no reason to go on.
+        at_start: also score the model before the first training step (step 0).
 
     Raises:
         ArgumentError: (of ``root``, ``split``, ``year``, ``sequences``; a ``ValueError``, and a
@@ -93,7 +94,7 @@ class Validator:
 
     def __init__(self, root: str | os.PathLike, split: str = "val", year: int = 2017,
                  sequences: list[str] | None = None, every: int = 500, max_frames: int | None = None,
-                 patience: int | None = None, min_delta: float = 0.0) -> None:
+                 patience: int | None = None, min_delta: float = 0.0, at_start: bool = False) -> None:
         if every < 1:
             raise ArgumentError("every", f"must be >= 1, got {every}")
         if max_frames is not None and max_frames < 3:
@@ -102,7 +103,7 @@ class Validator:
             raise ValueError(f"validation patience must be >= 1 (or None) and min_delta >= 0, "
                              f"got {patience} and {min_delta}")
         self.dataset, self.every, self.max_frames = DavisDataset.at(root, year), every, max_frames
-        self.patience, self.min_delta = patience, min_delta
+        self.patience, self.min_delta, self.at_start = patience, min_delta, at_start
         with _as_root_errors():
             inputs = davis_inputs(root, split, year, sequences)
         self.sequences = [self._load(item) for item in inputs]
@@ -114,7 +115,7 @@ class Validator:
         """A validator with the cadence, frame cap and early-stopping rule of a config's
         ``validation`` section; ``every`` (when given) overrides its cadence."""
         return cls(root, split, year, sequences, settings.every if every is None else every, settings.max_frames,
-                   settings.patience, settings.min_delta)
+                   settings.patience, settings.min_delta, settings.at_start)
 
     def _load(self, item: PropagationInput) -> _Sequence:
         """One sequence, checked whole now rather than at the first validation, after training:

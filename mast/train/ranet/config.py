@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from mast.common.config import require
 from mast.models.backbone import BackboneConfig
 from mast.models.ranet.model import RANetConfig
-from mast.train.config import MAX_CROP_SIZE, PhaseConfig, RunConfig, ValidationConfig
+from mast.train.config import MAX_CROP_SIZE, PhaseConfig, RunConfig, ValidationConfig, require_freeze
 from mast.train.ranet.losses import MASK_LOSSES
 
 
@@ -94,7 +94,5 @@ class RANetTrainingConfig:
                 self.model.output_stride)
         require(self.model.in_channels == 3, "model.in_channels", "must be 3 (colour frames)", self.model.in_channels)
         require(self.loss in MASK_LOSSES, "loss", f"must be one of {', '.join(MASK_LOSSES)}", self.loss)
-        require(0 <= self.freeze <= self.model.stages + 1, "freeze",
-                f"must be an integer in 0..{self.model.stages + 1} (the stem and layer1..layer{self.model.stages})",
-                self.freeze)
+        require_freeze(self.freeze, self.model)
         require(bool(self.phases), "phases", "must be a non-empty list of phase mappings", list(self.phases))

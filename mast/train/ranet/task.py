@@ -43,9 +43,6 @@ class RANetTask(AnnotatedBaselineTask):
 
     #: The tracker the last validation scored, whose last frame :meth:`picture` shows.
     _validation_tracker: RANetTracker | None = None
-    #: The backbone stages ``config.freeze`` keeps as they start (set by :meth:`build`).
-    frozen: list[torch.nn.Module] = []
-
     def build(self, world: World) -> RANet:
         self.world = world
         self.videos = discover_annotated(self.root, self.sequences, self.year)
@@ -53,10 +50,7 @@ class RANetTask(AnnotatedBaselineTask):
         self.model = RANet(self.config.model, self.config.ranet)
         if self.init_state is not None:
             self.model.backbone.load_state_dict(self.init_state)
-        backbone = self.model.backbone
-        self.frozen = [backbone.stem, *backbone.layers][:self.config.freeze]
-        for module in self.frozen:
-            module.requires_grad_(False)
+        self.freeze_stages(self.model.backbone, self.config.freeze)
         self.model.to(world.device)
         if world.is_main:
             log_annotated(self.videos, world.device, world.size)
@@ -76,8 +70,7 @@ class RANetTask(AnnotatedBaselineTask):
 
     def losses(self, model: torch.nn.Module, batch: dict[str, Any],
                generator: torch.Generator) -> dict[str, torch.Tensor]:
-        for module in self.frozen:
-            module.eval()  # the loop put the model in training mode: frozen BatchNorm statistics stay the init's
+        self.hold_frozen()
         logits = model(batch["template"], batch["template_mask"], batch["current"], batch["previous"])
         self._last = {key: batch[key][0].detach() for key in ("current", "target", "previous")}
         self._last["prediction"] = torch.sigmoid(logits[0].detach().float())

@@ -11,7 +11,7 @@ from mast.common.config import ConfigError, require
 from mast.models.backbone import BackboneConfig
 from mast.models.siammask.model import SiamMaskConfig
 from mast.models.siammask.tracker import TrackerConfig
-from mast.train.config import AnnotatedDataConfig, PhaseConfig, RunConfig, ValidationConfig
+from mast.train.config import AnnotatedDataConfig, PhaseConfig, RunConfig, ValidationConfig, require_freeze
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,13 @@ class SiamMaskDataConfig(AnnotatedDataConfig):
         exemplar_scale / search_scale: crops are rescaled by ``2^u``, ``u`` uniform in
             ``+-`` this (the paper: 1/8 and 1/4).
         min_pixels: an object is used in a frame only with at least this many mask pixels.
+        negative: the probability that a pair is negative [DaSiamRPN]: its search region is
+            cropped around an object of another video, every RoW is background and no mask is
+            learnt, so a score must come from matching the exemplar, not from looking like the
+            training objects (needs two or more videos).
+        hflip: the probability that each crop (exemplar and search, independently) is mirrored.
+        colour: each crop's brightness, contrast and saturation are scaled by ``1 + u``, ``u``
+            uniform in ``+-colour`` (independently per crop and property).
     """
 
     exemplar_shift: float = 8.0
@@ -33,12 +40,18 @@ class SiamMaskDataConfig(AnnotatedDataConfig):
     exemplar_scale: float = 0.125
     search_scale: float = 0.25
     min_pixels: int = 16
+    negative: float = 0.0
+    hflip: float = 0.0
+    colour: float = 0.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
         for name in ("exemplar_shift", "search_shift", "exemplar_scale", "search_scale"):
             require(getattr(self, name) >= 0, name, "must be a number >= 0", getattr(self, name))
         require(self.min_pixels >= 1, "min_pixels", "must be an integer >= 1", self.min_pixels)
+        for name in ("negative", "hflip"):
+            require(0 <= getattr(self, name) <= 1, name, "must be a probability in [0, 1]", getattr(self, name))
+        require(0 <= self.colour < 1, "colour", "must be a number in [0, 1)", self.colour)
 
 
 @dataclass(frozen=True)
@@ -80,7 +93,9 @@ class SiamMaskTrainingConfig:
     """Everything a SiamMask run is given (its ``config.yaml``); ``configs/siammask.yaml`` is the default.
 
     ``tracker`` is not used in training: it is saved in ``model.pt`` as the tracking
-    heuristics ``mast propagate`` applies (validation tracks with it too). ``validation``: how
+    heuristics ``mast propagate`` applies (validation tracks with it too). ``freeze``: the first
+    this many backbone stages (the stem, layer1, ...) keep the ``init`` backbone's weights and
+    BatchNorm statistics (0 trains them all). ``validation``: how
     the training's validator scores the model, ``every``, ``max_frames`` and early stopping
     (``patience``, ``min_delta``); ``preset`` and ``candidates`` are the self-supervised
     backbone's and not used.
@@ -90,6 +105,7 @@ class SiamMaskTrainingConfig:
     siammask: SiamMaskConfig = field(default_factory=SiamMaskConfig)
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     loss: SiamMaskLossConfig = field(default_factory=SiamMaskLossConfig)
+    freeze: int = 0
     data: SiamMaskDataConfig = field(default_factory=SiamMaskDataConfig)
     train: RunConfig = field(default_factory=RunConfig)
     phases: tuple[PhaseConfig, ...] = (PhaseConfig(name="siammask"),)
@@ -101,3 +117,4 @@ class SiamMaskTrainingConfig:
             raise ConfigError("model.output_stride must be 8 for SiamMask (17x17 RoWs), "
                               f"got {self.model.output_stride}")
         require(self.model.in_channels == 3, "model.in_channels", "must be 3 (colour frames)", self.model.in_channels)
+        require_freeze(self.freeze, self.model)

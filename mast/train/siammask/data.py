@@ -50,6 +50,34 @@ def jittered_crop(frame: torch.Tensor, box: torch.Tensor, side: float, size: int
     return crop, in_crop, cropped
 
 
+def _chance(generator: torch.Generator, probability: float) -> bool:
+    """True with ``probability``; draws nothing when it is 0 (a recipe without the option keeps its pairs)."""
+    return probability > 0 and float(torch.rand((), generator=generator)) < probability
+
+
+def jitter_colour(crop: torch.Tensor, amount: float, generator: torch.Generator) -> torch.Tensor:
+    """``(3, H, W)`` in ``[0, 1]`` with its brightness, contrast and saturation each scaled by
+    ``1 + u``, ``u`` uniform in ``+-amount``."""
+    brightness, contrast, saturation = (1 + _uniform(generator, amount, 3)).tolist()
+    crop = crop * brightness
+    crop = (crop - crop.mean()) * contrast + crop.mean()
+    grey = crop.mean(dim=0, keepdim=True)
+    return ((crop - grey) * saturation + grey).clamp(0, 1)
+
+
+def augment_crop(crop: torch.Tensor, data: SiamMaskDataConfig, generator: torch.Generator,
+                 box: torch.Tensor | None = None, mask: torch.Tensor | None = None):
+    """A crop ``(3, S, S)`` mirrored with probability ``data.hflip`` (its box ``(4,)`` and mask
+    ``(1, S, S)`` with it) and colour-jittered by ``data.colour`` -> ``(crop, box, mask)``."""
+    if _chance(generator, data.hflip):
+        crop, mask = crop.flip(-1), None if mask is None else mask.flip(-1)
+        if box is not None:
+            box = torch.cat([(crop.shape[-1] - 1 - box[:1]), box[1:]])
+    if data.colour > 0:
+        crop = jitter_colour(crop, data.colour, generator)
+    return crop, box, mask
+
+
 def draw_object_pair(videos: list[AnnotatedVideo], max_gap: int, min_pixels: int, generator: torch.Generator):
     """Two frames at most ``max_gap`` apart of a random video and a random object with ``min_pixels``
     mask pixels in both: ``(video, (frame_a, ids_a), (frame_b, ids_b), object id)``, frames
@@ -69,7 +97,9 @@ class PairDataset(AnnotatedSamples):
     """``samples`` training pairs of one phase; item ``i`` depends only on ``(seed, phase, i)``.
 
     Items: ``exemplar`` ``(3, 127, 127)``, ``search`` ``(3, 255, 255)``, ``search_mask``
-    ``(1, 255, 255)`` in ``[0, 1]``, ``box`` ``(4,)`` the target in search-crop pixels.
+    ``(1, 255, 255)`` in ``[0, 1]``, ``box`` ``(4,)`` the target in search-crop pixels,
+    ``positive`` ``()`` bool: False for a negative pair (``data.negative``), whose search
+    region holds another video's object (its box; an empty mask).
     """
 
     def __init__(self, videos: list[AnnotatedVideo], samples: int, seed: int, phase: int,
@@ -82,14 +112,23 @@ class PairDataset(AnnotatedSamples):
         object has ``min_pixels`` in both frames."""
         data = self.data
         generator = item_generator(self.seed, self.phase, index, attempt)
-        _, (frame_a, ids_a), (frame_b, ids_b), target = draw_object_pair(self.videos, data.max_gap,
-                                                                          data.min_pixels, generator)
-        box_a, box_b = minmax_box(ids_a == target), minmax_box(ids_b == target)
+        video, (frame_a, ids_a), (frame_b, ids_b), target = draw_object_pair(self.videos, data.max_gap,
+                                                                              data.min_pixels, generator)
+        box_a = minmax_box(ids_a == target)
         exemplar, _, _ = jittered_crop(frame_a, box_a, float(exemplar_side(box_a[2], box_a[3])), EXEMPLAR_SIZE,
                                        data.exemplar_shift, data.exemplar_scale, generator)
+        positive = len(self.videos) < 2 or not _chance(generator, data.negative)
+        if not positive:  # the search region of another video's pair: the same kind of crop, another object
+            others = [other for other in self.videos if other is not video]
+            _, _, (frame_b, ids_b), target = draw_object_pair(others, data.max_gap, data.min_pixels, generator)
+        box_b = minmax_box(ids_b == target)
         search, box, mask = jittered_crop(frame_b, box_b, float(search_side(box_b[2], box_b[3])), SEARCH_SIZE,
-                                          data.search_shift, data.search_scale, generator, mask=ids_b == target)
-        return {"exemplar": exemplar, "search": search, "search_mask": mask, "box": box}
+                                          data.search_shift, data.search_scale, generator,
+                                          mask=(ids_b == target) & positive)
+        exemplar, _, _ = augment_crop(exemplar, data, generator)
+        search, box, mask = augment_crop(search, data, generator, box, mask)
+        return {"exemplar": exemplar, "search": search, "search_mask": mask, "box": box,
+                "positive": torch.tensor(positive)}
 
 
 def collate_pairs(items: list[dict[str, Any]]) -> dict[str, Any]:

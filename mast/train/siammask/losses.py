@@ -116,8 +116,11 @@ def similarity_terms(logits: torch.Tensor, positive: torch.Tensor,
 
 def box_loss(deltas: torch.Tensor, targets: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """``L_box``: smooth L1 of predicted ``(B, k, 4, 17, 17)`` against target ``(B, k, 17, 17, 4)``
-    deltas, summed over the 4 coordinates, averaged over the positive anchors."""
+    deltas, summed over the 4 coordinates, averaged over the positive anchors (0 without one:
+    a batch of negative pairs)."""
     positive = labels == 1
+    if not bool(positive.any()):
+        return deltas.sum() * 0
     # beta 1/9: Faster R-CNN's RPN (sigma 3); at beta 1 the small deltas of good anchors see an L2 loss.
     errors = F.smooth_l1_loss(deltas.movedim(2, -1)[positive], targets[positive], reduction="none", beta=1 / 9)
     return errors.sum(-1).mean()

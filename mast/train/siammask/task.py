@@ -7,7 +7,9 @@ frame, the search region around it in the second (context rule, 127 / 255
 pixels, mean padding, through :func:`mast.ops.crops.square_crop`), each
 jittered as in the paper: shifts up to
 ``data.exemplar_shift`` / ``data.search_shift`` crop pixels, scales ``2^(+-data.exemplar_scale)`` and
-``2^(+-data.search_scale)``. The losses are :mod:`mast.train.siammask.losses`'
+``2^(+-data.search_scale)``; optionally mirrored and colour-jittered. A share
+``data.negative`` of the pairs is negative: the search region comes from another
+video, every RoW (anchor) is background and no mask is learnt. The losses are :mod:`mast.train.siammask.losses`'
 ``L_3B = 32 L_mask + L_score + L_box`` (three-branch) or ``L_2B = 32 L_mask + L_sim``
 (two-branch), with the weights of ``loss``. The one training loop runs it (Adam
 and its step schedule, not the paper's SGD with warm-up).
@@ -56,6 +58,7 @@ class SiamMaskTask(AnnotatedBaselineTask):
         self.model = SiamMask(config.model, config.siammask).to(world.device)
         if self.init_state is not None:
             self.model.load_backbone(self.init_state)
+        self.freeze_stages(self.model.backbone, self.config.freeze)
         self.anchors = make_anchors(config.siammask.anchor_ratios, config.siammask.anchor_scale, world.device)
         if world.is_main:
             log_annotated(self.videos, world.device, world.size)
@@ -80,14 +83,17 @@ class SiamMaskTask(AnnotatedBaselineTask):
         class balance of each (:meth:`_balance`)."""
         net, weights = self.config.siammask, self.config.loss
         hard = weights.negative_ratio if weights.hard_negatives else None
-        boxes = batch["box"].float()
+        self.hold_frozen()
+        boxes, pairs = batch["box"].float(), batch["positive"].view(-1, 1, 1)  # negative pairs: all background
         if net.branches == 3:
             labels, deltas = losses.anchor_labels(self.anchors, boxes, weights.positive_iou, weights.negative_iou)
+            labels = torch.where(pairs.unsqueeze(1), labels, 0)
             rows = losses.positive_rows((labels == 1).any(dim=1))
         else:
-            positive = losses.similarity_labels(boxes, weights.positive_radius)
+            positive = losses.similarity_labels(boxes, weights.positive_radius) & pairs
             rows = losses.positive_rows(positive)
-        out = model(batch["exemplar"], batch["search"], rows if net.mask else None)
+        masked = net.mask and len(rows) > 0  # a batch of negative pairs only has no mask to learn
+        out = model(batch["exemplar"], batch["search"], rows if masked else None)
         parts: dict[str, torch.Tensor] = {}
         if net.branches == 3:
             terms = losses.score_terms(out["score"].float(), labels, hard)
@@ -100,7 +106,7 @@ class SiamMaskTask(AnnotatedBaselineTask):
             parts["similarity"] = sum(terms) / 2
             total = weights.score_weight * parts["similarity"]
             parts.update(self._balance("similarity", terms, positive.float().mean()))
-        if net.mask:
+        if masked:
             targets = losses.mask_targets(batch["search_mask"], rows, net.mask_size)
             pixels = losses.mask_pixel_losses(out["masks"].float(), targets)
             terms = losses.class_means(pixels, targets > 0, targets < 0)
