@@ -13,7 +13,8 @@ any two is refused):
 - --validate-sequences: held out and scored during training (``--validate``):
   the recipe's ``validation`` section stops a run whose J&F stops improving,
   and the run keeps its best weights (best-model.pt) and its learning curve
-  (validation.png).
+  (validation.png), which starts at step 0 (the --init backbone, untrained
+  heads): every run is validated before its first step.
 - --score-sequences: read by no training and no validation; one ``mast
   compare`` scores on them zero motion (model ``static``), the LAB-pixel
   baseline under each --pixel-presets, the --init backbone under each
@@ -161,7 +162,8 @@ def training_command(name: str, args: argparse.Namespace) -> list[str]:
             "--data", args.davis, "--year", "2016", "--sequences", ",".join(args.train_sequences),
             "--validate", args.davis, "--validate-year", "2016", "--validate-split", args.split,
             "--validate-sequences", ",".join(args.validate_sequences),
-            *sets([f"train.time_budget_minutes={args.minutes}", *args.set])]
+            # validating at step 0 too: a run its budget ends early still has a best-model.pt to score
+            *sets([f"train.time_budget_minutes={args.minutes}", "validation.at_start=true", *args.set])]
 
 
 def sets(overrides: list[str]) -> list[str]:

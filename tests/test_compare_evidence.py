@@ -68,6 +68,7 @@ def test_the_default_trains_each_recipe_from_the_shipped_backbone(script, davis,
     assert command[command.index("--config") + 1] == str(script.ROOT / "configs" / "ranet-cpu.yaml")
     assert command[command.index("--sequences") + 1] == "a,b"
     assert command[command.index("--validate-sequences") + 1] == "v"
+    assert "validation.at_start=true" in command  # a learning curve from step 0, and always a best-model.pt
 
 
 def test_every_row_is_compared_the_best_weights_scored_and_a_rerun_reuses_the_training(
@@ -96,7 +97,9 @@ def test_every_row_is_compared_the_best_weights_scored_and_a_rerun_reuses_the_tr
     assert json.loads((run / "validation.json").read_text())["sequences"] == ["v"]
     assert yaml.safe_load((run / "config.yaml").read_text())["data"]["rotate"] == 30  # the ranet-cpu recipe
     record = json.loads((out / "compare_evidence.json").read_text())
-    assert record["ranet"]["steps"] == record["ranet"]["best_step"] == 1
+    history = json.loads((run / "validation.json").read_text())["history"]
+    assert [entry["step"] for entry in history] == [0, 1]  # validated before the first step and at the end
+    assert record["ranet"]["steps"] == 1 and record["ranet"]["best_step"] in (0, 1)
     assert (out / "ranet-validation.png").read_bytes() == (run / "validation.png").read_bytes()
     summary = (out / "evidence.md").read_text()
     assert "| ranet | (all) | supervised | ok |" in summary and "(ranet-validation.png)" in summary

@@ -31,6 +31,8 @@ def test_one_line_per_candidate_and_a_dot_for_the_best():
     assert colour_pixels(one_candidate, LINE_COLOURS[0]) > 20 and colour_pixels(one_candidate, LINE_COLOURS[2]) == 0
     moved = learning_curve(history, 10, 0.3, ["a", "b"])  # the best marked elsewhere draws another picture
     assert not np.array_equal(moved, image)
+    barred = learning_curve(history, 20, 0.6, ["a", "b"], zero_motion=0.25)  # the zero-motion bar: a 4th line
+    assert colour_pixels(image, LINE_COLOURS[3]) == 0 and colour_pixels(barred, LINE_COLOURS[3]) > 200
 
 
 def test_a_validated_run_writes_its_curve_after_every_validation_and_records_it(davis, tmp_path):  # noqa: F811

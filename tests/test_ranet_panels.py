@@ -137,8 +137,14 @@ def test_frozen_stages_keep_the_init_weights_and_statistics(tmp_path):
                                     "freeze=2"], schema=RANetTrainingConfig)
     task = RANetTask(config, davis)
     task.build(World(rank=0, size=1, device=torch.device("cpu")))
+    assert_training_keeps_stem_and_layer1(task, tmp_path / "run")
+
+
+def assert_training_keeps_stem_and_layer1(task, run) -> None:
+    """Trains a built baseline ``task`` of ``freeze: 2`` into ``run``: the stem's and layer1's weights
+    and BatchNorm buffers stay as they were, layer2's move."""
     before = {key: value.clone() for key, value in task.model.backbone.state_dict().items()}
-    Trainer(task, tmp_path / "run").run()
+    Trainer(task, run).run()
     after = task.model.backbone.state_dict()
     kept = [key for key in before if key.startswith(("stem.", "layers.0."))]
     moved = [key for key in before if key.startswith("layers.1.") and after[key].is_floating_point()]

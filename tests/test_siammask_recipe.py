@@ -77,15 +77,11 @@ def test_recipe_options_refuse_bad_values(setting):
 
 
 def test_frozen_stages_keep_their_weights_and_statistics(davis, tmp_path):
+    from test_ranet_panels import assert_training_keeps_stem_and_layer1  # tests/ is on sys.path under pytest
+
     task = SiamMaskTask(tiny_config(phases(3, lr=0.01), "siammask.branches=2", "freeze=2"), davis)
     task.build(_World())
-    before = {key: value.clone() for key, value in task.model.backbone.state_dict().items()}
-    Trainer(task, tmp_path / "run").run()
-    after = task.model.backbone.state_dict()
-    kept = [key for key in before if key.startswith(("stem.", "layers.0."))]
-    moved = [key for key in before if key.startswith("layers.1.") and after[key].is_floating_point()]
-    assert kept and all(torch.equal(before[key], after[key]) for key in kept)  # weights and BatchNorm buffers
-    assert any(not torch.equal(before[key], after[key]) for key in moved)
+    assert_training_keeps_stem_and_layer1(task, tmp_path / "run")
 
 
 def test_validation_at_start_scores_step_0_and_a_resumed_run_does_not_again(davis, tmp_path):
@@ -95,6 +91,11 @@ def test_validation_at_start_scores_step_0_and_a_resumed_run_does_not_again(davi
     run = tmp_path / "run"
     Trainer(SiamMaskTask(config, davis), run, validator=validator).run(stop_after=2)
     Trainer(SiamMaskTask(config, davis), run, validator=validator, resume=True).run()
-    history = json.loads((run / "validation.json").read_text())["history"]
-    assert [entry["step"] for entry in history] == [0, 2, 4]
+    record = json.loads((run / "validation.json").read_text())
+    assert [entry["step"] for entry in record["history"]] == [0, 2, 4]
     assert (run / "best-model.pt").is_file()
+    # the bar on the learning curve: the first mask on every frame, as `--model static` scores it
+    from mast.models.static import StaticTracker
+
+    assert record["zero_motion"] == pytest.approx(validator.score(StaticTracker()).JF)
+    assert 0 < record["zero_motion"] < 1

@@ -120,17 +120,22 @@ def test_evaluate_with_threads_and_no_processes_scores_with_that_many_workers(tm
 
 
 def test_a_worker_reports_every_thread_failure_but_the_tensor_sharing_thread_s():
+    """multiprocessing.resource_sharer's thread (``Thread-N (_serve)``) reports what a cut hand-over
+    raises through ``sys.excepthook`` itself; the worker's hook drops exactly those."""
     import threading
-    from types import SimpleNamespace
 
     from mast.common.threads import _parent_gone_is_no_fault
 
     reported = []
-    hook = _parent_gone_is_no_fault(reported.append)
-    sharing, other = threading.Thread(name="Thread-1 (_serve)"), threading.Thread(name="Thread-2 (load)")
-    for error in (EOFError, ConnectionResetError, OSError, RuntimeError):  # what a cut hand-over raises varies
-        hook(SimpleNamespace(thread=sharing, exc_type=error))
-    hook(SimpleNamespace(thread=other, exc_type=OSError))
-    hook(SimpleNamespace(thread=None, exc_type=ValueError))
-    assert [(args.thread and args.thread.name, args.exc_type) for args in reported] == [
-        ("Thread-2 (load)", OSError), (None, ValueError)]
+    hook = _parent_gone_is_no_fault(lambda exc_type, exc, traceback: reported.append(
+        (threading.current_thread().name, exc_type)))
+
+    def report_from(name: str, errors: tuple[type[BaseException], ...]) -> None:
+        thread = threading.Thread(name=name, target=lambda: [hook(error, error(), None) for error in errors])
+        thread.start()
+        thread.join()
+
+    report_from("Thread-1 (_serve)", (EOFError, ConnectionResetError, OSError, RuntimeError))  # a cut hand-over varies
+    report_from("Thread-2 (load)", (OSError,))
+    hook(ValueError, ValueError(), None)
+    assert reported == [("Thread-2 (load)", OSError), (threading.current_thread().name, ValueError)]

@@ -67,15 +67,17 @@ def start_worker_process() -> None:
     if torch is not None:
         torch.set_num_threads(1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    threading.excepthook = _parent_gone_is_no_fault(threading.excepthook)
+    # The sharing thread catches its own failures and hands them to sys.excepthook directly
+    # (multiprocessing.resource_sharer._serve), so threading.excepthook never sees them.
+    sys.excepthook = _parent_gone_is_no_fault(sys.excepthook)
 
 
 def _parent_gone_is_no_fault(report):
-    """``threading.excepthook`` that drops the tensor-sharing thread's failures (see
+    """``sys.excepthook`` that drops the failures reported from the tensor-sharing thread (see
     :func:`start_worker_process`) and passes every other thread's to ``report``."""
 
-    def hook(args) -> None:
-        if args.thread is None or not args.thread.name.endswith("(_serve)"):
-            report(args)
+    def hook(exc_type, exc, traceback) -> None:
+        if not threading.current_thread().name.endswith("(_serve)"):
+            report(exc_type, exc, traceback)
 
     return hook

@@ -338,9 +338,13 @@ class Trainer:
         best = max(scores, key=lambda name: scores[name].JF)
         self.progress.variant, self.last_score = best, scores[best].JF
         self.validations.append({"step": step, "best": best, **{name: s.as_dict() for name, s in scores.items()}})
+        # validating from step 0 also draws the bar: what the first mask on every frame scores
+        zero_motion = self.validator.zero_motion() if self.validator.at_start else None
         if self.writer is not None:
             for key, value in scores[best].as_dict().items():
                 self.writer.add_scalar(f"val/{key}", value, step)
+            if zero_motion is not None:
+                self.writer.add_scalar("val/zero_motion", zero_motion, step)
             for name, score in scores.items():
                 self.writer.add_scalar(f"val/{name}/J&F", score.JF, step)
         if scores[best].JF > self.progress.best_score + self.validator.min_delta:
@@ -352,9 +356,10 @@ class Trainer:
             self.progress.stale_validations += 1
         atomic_write_text(self.out_dir / "validation.json", json.dumps(
             {"sequences": self.validator.names, "best_step": self.progress.best_step,
-             "best_score": self.progress.best_score, "history": self.validations}, indent=2))
+             "best_score": self.progress.best_score, "zero_motion": zero_motion, "history": self.validations},
+            indent=2))
         write_learning_curve(self.out_dir / "validation.png", self.validations, self.progress.best_step,
-                             self.progress.best_score, self.validator.names)
+                             self.progress.best_score, self.validator.names, zero_motion)
         self.run_folder.record(self.out_dir / "validation.json", self.out_dir / "validation.png")
         logger.info("step %d: validation J&F %.3f (J %.3f, F %.3f) with %s; best %.3f at step %d", step,
                     scores[best].JF, scores[best].J, scores[best].F, best, self.progress.best_score,

@@ -36,6 +36,7 @@ from mast.eval.davis import evaluate_sequence, global_statistics, present_ids, s
 from mast.eval.line_plot import line_plot
 from mast.eval.propagate import PropagationInput, check_frames, track_ids
 from mast.eval.sources import davis_inputs
+from mast.models.static import StaticTracker
 from mast.models.tracker import Tracker
 
 if TYPE_CHECKING:
@@ -104,6 +105,7 @@ class Validator:
                              f"got {patience} and {min_delta}")
         self.dataset, self.every, self.max_frames = DavisDataset.at(root, year), every, max_frames
         self.patience, self.min_delta, self.at_start = patience, min_delta, at_start
+        self._zero_motion: float | None = None
         with _as_root_errors():
             inputs = davis_inputs(root, split, year, sequences)
         self.sequences = [self._load(item) for item in inputs]
@@ -158,6 +160,13 @@ class Validator:
         table = global_statistics(per_object)
         return Score(table["J-Mean"], table["F-Mean"])
 
+    def zero_motion(self) -> float:
+        """The J&F of the first mask on every frame (:class:`~mast.models.static.StaticTracker`,
+        zero motion), the bar a tracker must beat on these sequences; scored once."""
+        if self._zero_motion is None:
+            self._zero_motion = self.score(StaticTracker()).JF
+        return self._zero_motion
+
     @staticmethod
     def _objects(sequence: _Sequence) -> tuple[int, ...]:
         return scored_ids(present_ids(sequence.ground_truth[0]))  # as mast evaluate scores by default
@@ -169,23 +178,28 @@ class Validator:
         return evaluate_sequence(sequence.ground_truth, predictions, object_ids=self._objects(sequence))
 
 
-def learning_curve(history: list[dict], best_step: int, best_score: float, sequences: list[str]) -> np.ndarray:
+def learning_curve(history: list[dict], best_step: int, best_score: float, sequences: list[str],
+                   zero_motion: float | None = None) -> np.ndarray:
     """``(H, W, 3)`` uint8 BGR: validation J&F against steps, one line per way of tracking
     (candidate) of ``history`` (``validation.json``'s entries: ``step``, ``best`` and one
     ``{"J&F": ...}`` per candidate), and the best validation (``best_step``, ``best_score``, the
-    one ``best-<final_name>`` holds) as a dot of its own, named in the legend."""
+    one ``best-<final_name>`` holds) as a dot of its own, named in the legend; ``zero_motion``
+    (:meth:`Validator.zero_motion`), when given, as a flat line across the steps."""
     candidates = dict.fromkeys(name for entry in history for name in entry if name not in ("step", "best"))
     series = {name: ([entry["step"] for entry in history if name in entry],
                      [entry[name]["J&F"] for entry in history if name in entry]) for name in candidates}
     series[f"best: {best_score:.3f} at step {best_step}"] = ([best_step], [best_score])
+    if zero_motion is not None:
+        steps = [entry["step"] for entry in history] or [best_step]
+        series[f"zero motion (first mask): {zero_motion:.3f}"] = ([min(steps), max(steps)], [zero_motion] * 2)
     return line_plot(series, f"validation J&F on {', '.join(sequences)}", "training step", "J&F",
                      y_range=(0.0, 1.0))  # J&F's whole span: runs compare at a glance
 
 
 def write_learning_curve(path: str | os.PathLike, history: list[dict], best_step: int, best_score: float,
-                         sequences: list[str]) -> None:
+                         sequences: list[str], zero_motion: float | None = None) -> None:
     """:func:`learning_curve` as a PNG at ``path``, written atomically (a reader never sees half a file)."""
-    curve = learning_curve(history, best_step, best_score, sequences)
+    curve = learning_curve(history, best_step, best_score, sequences, zero_motion)
     atomic_write_with(path, lambda temporary: cv2.imwrite(str(temporary), curve))
 
 
