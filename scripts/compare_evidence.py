@@ -20,6 +20,11 @@ any two is refused):
   baseline under each --pixel-presets, the --init backbone under each
   --backbone-presets and each baseline's best-model.pt.
 
+With --refit each baseline is then trained again on the training and validation
+sequences together for as many steps as its best validation (standard practice
+once the held-out set has chosen the step count: the final model sees all the
+data there is), and scored too, as NAME-refit; the scored sequences stay unread.
+
 The jobs run one after another, each with --threads. OUT/runs/<NAME>/ holds
 each training run, OUT/models.yaml the models compared, OUT/compare/ the
 comparison (table, plot, page), OUT/<NAME>-validation.png each run's learning
@@ -81,6 +86,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--pixel-presets", default="quick", help="presets of the LAB-pixel rows (default quick)")
     parser.add_argument("--backbone-presets", default="quick",
                         help="presets of the self-supervised rows (default quick; crw is about 8 times slower)")
+    parser.add_argument("--refit", action="store_true",
+                        help="also train each baseline again on the training and validation sequences together "
+                             "for the steps its validation chose, and score that model as NAME-refit")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="config override given to every baseline's training")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads of each job (default 2)")
@@ -156,14 +164,21 @@ def mast(*arguments: str) -> None:
     subprocess.run([sys.executable, "-m", "mast", *map(str, arguments)], check=True, cwd=ROOT)
 
 
-def training_command(name: str, args: argparse.Namespace) -> list[str]:
-    """The ``mast`` arguments that train baseline ``name`` from ``--init``, validating on the held-out sequences."""
-    return ["train-baseline", name, "--config", args.recipes[name], "--init", args.init,
-            "--data", args.davis, "--year", "2016", "--sequences", ",".join(args.train_sequences),
+def training_command(name: str, args: argparse.Namespace, refit_steps: int | None = None) -> list[str]:
+    """The ``mast`` arguments that train baseline ``name`` from ``--init``, validating on the held-out
+    sequences; with ``refit_steps``, on the training and validation sequences together for that
+    many steps, without validation (the held-out sequences chose the step count)."""
+    budget = f"train.time_budget_minutes={args.minutes}"
+    command = ["train-baseline", name, "--config", args.recipes[name], "--init", args.init, "--data", args.davis,
+               "--year", "2016"]
+    if refit_steps is not None:
+        sequences = ",".join(args.train_sequences + args.validate_sequences)
+        return [*command, "--sequences", sequences, *sets([budget, *args.set, f"phases.0.steps={refit_steps}"])]
+    return [*command, "--sequences", ",".join(args.train_sequences),
             "--validate", args.davis, "--validate-year", "2016", "--validate-split", args.split,
             "--validate-sequences", ",".join(args.validate_sequences),
             # validating at step 0 too: a run its budget ends early still has a best-model.pt to score
-            *sets([f"train.time_budget_minutes={args.minutes}", "validation.at_start=true", *args.set])]
+            *sets([budget, "validation.at_start=true", *args.set])]
 
 
 def sets(overrides: list[str]) -> list[str]:
@@ -205,6 +220,27 @@ def train(name: str, args: argparse.Namespace, record: dict) -> None:
     save_record(args, record)
 
 
+def refit(name: str, args: argparse.Namespace, record: dict) -> None:
+    """Trains ``name`` again as OUT/runs/<name>-refit (unless its model.pt exists): on the training and
+    validation sequences together, for the steps of its best validation; none when that was step 0."""
+    entry = record[name]
+    if entry["best_step"] < 1:
+        print(f"{name}: no refit (its best validation was its starting model, step 0)", flush=True)
+        entry["refit"] = None
+        return
+    run = args.out / "runs" / f"{name}-refit"
+    refitted = entry.get("refit") or {"steps": entry["best_step"], "wall_seconds": 0.0}
+    entry["refit"] = refitted
+    if not (run / "model.pt").is_file():
+        print(f"{name}: refit on {', '.join(args.train_sequences + args.validate_sequences)} for "
+              f"{refitted['steps']} steps", flush=True)
+        start = time.monotonic()
+        resume = ["--resume"] if (run / "checkpoints" / "last.pt").is_file() else []
+        mast(*training_command(name, args, refitted["steps"]), "--out", run, "--threads", args.threads, *resume)
+        refitted["wall_seconds"] += time.monotonic() - start
+    save_record(args, record)
+
+
 def steps_reached(run: Path) -> int:
     """The global step a finished training ended at: the loop checkpoints it last, as ``step-<N>.pt``
     (none when its time budget ran out before the first step)."""
@@ -223,7 +259,14 @@ def models_file(args: argparse.Namespace) -> list[dict]:
     entries += [{"name": f"self-supervised-{preset}", "model": "mast", "checkpoint": args.init,
                  "preset": preset} for preset in args.backbone_presets]
     entries += [{"name": name, "model": name, "checkpoint": f"runs/{name}/best-model.pt"} for name in args.baselines]
+    entries += [{"name": f"{name}-refit", "model": name, "checkpoint": f"runs/{name}-refit/model.pt"}
+                for name in args.baselines if args.refit and has_refit(args, name)]
     return entries
+
+
+def has_refit(args: argparse.Namespace, name: str) -> bool:
+    """Whether baseline ``name`` has a refit model to score."""
+    return (args.out / "runs" / f"{name}-refit" / "model.pt").is_file()
 
 
 def summary(args: argparse.Namespace, record: dict) -> str:
@@ -238,6 +281,9 @@ def summary(args: argparse.Namespace, record: dict) -> str:
                   f"({Path(entry['settings']['config']).name}); best validation J&F {entry['best_score']:.3f} "
                   f"at step {entry['best_step']}.", "",
                   f"![{name}: validation J&F against steps]({name}-validation.png)", ""]
+        if args.refit and entry.get("refit"):
+            lines += [f"{name}-refit: the same recipe on {', '.join(args.train_sequences + args.validate_sequences)} "
+                      f"for {entry['refit']['steps']} steps, {entry['refit']['wall_seconds'] / 60:.1f} min.", ""]
     return "\n".join(lines)
 
 
@@ -248,6 +294,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     for name in args.baselines:
         train(name, args, record)
+        if args.refit:
+            refit(name, args, record)
     atomic_write_text(args.out / "models.yaml", yaml.safe_dump(models_file(args), sort_keys=False))
     mast("compare", "--models", args.out / "models.yaml", "--davis", args.davis, "--year", "2016",
          "--split", args.split, "--sequences", ",".join(args.score_sequences), "--out", args.out / "compare",

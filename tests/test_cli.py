@@ -165,8 +165,10 @@ def _interrupted(command: list[str], started: str) -> tuple[int, str]:
     from pathlib import Path
 
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    process = subprocess.Popen([sys.executable, "-m", "mast", *command], stderr=subprocess.PIPE,
-                               env=env, start_new_session=True)
+    # Ctrl-C as a terminal's foreground job gets it, even when these tests run as a background job
+    # (whose shell set SIGINT to "ignore", which a child inherits and Python then keeps).
+    process = subprocess.Popen([sys.executable, "-m", "mast", *command], stderr=subprocess.PIPE, env=env,
+                               start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     chunks: list[bytes] = []
     reader = threading.Thread(target=lambda: chunks.extend(iter(lambda: os.read(process.stderr.fileno(), 4096), b"")))
     reader.start()

@@ -110,3 +110,36 @@ def test_every_row_is_compared_the_best_weights_scored_and_a_rerun_reuses_the_tr
     assert ran == ["compare"]  # no training again; mast compare reuses its own rows
     with pytest.raises(SystemExit, match="ranet was trained with other settings"):
         script.main([*argv, "--minutes", "2"])
+
+
+def _tiny_init(tmp_path):
+    init = tmp_path / "backbone.pt"
+    ResNetBackbone(BackboneConfig(colour_space="rgb", output_stride=8, feature_dim=16, widths=(8, 16, 32, 32),
+                                  blocks=(1, 1, 1, 1))).save(init)
+    return init
+
+
+def test_refit_trains_on_training_and_validation_sequences_for_the_steps_validation_chose(script, davis, tmp_path):
+    out = tmp_path / "out"
+    argv = ["--davis", str(davis), *SPLIT, "--baselines", "ranet", "--init", str(_tiny_init(tmp_path)),
+            "--out", str(out), *TINY, "--set", "validation.at_start=false", "--refit"]  # the one validation: step 1
+    assert script.main(argv) == 0
+    record = json.loads((out / "compare_evidence.json").read_text())
+    assert record["ranet"]["best_step"] == record["ranet"]["refit"]["steps"] == 1
+    refitted = out / "runs" / "ranet-refit"
+    assert json.loads((refitted / "run.json").read_text())["history"][0]["sequences"] == ["a", "b", "v"]
+    assert not (refitted / "validation.json").exists()  # c is never read; v is trained on, not validated
+    models = yaml.safe_load((out / "models.yaml").read_text())
+    assert models[-1] == {"name": "ranet-refit", "model": "ranet", "checkpoint": "runs/ranet-refit/model.pt"}
+    with open(out / "compare" / "compare.csv") as table:
+        assert {"ranet-refit", "ranet"} <= {row["model"] for row in csv.DictReader(table) if row["sequence"] == "c"}
+    assert "ranet-refit: the same recipe on a, b, v for 1 steps" in (out / "evidence.md").read_text()
+
+
+def test_no_refit_when_the_best_validation_was_the_starting_model(script, davis, tmp_path, monkeypatch):
+    args = script.parse_args(["--davis", str(davis), *SPLIT, "--baselines", "ranet", "--refit",
+                              "--out", str(tmp_path / "out")])
+    monkeypatch.setattr(script, "mast", lambda *arguments: pytest.fail("nothing to refit: step 0 was best"))
+    record = {"ranet": {"best_step": 0}}
+    script.refit("ranet", args, record)
+    assert record["ranet"]["refit"] is None and script.models_file(args)[-1]["name"] == "ranet"
