@@ -24,7 +24,7 @@ from mast.common.config import read_yaml
 from mast.common.errors import ArgumentError, MissingPathError
 from mast.models.builder import TRACKERS, load_tracker
 from mast.models.published import detect
-from mast.models.shipped import SHIPPED, shipped_file
+from mast.models.shipped import checkpoint_path
 from mast.models.tracker import Tracker
 
 #: What a model was trained with, as the table says it.
@@ -131,10 +131,7 @@ def _checkpoint(value: Any, path: Path, where: str) -> Path | None:
         return None
     if not isinstance(value, str) or not value:
         raise ArgumentError("models", f"{where}: checkpoint must be a file path, got {value!r}")
-    checkpoint = Path(value).expanduser()
-    checkpoint = checkpoint if checkpoint.is_absolute() else path.parent / checkpoint
-    if not checkpoint.exists() and value in SHIPPED:
-        checkpoint = shipped_file(value)
+    checkpoint = checkpoint_path(value, path.parent)
     if not checkpoint.is_file():
         raise ArgumentError("models", f"{where}: checkpoint {checkpoint} "
                                       f"{'is not a file' if checkpoint.exists() else 'does not exist'}")

@@ -21,9 +21,11 @@ def shipped_file(name: str) -> Path:
     return WEIGHTS / SHIPPED[name]
 
 
-def checkpoint_path(value: str | os.PathLike) -> Path:
-    """``value`` as a file path: itself when it exists or is no shipped name, else the shipped file."""
+def checkpoint_path(value: str | os.PathLike, folder: str | os.PathLike | None = None) -> Path:
+    """``value`` as a file path (a relative one under ``folder`` when given): that path when it
+    exists or ``value`` is no shipped name, else the shipped file."""
     path = Path(value).expanduser()
+    path = path if folder is None or path.is_absolute() else Path(folder) / path
     if path.exists() or str(value) not in SHIPPED:
         return path
     return shipped_file(str(value))
