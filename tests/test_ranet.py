@@ -14,6 +14,7 @@ from mast.common.config import ConfigError
 from mast.common.masks import read_mask, write_palette_png
 from mast.data.synthetic import translating_video
 from mast.models.backbone import BackboneConfig
+from mast.models.matching import nearest_correlation
 from mast.models.ranet.model import (RANet, RANetConfig, best_correlation, correlation_maps, discriminant_scores,
                                      gather_maps, neighbourhood_maxima, rank_side)
 from mast.models.ranet.tracker import RANetTracker, loose_box, merge_objects
@@ -152,6 +153,57 @@ def test_correlation_maps_equal_brute_force():
     torch.testing.assert_close(chosen[0, 0], maps[0, 3])
     assert bool((chosen[0, 1] == 0).all())
     torch.testing.assert_close(chosen[1], maps[1, [0, 4]])
+
+
+@pytest.mark.parametrize("chunk", [2, 64])
+def test_nearest_correlation_equals_brute_force(chunk):
+    template = torch.nn.functional.normalize(torch.randn(2, 7, 4), dim=2)
+    current = torch.nn.functional.normalize(torch.randn(2, 4, 3, 5), dim=1)
+    foreground = torch.tensor([[True, False, True, False, False, True, False], [False] * 7])
+    nearest = nearest_correlation(template, foreground, current, chunk=chunk)
+    assert nearest.shape == (2, 2, 3, 5)
+    maps = correlation_maps(template, current)  # (B, N, h, w), checked against brute force above
+    torch.testing.assert_close(nearest[0, 0], maps[0, foreground[0]].amax(dim=0))
+    torch.testing.assert_close(nearest[0, 1], maps[0, ~foreground[0]].amax(dim=0))
+    # No foreground pixel at all: that side is the lowest cosine, -1.
+    assert bool((nearest[1, 0] == -1).all())
+    torch.testing.assert_close(nearest[1, 1], maps[1].amax(dim=0))
+
+
+def test_untrained_nearest_match_labels_each_pixel_by_its_nearest_template_pixel():
+    model = tiny_model(ranked_maps=8, nearest_match=True)
+    frames = torch.rand(2, 3, 64, 64)
+    mask = torch.zeros(2, 64, 64)
+    mask[:, 16:40, 16:40] = 1
+    template, current = model.encode(frames), model.encode(frames.flip(0))
+    with torch.no_grad():
+        ranking = model.template(template, mask)
+        logits = model.segment(ranking, current, mask)
+        nearest = nearest_correlation(ranking.features, ranking.foreground, current.embedding)
+    prior = torch.nn.functional.interpolate(nearest[:, :1] - nearest[:, 1:], size=(64, 64), mode="bilinear",
+                                            align_corners=False)[:, 0]
+    torch.testing.assert_close(logits, model.config.prior_gain * prior)
+    assert float((logits > 0).float().mean()) > 0
+
+
+def test_nearest_match_round_trips_and_old_checkpoints_load_without_it(tmp_path):
+    model = tiny_model(ranked_maps=8, nearest_match=True, prior_gain=5.0)
+    with torch.no_grad():
+        model.prior_gain.fill_(7.5)
+    model.save(tmp_path / "model.pt")
+    loaded = RANet.from_checkpoint(tmp_path / "model.pt")
+    assert loaded.config.nearest_match and loaded.config.prior_gain == 5.0
+    assert loaded.prior_gain.item() == 7.5
+    # A checkpoint written before the option existed has no such keys: it loads as nearest_match=False.
+    old = tiny_model(ranked_maps=8)
+    old.save(tmp_path / "old.pt")
+    payload = torch.load(tmp_path / "old.pt", weights_only=True)
+    for key in ("nearest_match", "prior_gain"):
+        del payload["ranet_config"][key]
+    torch.save(payload, tmp_path / "old.pt")
+    assert RANet.from_checkpoint(tmp_path / "old.pt").config.nearest_match is False
+    with pytest.raises(ConfigError, match="prior_gain"):
+        RANetConfig(prior_gain=0)
 
 
 def test_discriminant_score_and_neighbourhood_maxima_by_hand():
@@ -318,7 +370,7 @@ def test_resume_reproduces_the_uninterrupted_run(davis, tmp_path):
         torch.testing.assert_close(full[key], cut[key])
 
 
-@pytest.mark.parametrize("variant", [{}, {"discriminant": True, "neighbourhood_max": True}])
+@pytest.mark.parametrize("variant", [{}, {"discriminant": True, "neighbourhood_max": True}, {"nearest_match": True}])
 def test_every_parameter_learns(variant):
     """What DDP needs of a model (the loop's DDP itself is tests/test_train.py's): no unused parameter."""
     model = tiny_model(ranked_maps=8, **variant).train()

@@ -14,6 +14,16 @@ with fewer pixels. A decoder turns these maps and the previous mask
 ``M_{t-1}`` into the current mask's logits, refining at strides 4 and 2 with
 the current frame's ``stages()`` features.
 
+With ``nearest_match`` the decoder also gets, for every current pixel, its
+best correlation with any foreground and with any background template pixel
+(nearest-neighbour matching to the first frame, as [VideoMatch] and
+[FEELVOS]' global matching), and its logits are added to ``prior_gain`` times
+their difference, with the decoder's last layer zero-initialised: the
+untrained network labels each pixel by its nearest template pixel, which a
+self-supervised ``init`` backbone already does well on video it never saw
+(docs/baselines.md §7.3), and training learns a correction to it instead of
+a mask from scratch.
+
 Only the kept maps are computed: the ranking needs each template pixel's
 best correlation, which is taken in chunks of template pixels without the
 gradient (ranking is not differentiable); the learned score reaches the loss
@@ -35,6 +45,7 @@ from torch import nn
 from mast.common.checkpoints import load_checkpoint, save_checkpoint
 from mast.common.config import require
 from mast.models.backbone import BackboneConfig, ResNetBackbone, load_weights, saved_backbone_config
+from mast.models.matching import nearest_correlation
 
 #: ``model.pt``'s ``format`` entry.
 CHECKPOINT_FORMAT = "mast-ranet"
@@ -59,6 +70,10 @@ class RANetConfig:
         loose_crop: at inference, segment only a box ``crop_scale`` times the tight box of
             the previous masks (all objects together) [Thesis] §3.2.2; training uses whole frames.
         crop_scale: the loose box's size relative to the tight box.
+        nearest_match: feed the decoder each current pixel's best foreground and background
+            correlation and start its logits from their difference (module docstring).
+        prior_gain: the initial weight of that difference in the logits (learned; a
+            cosine gap of 0.1 is then a logit of ``0.1 * prior_gain``).
     """
 
     ranked_maps: int = 256
@@ -70,6 +85,8 @@ class RANetConfig:
     neighbourhood: int = 3
     loose_crop: bool = True
     crop_scale: float = 1.5
+    nearest_match: bool = False
+    prior_gain: float = 20.0
 
     def __post_init__(self) -> None:
         require(self.ranked_maps >= 1, "ranked_maps", "must be an integer >= 1", self.ranked_maps)
@@ -80,6 +97,7 @@ class RANetConfig:
         require(self.neighbourhood >= 1 and self.neighbourhood % 2 == 1, "neighbourhood",
                 "must be an odd integer >= 1 (feature cells)", self.neighbourhood)
         require(self.crop_scale >= 1, "crop_scale", "must be a number >= 1", self.crop_scale)
+        require(self.prior_gain > 0, "prior_gain", "must be a number > 0", self.prior_gain)
 
 
 # -- the ranking attention module, as tensor functions -------------------------------------------------------------
@@ -270,7 +288,8 @@ class _Refine(nn.Module):
 
 
 class Decoder(nn.Module):
-    """Ranked maps ``(B, 2K, h, w)`` and the previous mask ``(B, 1, H, W)`` -> logits ``(B, 1, H, W)``."""
+    """Ranked maps ``(B, 2K, h, w)`` (and, with ``nearest_match``, the two nearest-correlation maps
+    after them) and the previous mask ``(B, 1, H, W)`` -> logits ``(B, 1, H, W)``."""
 
     def __init__(self, maps: int, width: int, skip_channels: tuple[int, int]) -> None:
         super().__init__()
@@ -308,7 +327,13 @@ class RANet(nn.Module):
         nn.init.zeros_(self.embed[2].weight)
         nn.init.zeros_(self.embed[2].bias)
         self.ranker = nn.Sequential(nn.Conv2d(dim, dim, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(dim, 1, 1))
-        self.decoder = Decoder(2 * self.config.ranked_maps, self.config.decoder_width, (widths[0], widths[1]))
+        nearest = 2 if self.config.nearest_match else 0
+        self.decoder = Decoder(2 * self.config.ranked_maps + nearest, self.config.decoder_width, (widths[0], widths[1]))
+        if self.config.nearest_match:
+            # The untrained decoder adds nothing: the logits start as the nearest-match prior's.
+            nn.init.zeros_(self.decoder.out.weight)
+            nn.init.zeros_(self.decoder.out.bias)
+            self.prior_gain = nn.Parameter(torch.tensor(float(self.config.prior_gain)))
 
     def encode(self, frames: torch.Tensor) -> Encoded:
         """Frames ``(B, 3, H, W)`` RGB in ``[0, 1]`` -> their :class:`Encoded`."""
@@ -363,7 +388,13 @@ class RANet(nn.Module):
                              f"got {tuple(previous_mask.shape)}")
         maps, _ = self.ranked_maps(template, current)
         previous = previous_mask[:, None].to(maps.dtype)
-        return self.decoder(maps, previous, current.skips, current.size)[:, 0]
+        if not self.config.nearest_match:
+            return self.decoder(maps, previous, current.skips, current.size)[:, 0]
+        nearest = nearest_correlation(template.features, template.foreground, current.embedding)
+        logits = self.decoder(torch.cat([maps, nearest], dim=1), previous, current.skips, current.size)
+        prior = F.interpolate(nearest[:, :1] - nearest[:, 1:], size=current.size, mode="bilinear",
+                              align_corners=False)
+        return (logits + self.prior_gain * prior)[:, 0]
 
     def forward(self, template: torch.Tensor, template_mask: torch.Tensor, current: torch.Tensor,
                 previous_mask: torch.Tensor) -> torch.Tensor:
