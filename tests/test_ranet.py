@@ -155,21 +155,6 @@ def test_correlation_maps_equal_brute_force():
     torch.testing.assert_close(chosen[1], maps[1, [0, 4]])
 
 
-@pytest.mark.parametrize("chunk", [2, 64])
-def test_nearest_correlation_equals_brute_force(chunk):
-    template = torch.nn.functional.normalize(torch.randn(2, 7, 4), dim=2)
-    current = torch.nn.functional.normalize(torch.randn(2, 4, 3, 5), dim=1)
-    foreground = torch.tensor([[True, False, True, False, False, True, False], [False] * 7])
-    nearest = nearest_correlation(template, foreground, current, chunk=chunk)
-    assert nearest.shape == (2, 2, 3, 5)
-    maps = correlation_maps(template, current)  # (B, N, h, w), checked against brute force above
-    torch.testing.assert_close(nearest[0, 0], maps[0, foreground[0]].amax(dim=0))
-    torch.testing.assert_close(nearest[0, 1], maps[0, ~foreground[0]].amax(dim=0))
-    # No foreground pixel at all: that side is the lowest cosine, -1.
-    assert bool((nearest[1, 0] == -1).all())
-    torch.testing.assert_close(nearest[1, 1], maps[1].amax(dim=0))
-
-
 def test_untrained_nearest_match_labels_each_pixel_by_its_nearest_template_pixel():
     model = tiny_model(ranked_maps=8, nearest_match=True)
     frames = torch.rand(2, 3, 64, 64)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from mast.common.config import ConfigError
 from mast.common.masks import read_mask, write_palette_png
 from mast.data.synthetic import translating_video
 from mast.models.backbone import BackboneConfig, ResNetBackbone
@@ -16,7 +17,7 @@ from mast.models.siammask.geometry import (
     RESPONSE_SIZE, box_iou, decode_boxes, encode_boxes, exemplar_side, make_anchors, minmax_box, rotated_box,
     row_coordinates, search_side,
 )
-from mast.models.siammask.model import SiamMask, SiamMaskConfig, depthwise_correlation
+from mast.models.siammask.model import SiamMask, SiamMaskConfig, depthwise_correlation, window_prior
 from mast.models.siammask.tracker import SiamMaskTracker, TrackerConfig, merge_objects, paste_mask
 from mast.models.tracker import track
 from mast.ops.crops import square_crop
@@ -199,6 +200,7 @@ def test_depthwise_correlation_equals_a_brute_force_loop():
                 for x in range(6):
                     expected[b, c, y, x] = (search[b, c, y:y + 4, x:x + 3] * kernel[b, c]).sum()
     torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(depthwise_correlation(search, kernel, stride=2), out[..., ::2, ::2])
 
 
 @pytest.mark.parametrize("branches,mask,refine", [(2, True, False), (3, True, False), (3, True, True),
@@ -220,14 +222,98 @@ def test_every_head_has_its_shape(branches, mask, refine):
 
 
 def test_config_errors_name_the_key():
-    from mast.common.config import ConfigError
-
     with pytest.raises(ConfigError, match="siammask.refine needs mask: true"):
         tiny_config("siammask.mask=false", "siammask.refine=true")
     with pytest.raises(ConfigError, match="model.output_stride must be 8"):
         tiny_config("model.output_stride=4")
     with pytest.raises(ConfigError, match="tracker.box_from"):
         tiny_config("tracker.box_from=opt")
+    with pytest.raises(ConfigError, match="siammask.prior_gain"):
+        tiny_config("siammask.prior_gain=0")
+
+
+# -- nearest match ---------------------------------------------------------------
+
+
+def _nearest(branches: int = 2, refine: bool = True, mask: bool = True, **extra) -> SiamMask:
+    torch.manual_seed(0)
+    return SiamMask(TINY_BACKBONE, SiamMaskConfig(branches=branches, mask=mask, refine=refine, channels=16,
+                                                  nearest_match=True, **extra)).eval()
+
+
+def _disc(batch: int = 2, size: int = 127, radius: float = 30.0) -> torch.Tensor:
+    """``(batch, size, size)``: a centred disc, an exemplar's object mask."""
+    ys, xs = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    centre = (size - 1) / 2
+    return (((xs - centre) ** 2 + (ys - centre) ** 2) <= radius**2).float().expand(batch, -1, -1)
+
+
+@pytest.mark.parametrize("branches,refine", [(2, True), (3, False)])
+def test_untrained_nearest_match_scores_and_masks_are_the_prior(branches, refine):
+    model = _nearest(branches, refine)
+    rows = torch.tensor([[0, 8, 8], [1, 0, 16], [1, 5, 3]])
+    with torch.no_grad():
+        templates = model.templates(torch.rand(2, 3, 127, 127), _disc())
+        out = model.respond(templates, torch.rand(2, 3, 255, 255))
+        masks = model.row_masks(out, rows)
+    prior, kernel, gain = out["prior"], templates["match_kernel"], model.config.prior_gain
+    assert prior.shape == (2, 1, 64, 64) and kernel.shape == (2, 1, 32, 32)  # cells 4 crop pixels apart
+    torch.testing.assert_close(kernel.sum((1, 2, 3)), torch.ones(2))
+    # RoW (i, j) averages the prior over the exemplar's object laid on the search cells from (2i, 2j).
+    pooled = torch.tensor([[[(prior[b, 0, 2 * i:2 * i + 32, 2 * j:2 * j + 32] * kernel[b, 0]).sum() for j in range(17)]
+                            for i in range(17)] for b in range(2)])
+    if branches == 2:
+        torch.testing.assert_close(out["score"][:, 0], gain * pooled, rtol=1e-4, atol=1e-4)
+    else:  # every anchor's object logit; the background logits are the zeroed head's
+        torch.testing.assert_close(out["score"][:, :, 1], gain * pooled[:, None].expand(-1, 5, -1, -1),
+                                   rtol=1e-4, atol=1e-4)
+        assert bool((out["score"][:, :, 0] == 0).all())
+    torch.testing.assert_close(masks, gain * window_prior(prior, rows, model.config.mask_size))
+    assert float(prior.abs().max()) > 0
+
+
+@pytest.mark.parametrize("cells,size", [(64, 127), (32, 127), (64, 63)])
+def test_window_prior_samples_the_rows_window(cells, size):
+    stride = 256 // cells  # cell m is centred at search pixel stride * m
+    ramp = torch.arange(float(cells)).expand(1, 1, cells, cells)  # each cell's column index
+    rows = torch.tensor([[0, 3, 0], [0, 16, 12]])
+    sampled = window_prior(ramp, rows, size)
+    # Mask sample k covers search pixel 8 j + 63 + (k - (S - 1) / 2) * 127 / S (the RoW window's grid).
+    pixels = 8 * rows[:, 2:3] + 63 + (torch.arange(float(size)) - (size - 1) / 2) * 127 / size
+    torch.testing.assert_close(sampled[:, size // 2], pixels / stride)
+
+
+def test_the_score_peaks_where_the_exemplar_was_cut_from_the_search_crop():
+    model = _nearest()
+    search = torch.rand(1, 3, 255, 255)
+    for i, j in [(8, 8), (3, 12), (14, 2)]:
+        exemplar = search[:, :, 8 * i:8 * i + 127, 8 * j:8 * j + 127]  # RoW (i, j)'s window
+        with torch.no_grad():
+            score = model.respond(model.templates(exemplar, _disc(1, radius=24)), search)["score"][0, 0]
+        assert divmod(int(score.argmax()), 17) == (i, j)
+
+
+def test_nearest_match_needs_the_exemplar_mask():
+    with pytest.raises(ValueError, match="nearest_match needs the exemplar's mask"):
+        _nearest().templates(torch.rand(1, 3, 127, 127))
+
+
+def test_nearest_match_round_trips_and_old_checkpoints_load_without_it(tmp_path):
+    model = _nearest(prior_gain=5.0)
+    with torch.no_grad():
+        model.prior_gain.fill_(7.5)
+        model.score_gain.fill_(3.0)
+    model.save(tmp_path / "model.pt")
+    loaded = SiamMask.from_checkpoint(tmp_path / "model.pt")
+    assert loaded.config.nearest_match and loaded.config.prior_gain == 5.0
+    assert (loaded.prior_gain.item(), loaded.score_gain.item()) == (7.5, 3.0)
+    # A checkpoint written before the option existed has no such keys: it loads as nearest_match=False.
+    _untrained(branches=2).save(tmp_path / "old.pt")
+    payload = torch.load(tmp_path / "old.pt", weights_only=True)
+    for key in ("nearest_match", "prior_gain"):
+        del payload["siammask_config"][key]
+    torch.save(payload, tmp_path / "old.pt")
+    assert SiamMask.from_checkpoint(tmp_path / "old.pt").config.nearest_match is False
 
 
 # -- training --------------------------------------------------------------------
@@ -257,7 +343,7 @@ def test_training_lowers_every_loss_and_leaves_model_pt(trained, davis, tmp_path
 
 
 @pytest.mark.parametrize("variant", ["siammask.branches=2", "siammask.refine=true", "loss.hard_negatives=true",
-                                     "siammask.mask=false"])
+                                     "siammask.mask=false", "siammask.nearest_match=true"])
 def test_every_variant_trains(davis, tmp_path, variant):
     result = Trainer(SiamMaskTask(tiny_config(phases(2), variant, "train.batch_size=2"), davis), tmp_path / "run").run()
     assert len(result["losses"]) == 2 and all(np.isfinite(result["losses"]))
@@ -282,7 +368,10 @@ class _World:
 
 
 @pytest.mark.parametrize("variant", ["siammask.branches=3", "siammask.branches=2", "siammask.refine=true",
-                                     "siammask.mask=false", "siammask.branches=2,siammask.mask=false"])
+                                     "siammask.mask=false", "siammask.branches=2,siammask.mask=false",
+                                     "siammask.nearest_match=true",
+                                     "siammask.nearest_match=true,siammask.branches=2,siammask.refine=true",
+                                     "siammask.nearest_match=true,siammask.mask=false"])
 def test_every_parameter_gets_a_gradient(davis, variant):
     """What DDP (torchrun) needs: no parameter outside the loss, in every variant."""
     task = SiamMaskTask(tiny_config(phases(1), *variant.split(",")), davis)
@@ -330,6 +419,9 @@ def test_a_pair_dataset_item_is_centred_on_its_object(davis):
     box = minmax_box(item["search_mask"][0] > 0.5)
     torch.testing.assert_close(box, item["box"], atol=3.0, rtol=0.05)  # the jitter moves both alike
     assert abs(float(item["box"][0]) - 127) <= 9 and abs(float(item["box"][1]) - 127) <= 9
+    assert item["exemplar_mask"].shape == (127, 127)  # the object on the exemplar, cropped with it
+    centre = minmax_box(item["exemplar_mask"] > 0.5)[:2]
+    assert float((centre - 63).abs().max()) <= 9
     assert torch.equal(task.dataset(0, 8)[3]["search"], item["search"])  # item i depends on (seed, phase, i) only
 
 
@@ -366,6 +458,14 @@ def test_every_mode_tracks_several_objects_and_an_object_at_the_border(branches,
         assert step.probabilities.shape == (4, 72, 88) and step.boxes.shape == (3, 4)
         assert torch.allclose(step.probabilities.sum(0), torch.ones(72, 88), atol=1e-5)
         assert bool(torch.isfinite(step.boxes).all())
+
+
+def test_untrained_nearest_match_follows_a_translating_object():
+    """No training, a random tiny backbone: matching to the first frame's cells alone follows the
+    disc (measured: IoU 0.56-0.73, mean 0.62; the same network without nearest_match: 0 in every frame)."""
+    frames, masks = translating_video(num_frames=FRAMES, height=SIZE, width=SIZE, velocity=VELOCITIES[0], seed=0)
+    ious = _ious(SiamMaskTracker(_nearest(), TrackerConfig(scale_step=1.0375)), frames, masks)
+    assert min(ious) > 0.5, ious
 
 
 def test_a_target_leaving_the_frame_is_kept_at_its_last_box_with_an_empty_mask():

@@ -9,6 +9,7 @@ SiamMask feed it to their decoders and start their logits from it.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 #: Template pixels correlated at once: bounds the ``(B, CHUNK, h*w)`` product.
 CHUNK = 1024
@@ -37,3 +38,13 @@ def nearest_correlation(template: torch.Tensor, foreground: torch.Tensor, curren
         sides = [similarity.masked_fill(~side, -1.0).amax(dim=1), similarity.masked_fill(side, -1.0).amax(dim=1)]
         best = torch.maximum(best, torch.stack(sides, dim=1))
     return best.unflatten(2, current.shape[-2:])
+
+
+def cell_coverage(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """``(B, h, w)``: the share of each feature cell covered by ``mask`` (``(B, H, W)`` in [0, 1])."""
+    return F.adaptive_avg_pool2d(mask[:, None].float(), size)[:, 0]
+
+
+def feature_mask(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """``(B, h, w)`` bool: feature cells at least half covered by ``mask`` (``(B, H, W)`` in [0, 1])."""
+    return cell_coverage(mask, size) >= 0.5

@@ -45,7 +45,7 @@ from torch import nn
 from mast.common.checkpoints import load_checkpoint, save_checkpoint
 from mast.common.config import require
 from mast.models.backbone import BackboneConfig, ResNetBackbone, load_weights, saved_backbone_config
-from mast.models.matching import nearest_correlation
+from mast.models.matching import feature_mask, nearest_correlation
 
 #: ``model.pt``'s ``format`` entry.
 CHECKPOINT_FORMAT = "mast-ranet"
@@ -210,11 +210,6 @@ def gather_maps(template: torch.Tensor, indices: torch.Tensor, current: torch.Te
     if weights is not None:
         chosen = chosen * weights.gather(1, safe)[..., None]
     return correlation_maps(chosen, current)
-
-
-def feature_mask(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """``(B, h, w)`` bool: feature cells at least half covered by ``mask`` (``(B, H, W)`` in [0, 1])."""
-    return F.adaptive_avg_pool2d(mask[:, None].float(), size)[:, 0] >= 0.5
 
 
 # -- the network ------------------------------------------------------------------------------------------------------

@@ -19,6 +19,22 @@ and a head (1x1 conv with normalisation and ReLU, then a 1x1 conv) reads them:
 With ``mask: false`` the model is SiamFC (two-branch) or SiamRPN (three-branch).
 A mask of side ``S`` covers the RoW's 127-pixel window of the search crop,
 sample ``k`` at ``centre + (k - (S - 1) / 2) * 127 / S`` (the :func:`square_crop` grid).
+
+With ``nearest_match`` (docs/baselines.md §7.2) every search cell is matched to
+the exemplar's cells, as [VideoMatch] and [FEELVOS]' global matching do: its
+best cosine similarity to any foreground and to any background exemplar cell
+gives a *prior* map ``fg - bg`` on the search crop's cells (the exemplar's mask
+is then needed). The cells are the backbone's layer4 features, L2-normalised,
+before the adjust layers, computed a second time without layer3's stride
+(:meth:`SiamMask.match_features`): 4 crop pixels apart instead of 8.
+The score logits (three-branch: each anchor's object logit) get a learned gain
+times the prior averaged over the exemplar's object cells placed at each RoW
+(a correlation with the object's cell coverage, so it peaks where the object
+lines up with the exemplar's), and the mask logits a learned gain times the
+prior sampled on the RoW's window; the score head's and the mask branch's last
+layers start at zero. The untrained network thus tracks by nearest-neighbour
+matching to the first frame, which a self-supervised ``init`` backbone does
+well on objects it never saw, and training learns a correction to it.
 """
 from __future__ import annotations
 
@@ -35,7 +51,9 @@ from torch import nn
 from mast.common.checkpoints import load_checkpoint, save_checkpoint
 from mast.common.config import require
 from mast.models.backbone import BackboneConfig, ResNetBackbone, load_weights, saved_backbone_config
-from mast.models.siammask.geometry import EXEMPLAR_FEATURES, EXEMPLAR_SIZE
+from mast.models.matching import cell_coverage, nearest_correlation
+from mast.models.siammask.geometry import EXEMPLAR_FEATURES, EXEMPLAR_SIZE, RESPONSE_SIZE, SEARCH_SIZE, row_coordinates
+from mast.ops.crops import square_crop
 
 MASK_SIZE = 63
 REFINED_SIZE = EXEMPLAR_SIZE
@@ -53,6 +71,10 @@ class SiamMaskConfig:
     anchor_ratios: three-branch: ``h / w`` of the ``k`` anchors per RoW.
     anchor_scale: three-branch: anchor side ``8 * scale`` pixels of the search crop (square anchor).
     refine_width: channels of the refinement module's first stage (halved at each of the next two).
+    nearest_match: match the search crop's cells to the exemplar's foreground and background cells
+        and start the score and mask logits from it (module docstring); the exemplar's mask is needed.
+    prior_gain: the initial weight of that match in the score and mask logits (learned; a cosine
+        gap of 0.1 is then a logit of ``0.1 * prior_gain``).
     """
 
     branches: int = 3
@@ -62,6 +84,8 @@ class SiamMaskConfig:
     anchor_ratios: tuple[float, ...] = (0.33, 0.5, 1.0, 2.0, 3.0)
     anchor_scale: float = 8.0
     refine_width: int = 32
+    nearest_match: bool = False
+    prior_gain: float = 20.0
 
     def __post_init__(self) -> None:
         require(self.branches in (2, 3), "branches", "must be 2 (SiamFC mode) or 3 (SiamRPN mode)", self.branches)
@@ -72,6 +96,7 @@ class SiamMaskConfig:
         require(self.mask or not self.refine, "refine", "needs mask: true (it refines the mask branch)", self.refine)
         require(self.refine_width >= 4 and self.refine_width % 4 == 0, "refine_width",
                 "must be a multiple of 4, >= 4", self.refine_width)
+        require(self.prior_gain > 0, "prior_gain", "must be a number > 0", self.prior_gain)
         object.__setattr__(self, "anchor_ratios", tuple(self.anchor_ratios))
 
     @property
@@ -88,15 +113,30 @@ class SiamMaskConfig:
         return ["score"] + (["box"] if self.branches == 3 else []) + (["mask"] if self.mask else [])
 
 
-def depthwise_correlation(search: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
-    """Per-channel cross-correlation of every search map with its own kernel.
+def depthwise_correlation(search: torch.Tensor, kernel: torch.Tensor, stride: int = 1) -> torch.Tensor:
+    """Per-channel cross-correlation of every search map with its own kernel, every ``stride`` cells.
 
-    ``search`` ``(B, C, H, W)``, ``kernel`` ``(B, C, h, w)`` -> ``(B, C, H - h + 1, W - w + 1)``.
+    ``search`` ``(B, C, H, W)``, ``kernel`` ``(B, C, h, w)`` ->
+    ``(B, C, (H - h) // stride + 1, (W - w) // stride + 1)``.
     """
     batch, channels = kernel.shape[:2]
     out = F.conv2d(search.reshape(1, batch * channels, *search.shape[-2:]),
-                   kernel.reshape(batch * channels, 1, *kernel.shape[-2:]), groups=batch * channels)
+                   kernel.reshape(batch * channels, 1, *kernel.shape[-2:]), stride=stride,
+                   groups=batch * channels)
     return out.view(batch, channels, *out.shape[-2:])
+
+
+def window_prior(prior: torch.Tensor, rows: torch.Tensor, size: int) -> torch.Tensor:
+    """The prior ``(B, 1, h, w)`` (one value per search cell, cell ``m`` centred at search pixel
+    ``stride * m``, ``stride`` 4 or 8 as ``h`` is 64 or 32) sampled on the mask grid of each RoW
+    ``rows`` ``(N, 3)`` ``(batch index, i, j)``: ``(N, size, size)``, sample ``k`` at the window's
+    ``centre + (k - (size - 1) / 2) * 127 / size`` (:func:`square_crop`; 0 off the crop)."""
+    b, i, j = rows.unbind(1)
+    stride = round(SEARCH_SIZE / prior.shape[-1])
+    coords = row_coordinates(prior.device) / stride
+    centers = torch.stack([coords[j], coords[i]], dim=1)
+    sides = centers.new_full((len(rows),), EXEMPLAR_SIZE / stride)
+    return square_crop(prior[b], centers, sides, size)[:, 0]
 
 
 @contextmanager
@@ -112,6 +152,20 @@ def running_statistics(module: nn.Module) -> Iterator[None]:
     finally:
         for layer, mode in zip(layers, modes):
             layer.train(mode)
+
+
+@contextmanager
+def unstrided(layer: nn.Module) -> Iterator[None]:
+    """Inside, every convolution of ``layer`` runs at stride 1 (the same weights, unsubsampled)."""
+    convs = [conv for conv in layer.modules() if isinstance(conv, nn.Conv2d) and conv.stride != (1, 1)]
+    strides = [conv.stride for conv in convs]
+    for conv in convs:
+        conv.stride = (1, 1)
+    try:
+        yield
+    finally:
+        for conv, stride in zip(convs, strides):
+            conv.stride = stride
 
 
 def _conv_bn(in_channels: int, out_channels: int, relu: bool) -> nn.Sequential:
@@ -170,9 +224,32 @@ class SiamMask(nn.Module):
             self.mask_hidden = _conv_bn(channels, channels, relu=True)
             # The last 1x1 conv of the mask head, applied only to the RoWs asked for.
             self.mask_out = nn.Linear(channels, MASK_SIZE * MASK_SIZE)
+        if config.nearest_match:
+            self._start_from_prior()
 
-    def templates(self, exemplar: torch.Tensor) -> dict[str, torch.Tensor]:
+    def _start_from_prior(self) -> None:
+        """``nearest_match``: zero last layers and learned gains, so that the untrained score and
+        mask logits are the nearest-match prior's terms alone."""
+        last = [self.heads["score"][-1]]
+        if self.config.refine:
+            last.append(self.refinement.merges[-1])
+        elif self.config.mask:
+            last.append(self.mask_out)
+        for layer in last:
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+        self.score_gain = nn.Parameter(torch.tensor(float(self.config.prior_gain)))
+        if self.config.mask:
+            self.prior_gain = nn.Parameter(torch.tensor(float(self.config.prior_gain)))
+
+    def templates(self, exemplar: torch.Tensor, exemplar_mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Exemplar crops ``(B, 3, 127, 127)`` -> each branch's correlation kernel ``(B, C, 16, 16)``.
+
+        With ``nearest_match`` also what the match needs of ``exemplar_mask`` ``(B, 127, 127)``
+        in ``[0, 1]`` (required then): ``match_features`` ``(B, N, C')`` the cells of
+        :meth:`match_features` (``N = 32 * 32``), ``match_foreground`` ``(B, N)`` bool the cells at
+        least half covered by the mask, ``match_kernel`` ``(B, 1, 32, 32)`` each cell's coverage
+        divided by their sum (the score's pooling over the object).
 
         The shared backbone normalises exemplars with its running statistics, in training too:
         those are the search crops' (:meth:`respond` updates them), so an exemplar is normalised
@@ -181,8 +258,39 @@ class SiamMask(nn.Module):
         mostly background) and match neither in tracking, where every score fell (docs/baselines.md §7.2, Diagnosis).
         """
         with running_statistics(self.backbone):
-            top = self.backbone.stages(self.backbone.prepare(exemplar))[-1]
-        return {name: adjust["exemplar"](top) for name, adjust in self.adjust.items()}
+            stages = self.backbone.stages(self.backbone.prepare(exemplar))
+            kernels = {name: adjust["exemplar"](stages[-1]) for name, adjust in self.adjust.items()}
+            if self.config.nearest_match:
+                kernels.update(self._match_template(self.match_features(stages), exemplar_mask))
+        return kernels
+
+    def match_features(self, stages: list[torch.Tensor]) -> torch.Tensor:
+        """The features the nearest match compares, ``(B, C', h, w)`` L2-normalised: layer3 and
+        layer4 run again on a crop's layer2 output ``stages[1]`` without layer3's stride.
+
+        At output stride 8 layer3 subsamples, which a ``mast pretrain`` backbone (output stride 4)
+        never did: its layer4 cells are then 8 crop pixels apart, too coarse to match an object
+        a fraction of the crop wide (docs/baselines.md §7.2, *Nearest match*). Without the stride
+        they are the pretrained network's own features at layer2's stride (4 pixels without
+        ``stem_pool``): ``(B, C', 32, 32)`` for an exemplar, 64 x 64 for a search crop. The pass
+        normalises with the running statistics, as in tracking.
+        """
+        with running_statistics(self.backbone), unstrided(self.backbone.layers[2]):
+            top = self.backbone.layers[3](self.backbone.layers[2](stages[1]))
+        return F.normalize(top, dim=1)
+
+    @staticmethod
+    def _match_template(top: torch.Tensor, mask: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """The exemplar's side of the nearest match (:meth:`templates`) from its normalised
+        features ``top`` ``(B, C', h, w)`` and ``mask`` ``(B, 127, 127)``."""
+        if mask is None or mask.dim() != 3 or mask.shape[0] != top.shape[0]:
+            raise ValueError("siammask.nearest_match needs the exemplar's mask, (B, 127, 127) in [0, 1]; got "
+                             f"{None if mask is None else tuple(mask.shape)}")
+        coverage = cell_coverage(mask, top.shape[-2:])
+        # A tiny object may half-cover no cell: its partial coverage still places the score's pooling.
+        kernel = coverage / coverage.sum((1, 2), keepdim=True).clamp_min(1e-6)
+        return {"match_features": top.flatten(2).transpose(1, 2),
+                "match_foreground": (coverage >= 0.5).flatten(1), "match_kernel": kernel[:, None]}
 
     def respond(self, templates: dict[str, torch.Tensor], search: torch.Tensor) -> dict[str, Any]:
         """Search crops ``(B, 3, 255, 255)`` against ``templates`` (:meth:`templates`).
@@ -190,7 +298,9 @@ class SiamMask(nn.Module):
         Returns a dict: ``score`` (``(B, 1, 17, 17)`` or ``(B, k, 2, 17, 17)``), ``box``
         (``(B, k, 4, 17, 17)``, three branches), and with the mask branch either ``hidden``
         (the mask head's hidden layer, ``(B, C, 17, 17)``) or, refined, ``rows`` (the mask
-        branch's correlation) and ``skips`` (layer3, layer2, layer1 search features).
+        branch's correlation) and ``skips`` (layer3, layer2, layer1 search features); with
+        ``nearest_match`` ``prior`` ``(B, 1, 64, 64)``, each :meth:`match_features` cell's best
+        foreground minus best background cosine to the exemplar's cells.
         """
         stages = self.backbone.stages(self.backbone.prepare(search))
         batch, k = search.shape[0], self.config.num_anchors
@@ -199,6 +309,8 @@ class SiamMask(nn.Module):
         out: dict[str, Any] = {}
         score = self.heads["score"](rows["score"])
         out["score"] = score.view(batch, k, 2, *score.shape[-2:]) if self.config.branches == 3 else score
+        if self.config.nearest_match:
+            out["prior"], out["score"] = self._match(templates, self.match_features(stages), out["score"])
         if "box" in self.heads:
             box = self.heads["box"](rows["box"])
             out["box"] = box.view(batch, k, 4, *box.shape[-2:])
@@ -208,9 +320,31 @@ class SiamMask(nn.Module):
             out["hidden"] = self.mask_hidden(rows["mask"])
         return out
 
+    def _match(self, templates: dict[str, torch.Tensor], top: torch.Tensor,
+               score: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The nearest match of the search crop's :meth:`match_features` ``top`` ``(B, C', 64, 64)``:
+        its prior ``(B, 1, 64, 64)`` and ``score`` (:meth:`respond`'s) plus the gain times the prior
+        pooled over the exemplar's object at every RoW (three-branch: on every anchor's object logit)."""
+        nearest = nearest_correlation(templates["match_features"], templates["match_foreground"], top)
+        prior = nearest[:, :1] - nearest[:, 1:]
+        kernel = templates["match_kernel"]
+        step = (prior.shape[-1] - kernel.shape[-1]) // (RESPONSE_SIZE - 1)  # match cells per RoW step (8 pixels)
+        pooled = self.score_gain * depthwise_correlation(prior, kernel, step)  # (B, 1, 17, 17)
+        if self.config.branches == 2:
+            return prior, score + pooled
+        return prior, torch.cat([score[:, :, :1], score[:, :, 1:] + pooled[:, None]], dim=2)
+
     def row_masks(self, response: dict[str, Any], rows: torch.Tensor) -> torch.Tensor:
         """Mask logits ``(N, S, S)`` (``S`` = :attr:`SiamMaskConfig.mask_size`) of the RoWs
-        ``rows`` ``(N, 3)`` long ``(batch index, i, j)`` of a :meth:`respond` output."""
+        ``rows`` ``(N, 3)`` long ``(batch index, i, j)`` of a :meth:`respond` output
+        (with ``nearest_match``, plus the gain times the prior on each RoW's window)."""
+        logits = self._branch_masks(response, rows)
+        if not self.config.nearest_match:
+            return logits
+        return logits + self.prior_gain * window_prior(response["prior"], rows, logits.shape[-1])
+
+    def _branch_masks(self, response: dict[str, Any], rows: torch.Tensor) -> torch.Tensor:
+        """The mask branch's own logits ``(N, S, S)`` of ``rows`` (:meth:`row_masks`)."""
         b, i, j = rows.unbind(1)
         if not self.config.refine:
             return self.mask_out(response["hidden"][b, :, i, j]).view(-1, MASK_SIZE, MASK_SIZE)
@@ -221,9 +355,10 @@ class SiamMask(nn.Module):
                                       for bn, y, x in rows.tolist()]))
         return self.refinement(response["rows"][b, :, i, j], skips)
 
-    def forward(self, exemplar: torch.Tensor, search: torch.Tensor, rows: torch.Tensor | None = None) -> dict[str, Any]:
+    def forward(self, exemplar: torch.Tensor, search: torch.Tensor, rows: torch.Tensor | None = None,
+                exemplar_mask: torch.Tensor | None = None) -> dict[str, Any]:
         """:meth:`respond` to :meth:`templates`, with ``masks`` (:meth:`row_masks`) of ``rows`` if given."""
-        response = self.respond(self.templates(exemplar), search)
+        response = self.respond(self.templates(exemplar, exemplar_mask), search)
         if rows is not None and self.config.mask:
             response["masks"] = self.row_masks(response, rows)
         return response

@@ -3,7 +3,8 @@
 Start: each object's box is taken from its first-frame mask (``box_from``:
 ``minmax``, the axis-aligned box as the paper does on DAVIS, or ``rotated``,
 the centre and sides of the minimum-area rotated rectangle), and its exemplar
-(127x127, context rule, mean padding) is turned into the branches' kernels once.
+(127x127, context rule, mean padding) is turned into the branches' kernels once
+(with ``nearest_match``, with the first-frame mask cropped the same way).
 
 Step: a 255x255 search crop around each object's last box ([Carlier]'s
 heuristics on the scores): a cosine (Hann) window on the RoW grid weighted by
@@ -272,8 +273,11 @@ class SiamMaskTracker:
         self.scores = torch.ones(len(boxes), device=self.device)
         self.accepted = torch.stack([(labels == label).float() for label in range(1, len(boxes) + 1)])
         self.first_areas = self.accepted.sum((1, 2))
-        crops = self._crops(frame, self.centers, exemplar_side(self.sizes[:, 0], self.sizes[:, 1]), EXEMPLAR_SIZE)
-        self.templates = self.model.templates(crops)
+        sides = exemplar_side(self.sizes[:, 0], self.sizes[:, 1])
+        crops = self._crops(frame, self.centers, sides, EXEMPLAR_SIZE)
+        # The exemplar's mask on the same grid as its crop (0 outside the frame), for nearest_match.
+        masks = square_crop(self.accepted[:, None], self.centers, sides, EXEMPLAR_SIZE)[:, 0]
+        self.templates = self.model.templates(crops, masks)
         self.view = None
 
     def _crops(self, frame: torch.Tensor, centers: torch.Tensor, sides: torch.Tensor, size: int) -> torch.Tensor:

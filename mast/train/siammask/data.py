@@ -96,7 +96,8 @@ def draw_object_pair(videos: list[AnnotatedVideo], max_gap: int, min_pixels: int
 class PairDataset(AnnotatedSamples):
     """``samples`` training pairs of one phase; item ``i`` depends only on ``(seed, phase, i)``.
 
-    Items: ``exemplar`` ``(3, 127, 127)``, ``search`` ``(3, 255, 255)``, ``search_mask``
+    Items: ``exemplar`` ``(3, 127, 127)``, ``exemplar_mask`` ``(127, 127)`` in ``[0, 1]`` (the
+    object's mask on the exemplar, for ``nearest_match``), ``search`` ``(3, 255, 255)``, ``search_mask``
     ``(1, 255, 255)`` in ``[0, 1]``, ``box`` ``(4,)`` the target in search-crop pixels,
     ``positive`` ``()`` bool: False for a negative pair (``data.negative``), whose search
     region holds another video's object (its box; an empty mask).
@@ -115,8 +116,10 @@ class PairDataset(AnnotatedSamples):
         video, (frame_a, ids_a), (frame_b, ids_b), target = draw_object_pair(self.videos, data.max_gap,
                                                                               data.min_pixels, generator)
         box_a = minmax_box(ids_a == target)
-        exemplar, _, _ = jittered_crop(frame_a, box_a, float(exemplar_side(box_a[2], box_a[3])), EXEMPLAR_SIZE,
-                                       data.exemplar_shift, data.exemplar_scale, generator)
+        # The mask rides on the exemplar's crop and augmentation without drawing: pairs stay as they were.
+        exemplar, _, exemplar_mask = jittered_crop(frame_a, box_a, float(exemplar_side(box_a[2], box_a[3])),
+                                                   EXEMPLAR_SIZE, data.exemplar_shift, data.exemplar_scale, generator,
+                                                   mask=ids_a == target)
         positive = len(self.videos) < 2 or not _chance(generator, data.negative)
         if not positive:  # the search region of another video's pair: the same kind of crop, another object
             others = [other for other in self.videos if other is not video]
@@ -125,10 +128,10 @@ class PairDataset(AnnotatedSamples):
         search, box, mask = jittered_crop(frame_b, box_b, float(search_side(box_b[2], box_b[3])), SEARCH_SIZE,
                                           data.search_shift, data.search_scale, generator,
                                           mask=(ids_b == target) & positive)
-        exemplar, _, _ = augment_crop(exemplar, data, generator)
+        exemplar, _, exemplar_mask = augment_crop(exemplar, data, generator, mask=exemplar_mask)
         search, box, mask = augment_crop(search, data, generator, box, mask)
-        return {"exemplar": exemplar, "search": search, "search_mask": mask, "box": box,
-                "positive": torch.tensor(positive)}
+        return {"exemplar": exemplar, "exemplar_mask": exemplar_mask[0], "search": search, "search_mask": mask,
+                "box": box, "positive": torch.tensor(positive)}
 
 
 def collate_pairs(items: list[dict[str, Any]]) -> dict[str, Any]:

@@ -93,7 +93,7 @@ class SiamMaskTask(AnnotatedBaselineTask):
             positive = losses.similarity_labels(boxes, weights.positive_radius) & pairs
             rows = losses.positive_rows(positive)
         masked = net.mask and len(rows) > 0  # a batch of negative pairs only has no mask to learn
-        out = model(batch["exemplar"], batch["search"], rows if masked else None)
+        out = model(batch["exemplar"], batch["search"], rows if masked else None, batch["exemplar_mask"])
         parts: dict[str, torch.Tensor] = {}
         if net.branches == 3:
             terms = losses.score_terms(out["score"].float(), labels, hard)
