@@ -63,11 +63,16 @@ def train_recording(config, data, out) -> list[dict[str, float]]:
     return steps
 
 
+#: 80 steps fitted the disc (IoU > 0.7 in every frame) on one machine and reached only 0.55 on an
+#: AMD EPYC with the same seed: float sums differ between CPUs, and 80 steps left no margin.
+TRAINED_STEPS = 160
+
+
 @pytest.fixture(scope="module")
 def trained(davis, tmp_path_factory):
-    """The detector trained for 80 CPU steps on the synthetic videos: ``(run folder, per-step components)``."""
+    """The detector trained for TRAINED_STEPS CPU steps on the synthetic videos: ``(run folder, per-step components)``."""
     out = tmp_path_factory.mktemp("run") / "run"
-    return out, train_recording(tiny_config(phases(80)), davis, out)
+    return out, train_recording(tiny_config(phases(TRAINED_STEPS)), davis, out)
 
 
 def _untrained(**settings) -> Detector:
@@ -216,7 +221,7 @@ def test_proposal_targets_put_positives_at_the_centre_of_the_boxes_level():
 
 def test_training_lowers_every_loss_and_leaves_model_pt(trained):
     out, steps = trained
-    assert len(steps) == 80
+    assert len(steps) == TRAINED_STEPS
     for name in ("loss", "objectness", "proposal_box", "score", "box", "mask"):
         values = [step[name] for step in steps]
         assert all(np.isfinite(values)), name
@@ -308,7 +313,7 @@ def test_config_errors_name_the_key():
 
 
 def test_end_to_end_tracking_of_a_translating_object_keeps_iou_above_0_7(trained):
-    """The trained detector (80 CPU steps, no hand-made case) tracks the disc of one of its training
+    """The trained detector (TRAINED_STEPS CPU steps, no hand-made case) tracks the disc of one of its training
     videos: mask IoU > 0.7 in every frame, boxes as good. It shows that training through the template,
     proposals and heads yields a working tracker, not generalisation (the untrained network drifts to
     IoU 0 within five frames)."""
