@@ -131,13 +131,18 @@ def test_the_config_validation_section_stops_training_early(tmp_path):
     assert [entry["step"] for entry in history] == [1, 2]  # no gain above min_delta at step 2: stop
 
 
-def test_frozen_stages_keep_the_init_weights_and_statistics(tmp_path):
+def built_task(tmp_path, *overrides: str) -> RANetTask:
+    """A built RANet task of three steps on one synthetic sequence, with ``overrides``."""
     davis = write_davis(tmp_path / "davis", {"one": synthetic(0, frames=5)})
     config = load_config(overrides=[*TINY, "train.batch_size=2", "phases=[{name: ranet, steps: 3, lr: 0.01}]",
-                                    "freeze=2"], schema=RANetTrainingConfig)
+                                    *overrides], schema=RANetTrainingConfig)
     task = RANetTask(config, davis)
     task.build(World(rank=0, size=1, device=torch.device("cpu")))
-    assert_training_keeps_stem_and_layer1(task, tmp_path / "run")
+    return task
+
+
+def test_frozen_stages_keep_the_init_weights_and_statistics(tmp_path):
+    assert_training_keeps_stem_and_layer1(built_task(tmp_path, "freeze=2"), tmp_path / "run")
 
 
 def assert_training_keeps_stem_and_layer1(task, run) -> None:
@@ -155,3 +160,26 @@ def assert_training_keeps_stem_and_layer1(task, run) -> None:
 def test_freeze_is_checked_against_the_backbone():
     with pytest.raises(ConfigError, match="freeze"):
         load_config(overrides=[*TINY, "freeze=6"], schema=RANetTrainingConfig)
+
+
+def test_train_only_trains_the_named_parts_and_holds_the_rest(tmp_path):
+    task = built_task(tmp_path, "train_only=[decoder.out, ranker]")
+    before = {key: value.clone() for key, value in task.model.state_dict().items()}
+    Trainer(task, tmp_path / "run").run()
+    after = task.model.state_dict()
+    trained = [key for key in before if key.startswith(("decoder.out.", "ranker."))]
+    held = [key for key in before if key not in trained]
+    assert all(torch.equal(before[key], after[key]) for key in held)  # weights and BatchNorm buffers alike
+    assert all(not torch.equal(before[key], after[key]) for key in trained if key.endswith("weight"))
+
+
+@pytest.mark.parametrize("parts, message", [(["decoder.outs"], "names no parameter of the model; its parts are"),
+                                            (["backbone.stem"], "only parameters that freeze keeps")])
+def test_train_only_refuses_parts_that_train_nothing(tmp_path, parts, message):
+    with pytest.raises(ValueError, match=message):
+        built_task(tmp_path, "freeze=2", f"train_only=[{', '.join(parts)}]")
+
+
+def test_train_only_refuses_what_is_not_a_list_of_names():
+    with pytest.raises(ConfigError, match="train_only"):
+        load_config(overrides=[*TINY, "train_only=['', decoder]"], schema=RANetTrainingConfig)

@@ -84,6 +84,19 @@ def test_frozen_stages_keep_their_weights_and_statistics(davis, tmp_path):
     assert_training_keeps_stem_and_layer1(task, tmp_path / "run")
 
 
+def test_train_only_trains_the_score_branch_alone(davis, tmp_path):
+    task = SiamMaskTask(tiny_config(phases(3, lr=0.01), "siammask.branches=2",
+                                    "train_only=[heads.score, adjust.score]"), davis)
+    task.build(_World())
+    before = {key: value.clone() for key, value in task.model.state_dict().items()}
+    Trainer(task, tmp_path / "run").run()
+    after = task.model.state_dict()
+    score = [key for key in before if key.startswith(("heads.score.", "adjust.score."))]
+    assert any(not torch.equal(before[key], after[key]) for key in score)
+    # the rest, BatchNorm statistics included (the mask branch's adjust layers run in every step)
+    assert all(torch.equal(before[key], after[key]) for key in before if key not in score)
+
+
 def test_validation_at_start_scores_step_0_and_a_resumed_run_does_not_again(davis, tmp_path):
     config = tiny_config(phases(4), "siammask.branches=2", "validation.every=2", "validation.max_frames=4",
                          "validation.at_start=true", "train.checkpoint_every=2")

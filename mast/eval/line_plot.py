@@ -13,8 +13,9 @@ import numpy as np
 
 from mast.eval.compare_plot import GRID, INK, draw_text, draw_vertical_text
 
-#: BGR line colours in order (matplotlib's tab10: blue, orange, green, red, purple, brown).
-LINE_COLOURS = ((180, 119, 31), (14, 127, 255), (44, 160, 44), (40, 39, 214), (189, 103, 148), (75, 86, 140))
+#: BGR line colours in order (matplotlib's tab10: blue, orange, green, red, purple, brown, pink, grey, olive, cyan).
+LINE_COLOURS = ((180, 119, 31), (14, 127, 255), (44, 160, 44), (40, 39, 214), (189, 103, 148), (75, 86, 140),
+                (194, 119, 227), (127, 127, 127), (34, 189, 188), (207, 190, 23))
 #: Margins around the plotting area: left, top, right, bottom (pixels).
 MARGINS = (80, 50, 30, 60)
 

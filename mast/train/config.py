@@ -124,6 +124,14 @@ def require_freeze(freeze: int, model: BackboneConfig) -> None:
             f"must be an integer in 0..{model.stages + 1} (the stem and layer1..layer{model.stages})", freeze)
 
 
+def require_train_only(prefixes: tuple[str, ...]) -> None:
+    """A baseline's ``train_only``: parameter-name prefixes (``decoder.out``, ``prior_gain``); the
+    model's names are checked when it is built (:meth:`~mast.train.tasks.AnnotatedBaselineTask.train_only`)."""
+    for prefix in prefixes:
+        require(isinstance(prefix, str) and prefix.strip() == prefix and prefix != "", "train_only",
+                "must be a list of parameter-name prefixes (non-empty, no spaces around)", list(prefixes))
+
+
 @dataclass(frozen=True)
 class ValidationConfig:
     """How validation (:class:`~mast.train.validation.Validator`) scores the backbone during training (:mod:`mast.train.validation`).

@@ -152,8 +152,41 @@ class AnnotatedBaselineTask:
         for module in self.frozen:
             module.requires_grad_(False)
 
+    def train_only(self, model: nn.Module, parts: tuple[str, ...]) -> None:
+        """Keeps every parameter of ``model`` outside ``parts`` as it starts, and the statistics of
+        every BatchNorm left without a trainable parameter (:meth:`hold_frozen`); no parts: no change.
+
+        A part is a dotted name that selects itself and everything under it (``heads.score``
+        selects ``heads.score.0.0.weight``, not ``heads.scores``): for training a few heads or
+        gains of a model whose other parts must not move (docs/baselines.md, *Training part of a model*).
+
+        Raises:
+            ValueError: a part that names no parameter (the message lists the model's top-level
+                parts), or only parameters ``freeze`` already keeps.
+        """
+        if not parts:
+            return
+        named = dict(model.named_parameters())
+        for part in parts:
+            chosen = [param for name, param in named.items() if _in_part(name, part)]
+            if not chosen:
+                tops = ", ".join(sorted({name.split(".")[0] for name in named}))
+                raise ValueError(f"train_only: {part!r} names no parameter of the model; its parts are {tops}")
+            if not any(param.requires_grad for param in chosen):
+                raise ValueError(f"train_only: {part!r} names only parameters that freeze keeps")
+        for name, param in named.items():
+            if not any(_in_part(name, part) for part in parts):
+                param.requires_grad_(False)
+        self.frozen += [module for module in model.modules() if isinstance(module, nn.modules.batchnorm._BatchNorm)
+                        and not any(param.requires_grad for param in module.parameters())]
+
     def hold_frozen(self) -> None:
         """Puts the frozen stages back in eval mode: the loop puts the whole model in training mode,
         and their BatchNorm statistics must stay the ``init`` backbone's."""
         for module in self.frozen:
             module.eval()
+
+
+def _in_part(name: str, part: str) -> bool:
+    """Whether parameter ``name`` is ``part`` or lies under it (``train_only``)."""
+    return name == part or name.startswith(part + ".")

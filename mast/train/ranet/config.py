@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from mast.common.config import require
 from mast.models.backbone import BackboneConfig
 from mast.models.ranet.model import RANetConfig
-from mast.train.config import MAX_CROP_SIZE, PhaseConfig, RunConfig, ValidationConfig, require_freeze
+from mast.train.config import (MAX_CROP_SIZE, PhaseConfig, RunConfig, ValidationConfig, require_freeze,
+                               require_train_only)
 from mast.train.ranet.losses import MASK_LOSSES
 
 
@@ -72,6 +73,9 @@ class RANetTrainingConfig:
         loss: bce | soft-iou | both (their sum).
         freeze: the first this many backbone stages (the stem, layer1, layer2, ...) keep their
             initial weights and BatchNorm statistics (those of the ``init`` backbone): 0 trains them all.
+            The backbone's ``head`` and RANet's ``embed`` block are not stages: they still train.
+        train_only: parameter-name prefixes (``decoder.out``, ``prior_gain``); when given, only the
+            parameters they start train (after ``freeze``); empty: all of them.
         data: samples, their size and the previous-mask perturbation.
         train / phases: the loop's sections (a phase's ``mode`` and ``pair_gaps`` are not used).
         validation: how the training's validator scores the model: ``every``, ``max_frames`` and early
@@ -84,6 +88,7 @@ class RANetTrainingConfig:
     ranet: RANetConfig = field(default_factory=RANetConfig)
     loss: str = "both"
     freeze: int = 0
+    train_only: tuple[str, ...] = ()
     data: RANetDataConfig = field(default_factory=RANetDataConfig)
     train: RunConfig = field(default_factory=lambda: RunConfig(batch_size=8))
     phases: tuple[PhaseConfig, ...] = (PhaseConfig(name="ranet", steps=20000, lr=1e-4),)
@@ -95,4 +100,5 @@ class RANetTrainingConfig:
         require(self.model.in_channels == 3, "model.in_channels", "must be 3 (colour frames)", self.model.in_channels)
         require(self.loss in MASK_LOSSES, "loss", f"must be one of {', '.join(MASK_LOSSES)}", self.loss)
         require_freeze(self.freeze, self.model)
+        require_train_only(self.train_only)
         require(bool(self.phases), "phases", "must be a non-empty list of phase mappings", list(self.phases))

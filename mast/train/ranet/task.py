@@ -51,6 +51,7 @@ class RANetTask(AnnotatedBaselineTask):
         if self.init_state is not None:
             self.model.backbone.load_state_dict(self.init_state)
         self.freeze_stages(self.model.backbone, self.config.freeze)
+        self.train_only(self.model, self.config.train_only)
         self.model.to(world.device)
         if world.is_main:
             log_annotated(self.videos, world.device, world.size)

@@ -11,7 +11,8 @@ from mast.common.config import ConfigError, require
 from mast.models.backbone import BackboneConfig
 from mast.models.siammask.model import SiamMaskConfig
 from mast.models.siammask.tracker import TrackerConfig
-from mast.train.config import AnnotatedDataConfig, PhaseConfig, RunConfig, ValidationConfig, require_freeze
+from mast.train.config import (AnnotatedDataConfig, PhaseConfig, RunConfig, ValidationConfig, require_freeze,
+                               require_train_only)
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,9 @@ class SiamMaskTrainingConfig:
     ``tracker`` is not used in training: it is saved in ``model.pt`` as the tracking
     heuristics ``mast propagate`` applies (validation tracks with it too). ``freeze``: the first
     this many backbone stages (the stem, layer1, ...) keep the ``init`` backbone's weights and
-    BatchNorm statistics (0 trains them all). ``validation``: how
+    BatchNorm statistics (0 trains them all). ``train_only``: parameter-name prefixes
+    (``heads.score``, ``score_gain``); when given, only the parameters they start train (after
+    ``freeze``; empty: all of them). ``validation``: how
     the training's validator scores the model, ``every``, ``max_frames`` and early stopping
     (``patience``, ``min_delta``); ``preset`` and ``candidates`` are the self-supervised
     backbone's and not used.
@@ -106,6 +109,7 @@ class SiamMaskTrainingConfig:
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     loss: SiamMaskLossConfig = field(default_factory=SiamMaskLossConfig)
     freeze: int = 0
+    train_only: tuple[str, ...] = ()
     data: SiamMaskDataConfig = field(default_factory=SiamMaskDataConfig)
     train: RunConfig = field(default_factory=RunConfig)
     phases: tuple[PhaseConfig, ...] = (PhaseConfig(name="siammask"),)
@@ -118,3 +122,4 @@ class SiamMaskTrainingConfig:
                               f"got {self.model.output_stride}")
         require(self.model.in_channels == 3, "model.in_channels", "must be 3 (colour frames)", self.model.in_channels)
         require_freeze(self.freeze, self.model)
+        require_train_only(self.train_only)

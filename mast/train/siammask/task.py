@@ -59,6 +59,7 @@ class SiamMaskTask(AnnotatedBaselineTask):
         if self.init_state is not None:
             self.model.load_backbone(self.init_state)
         self.freeze_stages(self.model.backbone, self.config.freeze)
+        self.train_only(self.model, self.config.train_only)
         self.anchors = make_anchors(config.siammask.anchor_ratios, config.siammask.anchor_scale, world.device)
         if world.is_main:
             log_annotated(self.videos, world.device, world.size)
