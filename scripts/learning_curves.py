@@ -26,6 +26,7 @@ import numpy as np
 
 from mast.common.files import atomic_open, atomic_write_text
 from mast.eval.line_plot import line_plot
+from mast.train.validation import zero_motion_line
 
 
 def parse_run(value: str) -> tuple[str, Path]:
@@ -79,8 +80,7 @@ def charts(runs: dict[str, dict], scalars: dict[str, dict[str, dict]]) -> np.nda
     series = {label: (run["steps"], run["scores"]) for label, run in runs.items()}
     bars = [run["zero_motion"] for run in runs.values() if run["zero_motion"] is not None]
     if bars:
-        steps = [step for run in runs.values() for step in run["steps"]]
-        series[f"zero motion (first mask): {bars[0]:.3f}"] = ([min(steps), max(steps)], [bars[0]] * 2)
+        series.update([zero_motion_line([step for run in runs.values() for step in run["steps"]], bars[0])])
     images = [line_plot(series, "validation J&F", "training step", "J&F")]
     for tag, values in scalars.items():
         images.append(line_plot({label: (value["steps"], value["values"]) for label, value in values.items()},

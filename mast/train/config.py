@@ -124,12 +124,13 @@ def require_freeze(freeze: int, model: BackboneConfig) -> None:
             f"must be an integer in 0..{model.stages + 1} (the stem and layer1..layer{model.stages})", freeze)
 
 
-def require_train_only(prefixes: tuple[str, ...]) -> None:
-    """A baseline's ``train_only``: parameter-name prefixes (``decoder.out``, ``prior_gain``); the
-    model's names are checked when it is built (:meth:`~mast.train.tasks.AnnotatedBaselineTask.train_only`)."""
-    for prefix in prefixes:
-        require(isinstance(prefix, str) and prefix.strip() == prefix and prefix != "", "train_only",
-                "must be a list of parameter-name prefixes (non-empty, no spaces around)", list(prefixes))
+def require_train_only(parts: tuple[str, ...]) -> None:
+    """A baseline's ``train_only``: the model's parts to train, as dotted names (``decoder.out``,
+    ``prior_gain``); they are checked against the model when it is built
+    (:meth:`~mast.train.tasks.AnnotatedBaselineTask.train_only`)."""
+    for part in parts:
+        require(isinstance(part, str) and part.strip() == part and part != "", "train_only",
+                "must be a list of the model's parts, dotted names (non-empty, no spaces around)", list(parts))
 
 
 @dataclass(frozen=True)

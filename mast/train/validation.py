@@ -178,6 +178,12 @@ class Validator:
         return evaluate_sequence(sequence.ground_truth, predictions, object_ids=self._objects(sequence))
 
 
+def zero_motion_line(steps: list[int], zero_motion: float) -> tuple[str, tuple[list[int], list[float]]]:
+    """A learning curve's zero-motion bar (:meth:`Validator.zero_motion`): its legend and a flat
+    series across ``steps``."""
+    return f"zero motion (first mask): {zero_motion:.3f}", ([min(steps), max(steps)], [zero_motion] * 2)
+
+
 def learning_curve(history: list[dict], best_step: int, best_score: float, sequences: list[str],
                    zero_motion: float | None = None) -> np.ndarray:
     """``(H, W, 3)`` uint8 BGR: validation J&F against steps, one line per way of tracking
@@ -190,8 +196,7 @@ def learning_curve(history: list[dict], best_step: int, best_score: float, seque
                      [entry[name]["J&F"] for entry in history if name in entry]) for name in candidates}
     series[f"best: {best_score:.3f} at step {best_step}"] = ([best_step], [best_score])
     if zero_motion is not None:
-        steps = [entry["step"] for entry in history] or [best_step]
-        series[f"zero motion (first mask): {zero_motion:.3f}"] = ([min(steps), max(steps)], [zero_motion] * 2)
+        series.update([zero_motion_line([entry["step"] for entry in history] or [best_step], zero_motion)])
     return line_plot(series, f"validation J&F on {', '.join(sequences)}", "training step", "J&F",
                      y_range=(0.0, 1.0))  # J&F's whole span: runs compare at a glance
 

@@ -74,8 +74,8 @@ class RANetTrainingConfig:
         freeze: the first this many backbone stages (the stem, layer1, layer2, ...) keep their
             initial weights and BatchNorm statistics (those of the ``init`` backbone): 0 trains them all.
             The backbone's ``head`` and RANet's ``embed`` block are not stages: they still train.
-        train_only: parameter-name prefixes (``decoder.out``, ``prior_gain``); when given, only the
-            parameters they start train (after ``freeze``); empty: all of them.
+        train_only: the parts to train, dotted names each selecting itself and everything under it
+            (``decoder.out``, ``prior_gain``); the rest is held (after ``freeze``); empty: all train.
         data: samples, their size and the previous-mask perturbation.
         train / phases: the loop's sections (a phase's ``mode`` and ``pair_gaps`` are not used).
         validation: how the training's validator scores the model: ``every``, ``max_frames`` and early

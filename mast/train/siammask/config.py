@@ -96,9 +96,9 @@ class SiamMaskTrainingConfig:
     ``tracker`` is not used in training: it is saved in ``model.pt`` as the tracking
     heuristics ``mast propagate`` applies (validation tracks with it too). ``freeze``: the first
     this many backbone stages (the stem, layer1, ...) keep the ``init`` backbone's weights and
-    BatchNorm statistics (0 trains them all). ``train_only``: parameter-name prefixes
-    (``heads.score``, ``score_gain``); when given, only the parameters they start train (after
-    ``freeze``; empty: all of them). ``validation``: how
+    BatchNorm statistics (0 trains them all). ``train_only``: the parts to train, dotted
+    names each selecting itself and everything under it (``heads.score``, ``score_gain``); the rest
+    is held (after ``freeze``; empty: all train). ``validation``: how
     the training's validator scores the model, ``every``, ``max_frames`` and early stopping
     (``patience``, ``min_delta``); ``preset`` and ``candidates`` are the self-supervised
     backbone's and not used.
